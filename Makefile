@@ -1,0 +1,56 @@
+# Two commands: `make run` and `make test`. Both install into .venv when needed.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/prorata_test
+PYTEST_ARGS ?=
+
+.PHONY: install run test test-sqlite test-postgres lint bench clean
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -c requirements.lock -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	@mkdir -p var/mail
+	@echo "Migrating the database (the first time takes about two minutes: dj-stripe has many migrations)..."
+	$(PY) manage.py migrate --no-input
+	$(PY) manage.py seed_demo
+	$(PY) manage.py setup_schedules
+	@echo ""
+	@echo "  Billing page:  http://127.0.0.1:8000/billing/"
+	@echo "  Admin:         http://127.0.0.1:8000/admin/"
+	@echo "  E-mails are written to var/mail/. Scheduler: django-q2 cluster (qcluster). Ctrl-C stops both."
+	@echo ""
+	@trap 'kill 0' EXIT INT TERM; \
+	  $(PY) manage.py qcluster & \
+	  $(PY) manage.py runserver 127.0.0.1:8000 --noreload
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+test-sqlite: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-postgres: install
+	@if $(PY) -c "import psycopg,sys; psycopg.connect('$(TEST_DATABASE_URL)'.rsplit('/',1)[0] + '/postgres', connect_timeout=3).close()" 2>/dev/null; then \
+	  echo "== PostgreSQL: $(TEST_DATABASE_URL)"; \
+	  TEST_DATABASE_URL=$(TEST_DATABASE_URL) $(PY) -m pytest $(PYTEST_ARGS); \
+	else echo "== PostgreSQL not reachable at $(TEST_DATABASE_URL): skipped the PostgreSQL run"; fi
+
+test: lint
+	@echo "== SQLite"
+	$(MAKE) --no-print-directory test-sqlite
+	$(MAKE) --no-print-directory test-postgres
+
+bench: install
+	$(PY) bench/billing_run.py
+
+clean:
+	rm -rf $(VENV) db.sqlite3* var staticfiles

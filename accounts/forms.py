@@ -1,0 +1,18 @@
+from django import forms
+from django.contrib.auth.password_validation import validate_password
+
+
+class SignUpForm(forms.Form):
+    account_name = forms.CharField(max_length=200, label="Company or account name")
+    email = forms.EmailField(label="E-mail")
+    password = forms.CharField(widget=forms.PasswordInput, label="Password", min_length=8)
+
+    def clean_password(self):
+        password = self.cleaned_data["password"]
+        validate_password(password)
+        return password
+
+
+class PropertyForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    domain = forms.CharField(max_length=253, help_text="For example: example.com")

@@ -1,0 +1,127 @@
+"""Writes for accounts, memberships and properties. Views and commands call these."""
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from .models import Account, AuditEvent, Membership, Property, PropertyStatus, Role
+
+
+class AccountError(Exception):
+    """A refused request; the message is fit to show the user."""
+
+
+def audit(*, account, actor, action, obj, before=None, after=None, reason="", now=None) -> AuditEvent:
+    """Append an audit row (ACC-3). `actor` None means the system (scheduler, webhooks)."""
+    return AuditEvent.objects.create(
+        account=account,
+        actor=actor,
+        actor_label=actor_label(actor),
+        action=action,
+        object_type=type(obj).__name__,
+        object_id=str(obj.pk),
+        before=before or {},
+        after=after or {},
+        reason=reason,
+        created_at=now or timezone.now(),
+    )
+
+
+def actor_label(actor) -> str:
+    if actor is None:
+        return "system"
+    role = "staff" if actor.is_staff else "customer"
+    return f"{actor.get_username()} ({role})"
+
+
+@transaction.atomic
+def account_sign_up(*, email: str, password: str, account_name: str, now=None):
+    """Create a user, an account on the Free plan and the owner membership."""
+    from subscriptions import billing  # the engine owns subscriptions
+
+    User = get_user_model()
+    email = email.strip().lower()
+    if User.objects.filter(username__iexact=email).exists():
+        raise AccountError("An account with this e-mail address already exists. Log in instead.")
+    user = User.objects.create_user(username=email, email=email, password=password)
+    account = Account.objects.create(name=account_name.strip() or email, created_at=now or timezone.now())
+    Membership.objects.create(user=user, account=account, role=Role.OWNER)
+    billing.start_free(account, actor=user, now=now)
+    audit(account=account, actor=user, action="account.signed_up", obj=account, after={"name": account.name})
+    return user, account
+
+
+def property_limit(account) -> int | None:
+    subscription = account.subscription
+    return subscription.plan.limit_properties if subscription else None
+
+
+@transaction.atomic
+def property_add(*, account: Account, name: str, domain: str, actor=None, now=None) -> Property:
+    """Add a property; the plan's property limit is enforced here (CAT-1)."""
+    Account.objects.select_for_update().get(pk=account.pk)  # serialise adds for one account
+    limit = property_limit(account)
+    count = account.properties.live().count()
+    subscription = account.subscription
+    if limit is not None and count >= limit:
+        raise AccountError(
+            f"Your {subscription.plan.name} plan allows {limit} "
+            f"propert{'y' if limit == 1 else 'ies'}; you have {count}. "
+            "Upgrade your plan or delete a property to add another."
+        )
+    domain = domain.strip().lower().removeprefix("https://").removeprefix("http://").strip("/")
+    if not domain or " " in domain or "." not in domain:
+        raise AccountError("Enter the website's domain, like example.com.")
+    prop = Property.objects.create(account=account, name=name.strip() or domain, domain=domain,
+                                   created_at=now or timezone.now())
+    audit(account=account, actor=actor, action="property.added", obj=prop,
+          after={"name": prop.name, "domain": prop.domain})
+    return prop
+
+
+@transaction.atomic
+def property_delete(*, prop: Property, actor=None, now=None) -> None:
+    """The owner deletes a property. The row is kept (deleted_at) as trial-usage evidence."""
+    if prop.deleted_at:
+        return
+    before = {"status": prop.status}
+    prop.deleted_at = now or timezone.now()
+    prop.save(update_fields=["deleted_at"])
+    audit(account=prop.account, actor=actor, action="property.deleted", obj=prop, before=before,
+          after={"deleted_at": prop.deleted_at.isoformat()})
+    unpause_within_limit(prop.account, actor=actor, now=now)
+
+
+def unpause_within_limit(account: Account, *, actor=None, now=None) -> list[Property]:
+    """Resume paused properties, oldest first, while the plan's limit allows (DWN-3)."""
+    limit = property_limit(account)
+    live = list(account.properties.live().order_by("created_at", "id"))
+    active = sum(1 for p in live if p.status == PropertyStatus.ACTIVE)
+    resumed = []
+    for prop in live:
+        if prop.status != PropertyStatus.PAUSED:
+            continue
+        if limit is not None and active >= limit:
+            break
+        prop.status = PropertyStatus.ACTIVE
+        prop.save(update_fields=["status"])
+        active += 1
+        resumed.append(prop)
+        audit(account=account, actor=actor, action="property.resumed", obj=prop,
+              before={"status": "paused"}, after={"status": "active"}, now=now)
+    return resumed
+
+
+def pause_excess(account: Account, limit: int | None, *, now=None) -> list[Property]:
+    """Pause the newest properties beyond `limit` (DWN-3, CAN-2): never delete them."""
+    if limit is None:
+        return []
+    live = list(account.properties.live().filter(status=PropertyStatus.ACTIVE).order_by("created_at", "id"))
+    excess = live[limit:]
+    for prop in excess:
+        prop.status = PropertyStatus.PAUSED
+        prop.save(update_fields=["status"])
+        audit(account=account, actor=None, action="property.paused", obj=prop,
+              before={"status": "active"}, after={"status": "paused"},
+              reason=f"Over the plan's limit of {limit}", now=now)
+    return excess

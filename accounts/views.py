@@ -1,0 +1,74 @@
+from django.contrib import messages
+from django.contrib.auth import login
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods
+
+from . import services
+from .decorators import account_required
+from .forms import PropertyForm, SignUpForm
+from .models import Property
+
+
+@require_http_methods(["GET", "POST"])
+def sign_up(request):
+    if request.user.is_authenticated:
+        return redirect("billing:overview")
+    form = SignUpForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user, _account = services.account_sign_up(
+                email=form.cleaned_data["email"],
+                password=form.cleaned_data["password"],
+                account_name=form.cleaned_data["account_name"],
+            )
+        except services.AccountError as exc:
+            form.add_error("email", str(exc))
+        else:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            messages.success(request, "Welcome to Prorata. You are on the Free plan.")
+            return redirect("billing:overview")
+    return render(request, "registration/signup.html", {"form": form})
+
+
+@account_required("view_usage")
+def property_list(request):
+    account = request.account
+    props = list(account.properties.live().order_by("created_at", "id"))
+    limit = services.property_limit(account)
+    form = PropertyForm()
+    return render(
+        request,
+        "accounts/property_list.html",
+        {"properties": props, "limit": limit, "form": form,
+         "can_manage": request.membership.can("manage_properties")},
+    )
+
+
+@account_required("manage_properties")
+@require_http_methods(["POST"])
+def property_add(request):
+    form = PropertyForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Enter a name and a domain for the property.")
+        return redirect("accounts:properties")
+    try:
+        prop = services.property_add(
+            account=request.account, name=form.cleaned_data["name"],
+            domain=form.cleaned_data["domain"], actor=request.user,
+        )
+    except services.AccountError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Added {prop.name}. Its tracking tag is {prop.tracking_tag}.")
+    return redirect("accounts:properties")
+
+
+@account_required("manage_properties")
+@require_http_methods(["GET", "POST"])
+def property_delete(request, pk: int):
+    prop = get_object_or_404(Property.objects.live(), pk=pk, account=request.account)
+    if request.method == "POST":
+        services.property_delete(prop=prop, actor=request.user)
+        messages.success(request, f"Deleted {prop.name}.")
+        return redirect("accounts:properties")
+    return render(request, "accounts/property_confirm_delete.html", {"property": prop})

@@ -1,0 +1,178 @@
+"""The built-in sandbox gateway: the default, works with no keys and no network.
+
+It keeps its state in the database (SandboxCard, SandboxCharge, SandboxRefund), so idempotency
+holds across processes, and it understands Stripe's test payment-method tokens (PAY-1).
+`faults()` switches on failure modes for tests: a timeout after the charge went through, an
+unreachable gateway, or a crash after N charges.
+"""
+
+import contextlib
+import hashlib
+import secrets
+import threading
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from invoices.models import SandboxCard, SandboxCharge, SandboxRefund
+
+from .base import CardDeclined, CardDetails, ChargeResult, GatewayError, GatewayUnavailable, RefundResult
+
+
+@dataclass(frozen=True)
+class TestCard:
+    brand: str
+    last4: str
+    attach_decline: str = ""  # decline code when attached
+    charge_decline: str = ""  # decline code on every charge
+
+
+# Stripe's test tokens (PAY-1), with Stripe's behaviour for each.
+TEST_CARDS = {
+    "pm_card_visa": TestCard("visa", "4242"),
+    "pm_card_mastercard": TestCard("mastercard", "4444"),
+    "pm_card_amex": TestCard("amex", "8431"),
+    "pm_card_chargeDeclined": TestCard("visa", "0002", attach_decline="card_declined"),
+    "pm_card_chargeDeclinedInsufficientFunds": TestCard("visa", "9995", charge_decline="insufficient_funds"),
+    "pm_card_chargeCustomerFail": TestCard("visa", "0341", charge_decline="card_declined"),
+}
+
+DECLINE_MESSAGES = {
+    "card_declined": "Your card was declined.",
+    "insufficient_funds": "Your card has insufficient funds.",
+}
+
+
+class SimulatedCrash(RuntimeError):
+    """Raised by the crash fault: the process 'dies' right after the gateway charged."""
+
+
+_faults = threading.local()
+
+
+@contextlib.contextmanager
+def faults(*, timeout_after_charge: int = 0, unavailable: bool = False, crash_after_charges: int | None = None):
+    """Inject gateway faults for the duration of the block (this thread only).
+
+    timeout_after_charge: the next N charges go through at the "bank" but the caller gets a
+        timeout (GatewayUnavailable), as when a response is lost (PAY-2).
+    unavailable: every call raises GatewayUnavailable and nothing is recorded.
+    crash_after_charges: after N successful charges, the next charge is made and then
+        SimulatedCrash is raised (a worker dying between charging and recording, REN-3).
+    """
+    previous = getattr(_faults, "state", None)
+    _faults.state = {
+        "timeout_after_charge": timeout_after_charge,
+        "unavailable": unavailable,
+        "crash_after_charges": crash_after_charges,
+    }
+    try:
+        yield _faults.state
+    finally:
+        _faults.state = previous
+
+
+def _state() -> dict:
+    return getattr(_faults, "state", None) or {}
+
+
+def fingerprint_for(token: str) -> str:
+    # One card, one fingerprint: the same test token always maps to the same "card", as on Stripe.
+    return "fp_" + hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+class SandboxGateway:
+    name = "sandbox"
+
+    def _check_reachable(self):
+        if _state().get("unavailable"):
+            raise GatewayUnavailable("The payment gateway did not answer (sandbox fault).")
+
+    def ensure_customer(self, account) -> str:
+        return account.gateway_customer_id or f"cus_sbx_{account.pk}"
+
+    def attach(self, customer_id: str, token: str) -> CardDetails:
+        self._check_reachable()
+        card = TEST_CARDS.get(token)
+        if card is None:
+            raise CardDeclined(
+                f"Unknown test token {token!r}. Use one of: {', '.join(TEST_CARDS)}.", code="invalid_token"
+            )
+        if card.attach_decline:
+            raise CardDeclined(DECLINE_MESSAGES[card.attach_decline], code=card.attach_decline)
+        stored = SandboxCard.objects.create(
+            gateway_id="pm_sbx_" + secrets.token_hex(8), customer=customer_id, token=token
+        )
+        year = timezone.now().year + 3
+        return CardDetails(stored.gateway_id, card.brand, card.last4, 12, year, fingerprint_for(token))
+
+    def charge(self, *, customer_id, payment_method_id, amount, currency, idempotency_key, description=""):
+        self._check_reachable()
+        existing = SandboxCharge.objects.filter(idempotency_key=idempotency_key).first()
+        if existing is not None:
+            if existing.amount != amount:
+                raise GatewayError("Idempotency key reused with a different amount.")
+            return self._result(existing)
+        stored_card = SandboxCard.objects.filter(gateway_id=payment_method_id, customer=customer_id).first()
+        test_card = TEST_CARDS.get(stored_card.token) if stored_card else None
+        decline = "card_declined" if test_card is None else test_card.charge_decline
+        try:
+            with transaction.atomic():
+                record = SandboxCharge.objects.create(
+                    reference="ch_sbx_" + secrets.token_hex(10),
+                    idempotency_key=idempotency_key,
+                    card=stored_card,
+                    amount=amount,
+                    currency=currency,
+                    succeeded=not decline,
+                    decline_code=decline,
+                )
+        except IntegrityError:  # a concurrent call with the same key won: return its result
+            return self._result(SandboxCharge.objects.get(idempotency_key=idempotency_key))
+        state = _state()
+        if state.get("timeout_after_charge"):
+            state["timeout_after_charge"] -= 1
+            raise GatewayUnavailable("The payment gateway timed out (sandbox fault).")
+        if state.get("crash_after_charges") is not None:
+            if state["crash_after_charges"] <= 0:
+                raise SimulatedCrash("Simulated crash after charging (sandbox fault).")
+            state["crash_after_charges"] -= 1
+        return self._result(record)
+
+    def find_charge(self, idempotency_key: str) -> ChargeResult | None:
+        self._check_reachable()
+        record = SandboxCharge.objects.filter(idempotency_key=idempotency_key).first()
+        return self._result(record) if record else None
+
+    def refund(self, *, reference: str, amount: Decimal, idempotency_key: str) -> RefundResult:
+        self._check_reachable()
+        existing = SandboxRefund.objects.filter(idempotency_key=idempotency_key).first()
+        if existing:
+            return RefundResult(existing.reference, existing.amount)
+        with transaction.atomic():
+            charge = SandboxCharge.objects.select_for_update().get(reference=reference)
+            if not charge.succeeded:
+                raise GatewayError("Only a succeeded charge can be refunded.")
+            if charge.refunded_amount + amount > charge.amount:
+                raise GatewayError("The refund is larger than what is left of the charge.")
+            charge.refunded_amount += amount
+            charge.save(update_fields=["refunded_amount"])
+            refund = SandboxRefund.objects.create(
+                reference="re_sbx_" + secrets.token_hex(10),
+                idempotency_key=idempotency_key,
+                charge=charge,
+                amount=amount,
+            )
+        return RefundResult(refund.reference, refund.amount)
+
+    @staticmethod
+    def _result(record) -> ChargeResult:
+        return ChargeResult(
+            succeeded=record.succeeded,
+            reference=record.reference,
+            decline_code=record.decline_code,
+            decline_message=DECLINE_MESSAGES.get(record.decline_code, ""),
+        )
+

@@ -1,0 +1,277 @@
+"""Money records. Issued invoices, payments and credit notes are append-only (INV-2): an issued
+invoice's amounts never change; corrections are credit notes that name the invoice."""
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+MONEY = {"max_digits": 12, "decimal_places": 2}
+
+
+class InvoiceStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"  # an attempt not issued (e.g. a declined upgrade, UPG-4); no number
+    OPEN = "open", "Open"  # issued, not paid (DUN-1)
+    PAID = "paid", "Paid"  # settled in full
+    VOID = "void", "Void"  # cancelled after issue (DUN-3 replaces the open renewal)
+    UNCOLLECTIBLE = "uncollectible", "Uncollectible"  # written off
+
+
+class InvoiceKind(models.TextChoices):
+    SUBSCRIPTION = "subscription", "First period"  # REN-4 / UPG-6 without trial
+    TRIAL_CONVERSION = "trial_conversion", "Trial conversion"  # TRI-3
+    RENEWAL = "renewal", "Renewal"  # REN-1
+    UPGRADE = "upgrade", "Upgrade"  # UPG-2, UPG-3
+    ADD_ON = "add_on", "Extra properties"  # ADD-1
+    OVERAGE = "overage", "Overage"  # USE-3
+    REACTIVATION = "reactivation", "Reactivation"  # DUN-3
+
+
+class Sequence(models.Model):
+    """Gapless counters (INV-1): one row per (series, year), bumped under a row lock in the
+    transaction that issues the document, so a rollback gives the number back."""
+
+    series = models.CharField(max_length=10)
+    year = models.PositiveIntegerField()
+    last = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["series", "year"], name="sequence_unique")]
+
+
+class Invoice(models.Model):
+    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="invoices")
+    subscription = models.ForeignKey(
+        "subscriptions.Subscription", null=True, blank=True, on_delete=models.PROTECT, related_name="invoices"
+    )
+    number = models.CharField(max_length=20, unique=True, null=True, blank=True)
+    kind = models.CharField(max_length=20, choices=InvoiceKind)
+    status = models.CharField(max_length=15, choices=InvoiceStatus, default=InvoiceStatus.DRAFT)
+    currency = models.CharField(max_length=3, default="USD")
+    # REN-3: "once" is a database fact, e.g. "renewal:<subscription>:<period start>".
+    dedupe_key = models.CharField(max_length=120, unique=True, null=True, blank=True)
+    period_start = models.DateTimeField(null=True, blank=True)
+    period_end = models.DateTimeField(null=True, blank=True)
+    issued_at = models.DateTimeField(null=True, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    voided_at = models.DateTimeField(null=True, blank=True)
+    # The account's billing details as they were at issue (INV-4).
+    bill_to_name = models.CharField(max_length=200, blank=True)
+    bill_to_company = models.CharField(max_length=200, blank=True)
+    bill_to_address = models.TextField(blank=True)
+    bill_to_country = models.CharField(max_length=2, blank=True)
+    bill_to_vat_id = models.CharField(max_length=30, blank=True)
+    subtotal = models.DecimalField(default=Decimal("0"), **MONEY)
+    credit_applied = models.DecimalField(default=Decimal("0"), **MONEY)
+    total = models.DecimalField(default=Decimal("0"), **MONEY)
+    amount_paid = models.DecimalField(default=Decimal("0"), **MONEY)
+    notes = models.TextField(blank=True, help_text="Shown on the invoice, e.g. forfeited days (UPG-3).")
+    # What to apply once an immediate charge succeeds (an upgrade whose outcome was unknown).
+    pending_change = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["account", "-created_at"]),
+            models.Index(fields=["status", "-created_at"]),
+            models.Index(fields=["-issued_at"]),
+        ]
+
+    def __str__(self):
+        return self.number or f"Draft #{self.pk}"
+
+    @property
+    def amount_due(self) -> Decimal:
+        return self.total - self.amount_paid
+
+    @property
+    def is_issued(self) -> bool:
+        return self.number is not None
+
+
+class InvoiceLine(models.Model):
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
+    description = models.CharField(max_length=300)
+    computation = models.CharField(max_length=300, blank=True)
+    period_start = models.DateTimeField(null=True, blank=True)
+    period_end = models.DateTimeField(null=True, blank=True)
+    quantity = models.DecimalField(max_digits=12, decimal_places=3, default=Decimal("1"))
+    unit_price = models.DecimalField(**MONEY)
+    amount = models.DecimalField(**MONEY)
+
+    class Meta:
+        ordering = ["id"]
+
+
+class CreditNoteKind(models.TextChoices):
+    DOWNGRADE = "downgrade", "Unused value after an immediate downgrade"  # DWN-4: credit
+    REFUND = "refund", "Refund"  # REF-2, REF-4: money paid back through the gateway
+    CORRECTION = "correction", "Correction"  # staff correction kept as credit
+
+
+class CreditNote(models.Model):
+    """Names the invoice it corrects (INV-2). Credit (`remaining`) is applied to the account's
+    next invoices until used up (DWN-4); it is never paid out. A refund note has remaining 0."""
+
+    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="credit_notes")
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_notes")
+    number = models.CharField(max_length=20, unique=True)
+    kind = models.CharField(max_length=15, choices=CreditNoteKind)
+    currency = models.CharField(max_length=3, default="USD")
+    amount = models.DecimalField(**MONEY)
+    remaining = models.DecimalField(**MONEY)
+    reason = models.TextField()
+    computation = models.CharField(max_length=300, blank=True)
+    issued_at = models.DateTimeField(default=timezone.now)
+    issued_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-issued_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(remaining__gte=0) & models.Q(remaining__lte=models.F("amount")),
+                name="credit_note_remaining_in_range",
+            ),
+        ]
+
+    def __str__(self):
+        return self.number
+
+
+class CreditApplication(models.Model):
+    credit_note = models.ForeignKey(CreditNote, on_delete=models.PROTECT, related_name="applications")
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_applications")
+    amount = models.DecimalField(**MONEY)
+    applied_at = models.DateTimeField(default=timezone.now)
+
+
+class PaymentMethod(models.Model):
+    """A card held by the gateway (PAY-1): never the number."""
+
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="payment_methods")
+    gateway = models.CharField(max_length=20)
+    gateway_id = models.CharField(max_length=100)
+    brand = models.CharField(max_length=20)
+    last4 = models.CharField(max_length=4)
+    exp_month = models.PositiveSmallIntegerField()
+    exp_year = models.PositiveSmallIntegerField()
+    fingerprint = models.CharField(max_length=100, db_index=True)
+    is_default = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    detached_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account"], condition=models.Q(is_default=True), name="one_default_payment_method"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.brand.title()} •••• {self.last4} ({self.exp_month:02d}/{self.exp_year})"
+
+
+class PaymentStatus(models.TextChoices):
+    UNKNOWN = "unknown", "Unknown"  # sent, outcome not known yet: settle before any retry (PAY-2)
+    SUCCEEDED = "succeeded", "Succeeded"  # money moved
+    FAILED = "failed", "Failed"  # declined; see decline_code
+
+
+class Payment(models.Model):
+    """One charge attempt."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="payments")
+    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="payments")
+    payment_method = models.ForeignKey(
+        PaymentMethod, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    amount = models.DecimalField(**MONEY)
+    currency = models.CharField(max_length=3, default="USD")
+    idempotency_key = models.CharField(max_length=120, unique=True)
+    gateway = models.CharField(max_length=20)
+    gateway_reference = models.CharField(max_length=100, blank=True, db_index=True)
+    status = models.CharField(max_length=10, choices=PaymentStatus, default=PaymentStatus.UNKNOWN)
+    decline_code = models.CharField(max_length=60, blank=True)
+    decline_message = models.CharField(max_length=300, blank=True)
+    refunded_amount = models.DecimalField(default=Decimal("0"), **MONEY)
+    attempted_at = models.DateTimeField(default=timezone.now)
+    settled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-attempted_at", "-id"]
+        indexes = [models.Index(fields=["status", "attempted_at"])]
+
+    def __str__(self):
+        return f"{self.amount} {self.currency} {self.status} ({self.idempotency_key})"
+
+
+class Refund(models.Model):
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
+    amount = models.DecimalField(**MONEY)
+    idempotency_key = models.CharField(max_length=120, unique=True)
+    gateway_reference = models.CharField(max_length=100, blank=True)
+    credit_note = models.OneToOneField(CreditNote, null=True, on_delete=models.PROTECT, related_name="refund")
+    reason = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+
+class RefundRequestStatus(models.TextChoices):
+    PENDING = "pending", "Pending review"  # waiting for staff (REF-2)
+    APPROVED = "approved", "Approved"  # approved, refund being made
+    REJECTED = "rejected", "Rejected"  # staff rejected with a reason (REF-5)
+    REFUNDED = "refunded", "Refunded"  # money returned, credit note issued
+    REFUSED = "refused", "Refused automatically"  # REF-3: not eligible
+
+
+class RefundRequest(models.Model):
+    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="refund_requests")
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="refund_requests")
+    status = models.CharField(max_length=10, choices=RefundRequestStatus, default=RefundRequestStatus.PENDING)
+    message = models.TextField(blank=True, help_text="The customer's words.")
+    refusal_reason = models.TextField(blank=True)
+    decision_reason = models.TextField(blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    requested_at = models.DateTimeField(default=timezone.now)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    refund = models.OneToOneField(Refund, null=True, blank=True, on_delete=models.PROTECT, related_name="request")
+
+    class Meta:
+        ordering = ["-requested_at"]
+        permissions = [("approve_refund", "Can approve refunds")]
+
+
+# The sandbox gateway's own state: what a real gateway would hold on its side.
+class SandboxCard(models.Model):
+    gateway_id = models.CharField(max_length=40, unique=True)
+    customer = models.CharField(max_length=100)
+    token = models.CharField(max_length=100)
+    created_at = models.DateTimeField(default=timezone.now)
+
+
+class SandboxCharge(models.Model):
+    reference = models.CharField(max_length=40, unique=True)
+    idempotency_key = models.CharField(max_length=120, unique=True)
+    card = models.ForeignKey(SandboxCard, null=True, on_delete=models.SET_NULL)
+    amount = models.DecimalField(**MONEY)
+    currency = models.CharField(max_length=3)
+    succeeded = models.BooleanField()
+    decline_code = models.CharField(max_length=60, blank=True)
+    refunded_amount = models.DecimalField(default=Decimal("0"), **MONEY)
+    created_at = models.DateTimeField(default=timezone.now)
+
+
+class SandboxRefund(models.Model):
+    reference = models.CharField(max_length=40, unique=True)
+    idempotency_key = models.CharField(max_length=120, unique=True)
+    charge = models.ForeignKey(SandboxCharge, on_delete=models.PROTECT)
+    amount = models.DecimalField(**MONEY)
+    created_at = models.DateTimeField(default=timezone.now)

@@ -1,0 +1,119 @@
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from plans.models import Cycle
+
+
+class Status(models.TextChoices):
+    TRIALING = "trialing", "Trialing"  # free trial running (TRI-1)
+    ACTIVE = "active", "Active"  # paid up, or on the Free plan
+    PAST_DUE = "past_due", "Past due"  # a renewal charge failed; retries running (DUN-1)
+    SUSPENDED = "suspended", "Suspended"  # last retry failed (DUN-3)
+    CANCELED = "canceled", "Canceled"  # ended; a cancelled trial may be reactivated (TRI-5)
+
+
+class Subscription(models.Model):
+    """An account's plan over time. The newest row of an account is its current subscription.
+
+    Periods are derived from `anchor_at` (D-1): period n is
+    [add_months(anchor, n), add_months(anchor, n + 1)) for monthly, years for yearly.
+    `period_index` is the n of the current period.
+    """
+
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="subscriptions")
+    plan = models.ForeignKey("plans.Plan", on_delete=models.PROTECT, related_name="+")
+    cycle = models.CharField(max_length=10, choices=Cycle, default=Cycle.MONTHLY)
+    status = models.CharField(max_length=10, choices=Status, default=Status.ACTIVE)
+    anchor_at = models.DateTimeField(null=True, blank=True)
+    period_index = models.PositiveIntegerField(default=0)
+    current_period_start = models.DateTimeField(null=True, blank=True)
+    current_period_end = models.DateTimeField(null=True, blank=True)
+    current_price = models.DecimalField(
+        max_digits=12, decimal_places=2, default=0, help_text="What the current period's plan cost."
+    )
+    trial_start = models.DateTimeField(null=True, blank=True)
+    trial_end = models.DateTimeField(null=True, blank=True)
+    cancel_at_period_end = models.BooleanField(default=False)
+    cancel_reason = models.TextField(blank=True)
+    canceled_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    scheduled_plan = models.ForeignKey(
+        "plans.Plan", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    scheduled_cycle = models.CharField(max_length=10, choices=Cycle, blank=True)
+    extra_properties = models.PositiveIntegerField(default=0)
+    scheduled_extra_properties = models.PositiveIntegerField(null=True, blank=True)
+    # Dunning (DUN-1..3): when the first charge of the open invoice failed, and the next retry.
+    past_due_since = models.DateTimeField(null=True, blank=True)
+    retry_count = models.PositiveIntegerField(default=0)
+    next_retry_at = models.DateTimeField(null=True, blank=True)
+    # Set while an immediate charge for this subscription is in flight (PAY-2), so a second
+    # change cannot start until the first one's outcome is known.
+    charge_in_flight = models.ForeignKey(
+        "invoices.Payment", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["status", "current_period_end"]),
+            models.Index(fields=["status", "trial_end"]),
+            models.Index(fields=["status", "next_retry_at"]),
+            models.Index(fields=["account", "-id"]),
+        ]
+
+    def __str__(self):
+        return f"{self.account} — {self.plan} ({self.cycle}, {self.status})"
+
+    @property
+    def is_trialing(self) -> bool:
+        return self.status == Status.TRIALING
+
+    @property
+    def is_paid(self) -> bool:
+        return not self.plan.is_free
+
+    @property
+    def has_pending_change(self) -> bool:
+        return bool(
+            self.cancel_at_period_end or self.scheduled_plan_id or self.scheduled_extra_properties is not None
+        )
+
+
+class RequestStatus(models.TextChoices):
+    PENDING = "pending", "Pending"  # waiting for staff
+    APPROVED = "approved", "Approved"  # staff approved
+    REJECTED = "rejected", "Rejected"  # staff rejected, with a reason
+
+
+class RestoreRequest(models.Model):
+    """UPG-3: the owner asks for the monthly days forfeited by a monthly→yearly upgrade."""
+
+    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="restore_requests")
+    invoice = models.OneToOneField("invoices.Invoice", on_delete=models.PROTECT, related_name="restore_request")
+    days = models.PositiveIntegerField()
+    upgraded_on = models.DateField()
+    status = models.CharField(max_length=10, choices=RequestStatus, default=RequestStatus.PENDING)
+    requested_at = models.DateTimeField(default=timezone.now)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decision_reason = models.TextField(blank=True)
+
+    def __str__(self):
+        return f"Restore {self.days} days for {self.subscription.account}"
+
+
+class BillingRunLock(models.Model):
+    """One row per lock name. On SQLite the billing run takes it so two runs never overlap
+    (REN-3); PostgreSQL claims rows with SELECT … FOR UPDATE SKIP LOCKED instead."""
+
+    name = models.CharField(max_length=50, primary_key=True)
+    holder = models.CharField(max_length=100, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
