@@ -1,0 +1,88 @@
+"""Domain events. The engine says what happened; other parts (notifications, caches) listen.
+
+`emit()` delivers an event to its subscribers after the surrounding transaction commits, so a
+rolled-back change announces nothing, and a failing subscriber is logged and never undoes or
+blocks the billing action (NOT-3). The engine knows nothing about e-mail.
+
+Every event carries `account_id` and a `data` dict of JSON-safe values (ids, amounts as strings,
+datetimes as ISO-8601 strings). The keys per kind are listed in KINDS.
+"""
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+log = logging.getLogger(__name__)
+
+# kind -> the data keys it carries (besides account_id)
+KINDS: dict[str, tuple[str, ...]] = {
+    "trial.started": ("subscription_id", "plan", "trial_end"),
+    "trial.ending_soon": ("subscription_id", "plan", "trial_end", "amount"),  # 3 days before (TRI-7)
+    "trial.converted": ("subscription_id", "plan", "invoice_id", "amount"),  # with the receipt
+    "trial.canceled": ("subscription_id", "plan", "trial_end"),  # TRI-4: account suspended
+    "subscription.started": ("subscription_id", "plan", "cycle", "invoice_id", "amount"),  # REN-4
+    "subscription.upgraded": ("subscription_id", "from_plan", "to_plan", "cycle", "invoice_id", "amount"),
+    "subscription.trial_plan_changed": ("subscription_id", "from_plan", "to_plan", "trial_end"),  # TRI-6
+    "downgrade.scheduled": ("subscription_id", "from_plan", "to_plan", "to_cycle", "effective_at"),
+    "downgrade.applied": ("subscription_id", "from_plan", "to_plan", "paused_properties"),  # DWN-3
+    "cancellation.scheduled": ("subscription_id", "plan", "effective_at"),
+    "cancellation.effective": ("subscription_id", "plan", "paused_properties"),  # CAN-2
+    "subscription.resumed": ("subscription_id", "plan", "what"),  # what: cancellation|downgrade|trial
+    "add_on.changed": ("subscription_id", "quantity", "invoice_id", "amount", "effective_at"),
+    "payment.succeeded": ("invoice_id", "payment_id", "amount"),  # receipt with the PDF (REN-5)
+    "payment.failed": ("invoice_id", "payment_id", "amount", "decline_message", "next_retry_at"),  # DUN-1/2
+    "account.suspended": ("reason", "note"),  # SUS-1, SUS-2
+    "account.reactivated": ("previous_reason", "note"),
+    "renewal.upcoming": ("subscription_id", "plan", "amount", "renews_at"),  # yearly, 7 days before (REN-5)
+    "refund.decided": ("refund_request_id", "approved", "amount", "reason"),  # REF-5
+    "restore.decided": ("restore_request_id", "approved", "days", "period_end", "reason"),  # UPG-3
+    "credit_note.issued": ("credit_note_id", "amount", "reason"),
+    "usage.alert": ("threshold", "month", "sessions", "sessions_included"),  # USE-6: 80 or 100
+    "period.extended": ("subscription_id", "days", "period_end", "reason"),  # REF-4
+}
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str
+    account_id: int
+    data: dict = field(default_factory=dict)
+    occurred_at: datetime = field(default_factory=timezone.now)
+
+
+Handler = Callable[[Event], None]
+_subscribers: dict[str, list[Handler]] = defaultdict(list)
+
+
+def subscribe(kind: str, handler: Handler) -> None:
+    """Register `handler` for `kind` ("*" for every kind). Idempotent."""
+    if kind != "*" and kind not in KINDS:
+        raise ValueError(f"Unknown event kind {kind!r}")
+    if handler not in _subscribers[kind]:
+        _subscribers[kind].append(handler)
+
+
+def unsubscribe(kind: str, handler: Handler) -> None:
+    if handler in _subscribers[kind]:
+        _subscribers[kind].remove(handler)
+
+
+def emit(kind: str, account_id: int, *, now: datetime | None = None, **data) -> Event:
+    if kind not in KINDS:
+        raise ValueError(f"Unknown event kind {kind!r}")
+    event = Event(kind, account_id, data, now or timezone.now())
+    transaction.on_commit(lambda: dispatch(event))
+    return event
+
+
+def dispatch(event: Event) -> None:
+    for handler in [*_subscribers[event.kind], *_subscribers["*"]]:
+        try:
+            handler(event)
+        except Exception:  # NOT-3: a listener's failure never undoes a billing action
+            log.exception("Event handler %r failed for %s", handler, event.kind)
