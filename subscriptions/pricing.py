@@ -1,0 +1,524 @@
+"""The pure pricing core: period arithmetic, proration and quote lines.
+
+No Django, no ORM, no clock. Every function takes what it needs as arguments,
+so a renewal or a plan change can be replayed for any date (D-4). Services
+load rows, convert datetimes to dates in the account's billing time zone (D-2),
+call these functions and save the result.
+
+Money is `Decimal`, never float (D-3). A computed line is rounded once, to the
+cent, half up: intermediate products and quotients are kept exact (as
+fractions), so the only rounding is the one the customer sees.
+
+Periods are derived from the anchor, never from the previous end: the end of
+period `i` is `add_months(anchor, i + 1)`, so Jan 31 -> Feb 28 -> Mar 31 holds
+(D-1). Historical periods are computed, so changing these rules changes the past.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from calendar import monthrange
+from dataclasses import dataclass
+from datetime import MAXYEAR, MINYEAR, date, datetime, timedelta
+from decimal import Decimal
+from fractions import Fraction
+from typing import TypeVar
+
+CENT = Decimal("0.01")
+ZERO = Decimal("0.00")
+
+MONTHLY = "monthly"
+YEARLY = "yearly"
+CYCLES = (MONTHLY, YEARLY)
+
+QUOTE_KINDS = ("upgrade", "downgrade", "trial_change", "add_on", "new")
+
+# The policy writes its formulas with the real minus and times signs (UPG-2).
+MINUS = "\u2212"
+TIMES = "\u00d7"
+
+_SYMBOLS = {"USD": "$", "EUR": "\u20ac", "GBP": "\u00a3"}
+
+_D = TypeVar("_D", date, datetime)
+
+
+# --- money -------------------------------------------------------------------
+
+
+def _decimal(amount: Decimal | int, what: str = "amount") -> Decimal:
+    """`amount` as a finite Decimal; anything else (a float above all) is refused (D-3)."""
+    if isinstance(amount, bool) or not isinstance(amount, Decimal | int):
+        raise TypeError(f"{what} must be a Decimal, not {type(amount).__name__} (D-3)")
+    value = Decimal(amount)
+    if not value.is_finite():
+        raise ValueError(f"{what} must be a finite number, got {value}")
+    return value
+
+
+def _price(amount: Decimal | int, what: str = "price") -> Decimal:
+    value = _decimal(amount, what)
+    if value < 0:
+        raise ValueError(f"{what} must not be negative, got {value}")
+    return value
+
+
+def _currency(code: str) -> str:
+    if not isinstance(code, str) or len(code) != 3 or not code.isalpha():
+        raise ValueError(f"currency must be a 3-letter code, got {code!r}")
+    return code.upper()
+
+
+def _round_cents(exact: Fraction) -> Decimal:
+    """`exact` rounded to the cent, half up (away from zero), without a float or a context."""
+    scaled = abs(exact) * 100
+    units = (2 * scaled.numerator + scaled.denominator) // (2 * scaled.denominator)
+    if units == 0:
+        return ZERO  # never "-0.00"
+    # Built from a string so no decimal context can round the digits again.
+    return Decimal(f"{'-' if exact < 0 else ''}{units}E-2")
+
+
+def cents(amount: Decimal) -> Decimal:
+    """`amount` rounded to the cent, half up (D-3).
+
+    The same as `amount.quantize(CENT, ROUND_HALF_UP)`, exact at any magnitude.
+
+    >>> cents(Decimal("7.505")), cents(Decimal("2.675")), cents(Decimal("-3.005"))
+    (Decimal('7.51'), Decimal('2.68'), Decimal('-3.01'))
+    """
+    return _round_cents(Fraction(_decimal(amount)))
+
+
+def share(amount: Decimal, part: int, whole: int) -> Decimal:
+    """`amount x part / whole`, rounded once, at the end, to the cent half up (D-3).
+
+    15.00 x 15/30 = 7.50; 15.00 x 7/31 = 3.3870... -> 3.39
+
+    >>> share(Decimal("15.00"), 15, 30), share(Decimal("15.00"), 7, 31)
+    (Decimal('7.50'), Decimal('3.39'))
+    """
+    value = _decimal(amount)
+    if whole <= 0:
+        raise ValueError(f"whole must be positive, got {whole}")
+    if part < 0:
+        raise ValueError(f"part must not be negative, got {part}")
+    return _round_cents(Fraction(value) * part / whole)
+
+
+def format_money(amount: Decimal, currency: str = "USD") -> str:
+    """`amount` for people: symbol, thousands separators, two decimals, half up.
+
+    Formatting goes through Decimal's own `format`, never through a float.
+
+    >>> format_money(Decimal("7.5")), format_money(Decimal("1234")), format_money(Decimal("-3"))
+    ('$7.50', '$1,234.00', '-$3.00')
+    >>> format_money(Decimal("7.50"), "EUR"), format_money(Decimal("7.50"), "chf")
+    ('€7.50', '7.50 CHF')
+    """
+    code = _currency(currency)
+    rounded = cents(amount)
+    sign = "-" if rounded < 0 else ""
+    digits = format(abs(rounded), ",f")  # already two places: no rounding here
+    symbol = _SYMBOLS.get(code)
+    if symbol is None:
+        return f"{sign}{digits} {code}"
+    return f"{sign}{symbol}{digits}"
+
+
+@dataclass(frozen=True)
+class Money:
+    """An amount in one currency; adding two currencies is an error, not a conversion."""
+
+    amount: Decimal
+    currency: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "amount", _decimal(self.amount))
+        object.__setattr__(self, "currency", _currency(self.currency))
+
+    def _same_currency(self, other: Money) -> None:
+        if other.currency != self.currency:
+            raise ValueError(f"cannot combine {self.currency} and {other.currency}")
+
+    def __add__(self, other: object) -> Money:
+        if not isinstance(other, Money):
+            return NotImplemented
+        self._same_currency(other)
+        return Money(self.amount + other.amount, self.currency)
+
+    def __sub__(self, other: object) -> Money:
+        if not isinstance(other, Money):
+            return NotImplemented
+        self._same_currency(other)
+        return Money(self.amount - other.amount, self.currency)
+
+    def __neg__(self) -> Money:
+        return Money(-self.amount, self.currency)
+
+    def __str__(self) -> str:
+        return format_money(self.amount, self.currency)
+
+
+# --- periods and days ---------------------------------------------------------
+
+
+def _day(value: date, what: str) -> date:
+    # D-2: days are counted on local dates; a datetime here would silently count
+    # 24-hour blocks in whatever zone it carries, so the caller must convert first.
+    if isinstance(value, datetime) or not isinstance(value, date):
+        raise TypeError(
+            f"{what} must be a date in the account's billing time zone, "
+            f"not {type(value).__name__} (D-2)"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class Period:
+    """A paid interval `[start, end)` of local dates."""
+
+    start: date
+    end: date  # exclusive
+
+    def __post_init__(self) -> None:
+        _day(self.start, "start")
+        _day(self.end, "end")
+        if self.end <= self.start:
+            raise ValueError(f"period end {self.end} must be after its start {self.start}")
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days
+
+    def extended_by(self, days: int) -> Period:
+        """The same period ending `days` later (UPG-3 restored days, REF-4 extensions).
+
+        >>> Period(date(2026, 4, 16), date(2027, 4, 16)).extended_by(15).end
+        datetime.date(2027, 5, 1)
+        """
+        if days < 0:
+            raise ValueError(f"days must not be negative, got {days}")
+        return dataclasses.replace(self, end=self.end + timedelta(days=days))
+
+
+def add_months(value: _D, n: int, anchor_day: int | None = None) -> _D:
+    """`value` moved `n` calendar months, the day clamped to the month's length (D-1).
+
+    `anchor_day` (default `value.day`) is the day the series is anchored on, so a
+    clamped date can return to it: Jan 31 -> Feb 28 -> Mar 31.
+
+    >>> add_months(date(2026, 1, 31), 1), add_months(date(2026, 2, 28), 1, anchor_day=31)
+    (datetime.date(2026, 2, 28), datetime.date(2026, 3, 31))
+    """
+    day = value.day if anchor_day is None else anchor_day
+    if not 1 <= day <= 31:
+        raise ValueError(f"anchor_day must be between 1 and 31, got {day}")
+    year, month_index = divmod(value.year * 12 + value.month - 1 + n, 12)
+    if not MINYEAR <= year <= MAXYEAR:
+        raise ValueError(f"{value} + {n} months is out of range")
+    month = month_index + 1
+    return value.replace(year=year, month=month, day=min(day, monthrange(year, month)[1]))
+
+
+def add_years(value: _D, n: int) -> _D:
+    """`value` moved `n` calendar years; Feb 29 becomes Feb 28 in a common year (D-1).
+
+    >>> add_years(date(2028, 2, 29), 1), add_years(date(2028, 2, 29), 4)
+    (datetime.date(2029, 2, 28), datetime.date(2032, 2, 29))
+    """
+    return add_months(value, 12 * n)
+
+
+def period_bounds(anchor: _D, cycle: str, index: int) -> tuple[_D, _D]:
+    """Start and end of period `index` (0 = the first) of a series anchored on `anchor`.
+
+    Both bounds come from the anchor, never from the previous end (D-1).
+
+    >>> period_bounds(date(2026, 1, 31), "monthly", 1)
+    (datetime.date(2026, 2, 28), datetime.date(2026, 3, 31))
+    """
+    if index < 0:
+        raise ValueError(f"period index must not be negative, got {index}")
+    if cycle == MONTHLY:
+        return add_months(anchor, index), add_months(anchor, index + 1)
+    if cycle == YEARLY:
+        return add_years(anchor, index), add_years(anchor, index + 1)
+    raise ValueError(f"unknown billing cycle {cycle!r}; expected one of {CYCLES}")
+
+
+def period_end_for(start: _D, cycle: str) -> _D:
+    """End of the period of `cycle` that starts on `start`.
+
+    >>> period_end_for(date(2026, 4, 16), "yearly")
+    datetime.date(2027, 4, 16)
+    """
+    return period_bounds(start, cycle, 0)[1]
+
+
+def day_split(period: Period, on: date) -> tuple[int, int, int]:
+    """`(used_days, remaining_days, total_days)` of `period` for a change on `on` (D-2).
+
+    `on` is clamped into the period: before it nothing is used, after it nothing remains.
+
+    >>> day_split(Period(date(2026, 4, 1), date(2026, 5, 1)), date(2026, 4, 16))
+    (15, 15, 30)
+    """
+    on = min(max(_day(on, "on"), period.start), period.end)
+    used = (on - period.start).days
+    return used, period.days - used, period.days
+
+
+def prorate(amount: Decimal, period: Period, on: date) -> Decimal:
+    """Share of `amount` for the days from `on` to the period end; never negative.
+
+    29.00 - 14.00 = 15.00 over 2026-04-01..05-01, on 04-16 -> 15.00 x 15/30 = 7.50
+
+    >>> prorate(Decimal("15.00"), Period(date(2026, 4, 1), date(2026, 5, 1)), date(2026, 4, 16))
+    Decimal('7.50')
+    """
+    _, remaining, total = day_split(period, on)
+    return max(share(amount, remaining, total), ZERO)
+
+
+# --- working days (UPG-3) -----------------------------------------------------
+
+
+def add_working_days(day: date, n: int) -> date:
+    """`day` plus `n` working days (Monday to Friday; public holidays are not skipped).
+
+    >>> add_working_days(date(2026, 4, 17), 1)  # Friday -> Monday
+    datetime.date(2026, 4, 20)
+    """
+    if n < 0:
+        raise ValueError(f"n must not be negative, got {n}")
+    current = day
+    while n:
+        current += timedelta(days=1)
+        if current.weekday() < 5:
+            n -= 1
+    return current
+
+
+def restore_deadline(upgrade_on: date, working_days: int = 5) -> date:
+    """Last day the owner may ask for forfeited days back after a monthly -> yearly upgrade.
+
+    UPG-3: upgrade on Thu 2026-04-16 -> requests accepted up to Thu 2026-04-23.
+
+    >>> restore_deadline(date(2026, 4, 16))
+    datetime.date(2026, 4, 23)
+    """
+    return add_working_days(upgrade_on, working_days)
+
+
+def restore_window_open(upgrade_on: date, requested_on: date, working_days: int = 5) -> bool:
+    """Whether a restore request made on `requested_on` is in time (UPG-3).
+
+    >>> restore_window_open(date(2026, 4, 16), date(2026, 4, 23))
+    True
+    >>> restore_window_open(date(2026, 4, 16), date(2026, 4, 24))
+    False
+    """
+    return upgrade_on <= requested_on <= restore_deadline(upgrade_on, working_days)
+
+
+# --- quote lines ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QuoteLine:
+    """One line of a quote or invoice; `computation` shows the customer how (PAY-3)."""
+
+    description: str
+    amount: Decimal
+    computation: str = ""
+
+
+def _difference_line(
+    high: Decimal, low: Decimal, period: Period, on: date, currency: str
+) -> tuple[Decimal, str, int, int]:
+    """`(high - low) x remaining / total` floored at zero, and how it was computed."""
+    high, low = _price(high), _price(low)
+    _, remaining, total = day_split(period, on)
+    exact = share(high - low, remaining, total)
+    amount = max(exact, ZERO)
+    computation = (
+        f"({format_money(high, currency)} {MINUS} {format_money(low, currency)}) "
+        f"{TIMES} {remaining}/{total} days = {format_money(exact, currency)}"
+    )
+    if exact < 0:
+        computation += f"; nothing is refunded, so {format_money(ZERO, currency)}"
+    return amount, computation, remaining, total
+
+
+def _span(period: Period, on: date) -> str:
+    start = min(max(on, period.start), period.end)
+    return f"{start.isoformat()} to {period.end.isoformat()}"
+
+
+def upgrade_difference_line(
+    old_price: Decimal,
+    new_price: Decimal,
+    period: Period,
+    on: date,
+    currency: str = "USD",
+    *,
+    old_name: str = "",
+    new_name: str = "",
+) -> QuoteLine:
+    """Price difference for the rest of the period, charged now (UPG-2, same cycle).
+
+    Basic $14 -> Professional $29, period 2026-04-01..05-01, upgrade on 04-16:
+    (29.00 - 14.00) x 15/30 = 7.50.
+
+    >>> line = upgrade_difference_line(
+    ...     Decimal("14.00"), Decimal("29.00"),
+    ...     Period(date(2026, 4, 1), date(2026, 5, 1)), date(2026, 4, 16),
+    ... )
+    >>> line.amount, line.computation
+    (Decimal('7.50'), '($29.00 − $14.00) × 15/30 days = $7.50')
+    """
+    amount, computation, remaining, total = _difference_line(
+        new_price, old_price, period, on, currency
+    )
+    names = f" from {old_name} to {new_name}" if old_name and new_name else ""
+    description = f"Upgrade{names}, {remaining} of {total} days ({_span(period, on)})"
+    return QuoteLine(description, amount, computation)
+
+
+def unused_credit_line(
+    old_price: Decimal, new_price: Decimal, period: Period, on: date, currency: str = "USD"
+) -> QuoteLine:
+    """Unused value of the old plan when a downgrade applies at once: a credit note (DWN-4).
+
+    $29 -> $14 on 2026-04-16 of 04-01..05-01: (29.00 - 14.00) x 15/30 = 7.50 of credit.
+
+    >>> line = unused_credit_line(
+    ...     Decimal("29.00"), Decimal("14.00"),
+    ...     Period(date(2026, 4, 1), date(2026, 5, 1)), date(2026, 4, 16),
+    ... )
+    >>> line.amount, line.computation
+    (Decimal('7.50'), '($29.00 − $14.00) × 15/30 days = $7.50')
+    """
+    amount, computation, remaining, total = _difference_line(
+        old_price, new_price, period, on, currency
+    )
+    description = f"Credit for unused days, {remaining} of {total} days ({_span(period, on)})"
+    return QuoteLine(description, amount, computation)
+
+
+def addon_line(
+    quantity: int,
+    unit_monthly: Decimal,
+    cycle: str,
+    period: Period,
+    on: date,
+    currency: str = "USD",
+) -> QuoteLine:
+    """Extra properties bought mid-period, prorated like UPG-2 (ADD-1).
+
+    On a yearly cycle one unit costs 12 x the monthly price per year.
+    Advanced monthly 2026-06-01..07-01, 2 bought on 06-11: 2 x 30.00 x 20/30 = 40.00.
+
+    >>> line = addon_line(
+    ...     2, Decimal("30.00"), "monthly",
+    ...     Period(date(2026, 6, 1), date(2026, 7, 1)), date(2026, 6, 11),
+    ... )
+    >>> line.amount, line.computation
+    (Decimal('40.00'), '2 × $30.00 × 20/30 days = $40.00')
+    """
+    if isinstance(quantity, bool) or not isinstance(quantity, int):
+        raise TypeError(f"quantity must be an int, not {type(quantity).__name__}")
+    if quantity < 0:
+        raise ValueError(f"quantity must not be negative, got {quantity}")
+    monthly = _price(unit_monthly, "unit_monthly")
+    if cycle == MONTHLY:
+        unit, per = monthly, "month"
+    elif cycle == YEARLY:
+        unit, per = monthly * 12, "year"
+    else:
+        raise ValueError(f"unknown billing cycle {cycle!r}; expected one of {CYCLES}")
+    _, remaining, total = day_split(period, on)
+    amount = share(quantity * unit, remaining, total)  # one rounding for the whole line
+    computation = (
+        f"{quantity} {TIMES} {format_money(unit, currency)} {TIMES} {remaining}/{total} days"
+        f" = {format_money(amount, currency)}"
+    )
+    description = (
+        f"{quantity} extra {'property' if quantity == 1 else 'properties'} at "
+        f"{format_money(unit, currency)}/{per}, {remaining} of {total} days "
+        f"({_span(period, on)})"
+    )
+    return QuoteLine(description, amount, computation)
+
+
+def overage_line(
+    sessions: int, included: int, per_1000: Decimal | None, currency: str = "USD"
+) -> QuoteLine:
+    """Sessions over the monthly quota, pro rata per session (USE-3).
+
+    Personal, 12,500 sessions, 10,000 included, $2.00 per 1,000: 2,500 x 2.00 / 1,000 = 5.00.
+    A hard-capped plan (`per_1000` None) has no overage (USE-4).
+
+    >>> line = overage_line(12_500, 10_000, Decimal("2.00"))
+    >>> line.amount, line.computation
+    (Decimal('5.00'), '2,500 sessions × $2.00 / 1,000 = $5.00')
+    """
+    for name, value in (("sessions", sessions), ("included", included)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+        if value < 0:
+            raise ValueError(f"{name} must not be negative, got {value}")
+    over = max(sessions - included, 0)
+    if per_1000 is None:
+        return QuoteLine(
+            "Sessions over the quota",
+            ZERO,
+            f"hard cap: {sessions:,} of {included:,} sessions counted, no overage",
+        )
+    price = _price(per_1000, "per_1000")
+    if over == 0:
+        return QuoteLine(
+            "Sessions over the quota",
+            ZERO,
+            f"{sessions:,} of {included:,} included sessions used, no overage",
+        )
+    amount = share(price, over, 1000)
+    computation = (
+        f"{over:,} session{'' if over == 1 else 's'} {TIMES} {format_money(price, currency)}"
+        f" / 1,000"
+        f" = {format_money(amount, currency)}"
+    )
+    description = f"{over:,} sessions over the {included:,} included"
+    return QuoteLine(description, amount, computation)
+
+
+# --- quotes -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Quote:
+    """What the customer confirms before a change (PAY-3): due now, at period end, and how."""
+
+    kind: str  # "upgrade" | "downgrade" | "trial_change" | "add_on" | "new"
+    amount_due: Decimal  # charged now
+    effective_at: datetime | date | None
+    lines: tuple[QuoteLine, ...] = ()
+    currency: str = "USD"
+    at_period_end: str = ""  # sentence: what happens at period end
+    notes: tuple[str, ...] = ()  # e.g. the forfeited-days notice (UPG-3)
+    forfeited_days: int = 0
+    invoice: object | None = None  # set with dataclasses.replace once applied
+
+    def __post_init__(self) -> None:
+        if self.kind not in QUOTE_KINDS:
+            raise ValueError(f"unknown quote kind {self.kind!r}; expected one of {QUOTE_KINDS}")
+        object.__setattr__(self, "amount_due", _price(self.amount_due, "amount_due"))
+        if self.forfeited_days < 0:
+            raise ValueError(f"forfeited_days must not be negative, got {self.forfeited_days}")
+        object.__setattr__(self, "currency", _currency(self.currency))
+        object.__setattr__(self, "lines", tuple(self.lines))
+        object.__setattr__(self, "notes", tuple(self.notes))
+
+    def with_invoice(self, invoice: object) -> Quote:
+        """This quote, applied: the same figures, pointing at the invoice that charged them."""
+        return dataclasses.replace(self, invoice=invoice)
