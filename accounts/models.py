@@ -55,6 +55,12 @@ class Account(models.Model):
         return membership.user if membership else None
 
     @property
+    def email(self) -> str:
+        """The owner's e-mail (dj-stripe and the gateways use it for the customer)."""
+        owner = self.owner
+        return owner.email if owner else ""
+
+    @property
     def subscription(self):
         """The current subscription: the newest one. Older rows are history."""
         return self.subscriptions.select_related("plan", "scheduled_plan").order_by("-id").first()

@@ -17,6 +17,7 @@ urlpatterns = [
     path("account/", include("accounts.urls")),
     path("billing/", include("subscriptions.urls")),
     path("billing/", include("invoices.urls")),
+    path("billing/stripe/", include("invoices.stripe_urls")),
     path("notifications/", include("notifications.urls")),
     path("api/", include("api.urls")),
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
