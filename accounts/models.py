@@ -32,6 +32,9 @@ class Account(models.Model):
     suspended_at = models.DateTimeField(null=True, blank=True)
     trial_used_at = models.DateTimeField(null=True, blank=True, help_text="TRI-2: one trial ever.")
     usage_started_at = models.DateTimeField(null=True, blank=True, help_text="USE-5.")
+    identity_email = models.CharField(
+        max_length=254, blank=True, db_index=True, help_text="The owner's normalised e-mail (TRI-2)."
+    )
     gateway_customer_id = models.CharField(max_length=100, blank=True)
     email_usage_alerts = models.BooleanField(default=True)  # NOT-2: non-billing kind
     email_product_news = models.BooleanField(default=True)  # NOT-2: non-billing kind
@@ -109,6 +112,14 @@ ROLE_PERMISSIONS = {
                    "billing_details", "email_settings"},
     Role.MEMBER: {"view_usage"},
 }
+
+
+def normalise_email(email: str) -> str:
+    """TRI-2: lower case; for gmail.com, dots and a +tag in the local part are removed."""
+    local, _, domain = email.strip().lower().partition("@")
+    if domain in ("gmail.com", "googlemail.com"):
+        local, domain = local.split("+", 1)[0].replace(".", ""), "gmail.com"
+    return f"{local}@{domain}" if domain else local
 
 
 def new_tracking_tag() -> str:

@@ -4,7 +4,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from .models import Account, AuditEvent, Membership, Property, PropertyStatus, Role
+from .models import Account, AuditEvent, Membership, Property, PropertyStatus, Role, normalise_email
 
 
 class AccountError(Exception):
@@ -44,7 +44,9 @@ def account_sign_up(*, email: str, password: str, account_name: str, now=None):
     if User.objects.filter(username__iexact=email).exists():
         raise AccountError("An account with this e-mail address already exists. Log in instead.")
     user = User.objects.create_user(username=email, email=email, password=password)
-    account = Account.objects.create(name=account_name.strip() or email, created_at=now or timezone.now())
+    account = Account.objects.create(
+        name=account_name.strip() or email, identity_email=normalise_email(email), created_at=now or timezone.now()
+    )
     Membership.objects.create(user=user, account=account, role=Role.OWNER)
     billing.start_free(account, actor=user, now=now)
     audit(account=account, actor=user, action="account.signed_up", obj=account, after={"name": account.name})
@@ -52,8 +54,11 @@ def account_sign_up(*, email: str, password: str, account_name: str, now=None):
 
 
 def property_limit(account) -> int | None:
+    """The plan's property limit plus extra properties bought (ADD-1); None is unlimited."""
     subscription = account.subscription
-    return subscription.plan.limit_properties if subscription else None
+    if subscription is None or subscription.plan.limit_properties is None:
+        return None
+    return subscription.plan.limit_properties + subscription.extra_properties
 
 
 @transaction.atomic

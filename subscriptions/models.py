@@ -53,6 +53,8 @@ class Subscription(models.Model):
     charge_in_flight = models.ForeignKey(
         "invoices.Payment", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    trial_reminded_at = models.DateTimeField(null=True, blank=True)  # TRI-7: 3 days before
+    renewal_reminded_for = models.DateTimeField(null=True, blank=True)  # REN-5: the period end reminded of
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 

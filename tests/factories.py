@@ -5,7 +5,7 @@ from decimal import Decimal
 import factory
 from django.contrib.auth import get_user_model
 
-from accounts.models import Account, Membership, Property, Role
+from accounts.models import Account, Membership, Property, Role, normalise_email
 from plans.models import Plan
 
 
@@ -59,6 +59,8 @@ class AccountFactory(factory.django.DjangoModelFactory):
             return
         user = extracted or UserFactory()
         Membership.objects.create(user=user, account=self, role=Role.OWNER)
+        self.identity_email = normalise_email(user.email)
+        self.save(update_fields=["identity_email"])
 
     @factory.post_generation
     def subscription(self, create, extracted, **kwargs):

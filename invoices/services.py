@@ -1,0 +1,233 @@
+"""Invoices, credit notes and charge attempts: the money ledger under the engine.
+
+Only the engine (subscriptions/billing.py and subscriptions/scheduler.py) calls these. A charge is
+three steps so that no crash or timeout can charge twice (PAY-2, REN-3):
+
+1. `payment_begin` (in the caller's transaction): a Payment row in status `unknown` with a
+   unique idempotency key is committed *before* the gateway is called;
+2. `payment_send` (outside any transaction): the gateway call; a lost answer is settled at once
+   by asking the gateway about the key, and stays `unknown` if it cannot tell;
+3. `payment_record` (in a new transaction): the outcome is written; the invoice is paid.
+
+An `unknown` payment is always settled with the gateway (find by key) before any new attempt.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import F
+from subscriptions.pricing import ZERO, QuoteLine, cents
+
+from .gateways import ChargeResult, GatewayUnavailable, get_gateway
+from .models import (
+    CreditApplication,
+    CreditNote,
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+    Payment,
+    PaymentMethod,
+    PaymentStatus,
+    Sequence,
+)
+
+
+@dataclass(frozen=True)
+class Line:
+    """An invoice line to create: a quote line plus the period and unit it covers."""
+
+    description: str
+    amount: Decimal
+    computation: str = ""
+    quantity: Decimal = Decimal("1")
+    unit_price: Decimal | None = None
+    period_start: object = None
+    period_end: object = None
+
+    @classmethod
+    def from_quote(cls, line: QuoteLine, period_start=None, period_end=None) -> "Line":
+        return cls(line.description, line.amount, line.computation, period_start=period_start,
+                   period_end=period_end)
+
+
+def next_number(series: str, year: int) -> int:
+    """Gapless (INV-1): the counter row is locked until the caller's transaction ends, so a
+    rollback gives the number back and two issuers never get the same one."""
+    Sequence.objects.get_or_create(series=series, year=year)
+    seq = Sequence.objects.select_for_update().get(series=series, year=year)
+    seq.last = F("last") + 1
+    seq.save(update_fields=["last"])
+    seq.refresh_from_db(fields=["last"])
+    return seq.last
+
+
+def invoice_create(*, account, subscription, kind, lines: list[Line], currency: str, now,
+                   period_start=None, period_end=None, dedupe_key=None, notes="",
+                   pending_change=None) -> Invoice:
+    """A draft invoice with its lines, and the account's credit applied (DWN-4, REN-2)."""
+    invoice = Invoice.objects.create(
+        account=account, subscription=subscription, kind=kind, currency=currency,
+        period_start=period_start, period_end=period_end, dedupe_key=dedupe_key, notes=notes,
+        pending_change=pending_change or {}, created_at=now, status=InvoiceStatus.DRAFT,
+    )
+    InvoiceLine.objects.bulk_create([
+        InvoiceLine(
+            invoice=invoice, description=line.description[:300], computation=line.computation[:300],
+            quantity=line.quantity, unit_price=line.amount if line.unit_price is None else line.unit_price,
+            amount=line.amount, period_start=line.period_start or period_start,
+            period_end=line.period_end or period_end,
+        )
+        for line in lines
+    ])
+    invoice.subtotal = cents(sum((line.amount for line in lines), ZERO))
+    invoice.credit_applied = credit_apply(invoice, now=now)
+    invoice.total = invoice.subtotal - invoice.credit_applied
+    invoice.save(update_fields=["subtotal", "credit_applied", "total"])
+    return invoice
+
+
+def credit_apply(invoice: Invoice, *, now) -> Decimal:
+    """Use the account's remaining credit, oldest note first, up to the invoice subtotal."""
+    due = invoice.subtotal
+    applied = ZERO
+    notes = CreditNote.objects.select_for_update().filter(
+        account_id=invoice.account_id, remaining__gt=0, currency=invoice.currency
+    ).order_by("issued_at", "id")
+    for note in notes:
+        if due <= 0:
+            break
+        use = min(note.remaining, due)
+        note.remaining -= use
+        note.save(update_fields=["remaining"])
+        CreditApplication.objects.create(credit_note=note, invoice=invoice, amount=use, applied_at=now)
+        due -= use
+        applied += use
+    return applied
+
+
+def credit_release(invoice: Invoice) -> None:
+    """Give back the credit a draft reserved, when the draft is abandoned (UPG-4)."""
+    for application in CreditApplication.objects.select_related("credit_note").filter(invoice=invoice):
+        CreditNote.objects.filter(pk=application.credit_note_id).update(remaining=F("remaining") + application.amount)
+        application.delete()  # a draft's reservation, never part of an issued document
+    Invoice.objects.filter(pk=invoice.pk).update(credit_applied=ZERO, total=F("subtotal"))
+    invoice.refresh_from_db()
+
+
+def invoice_issue(invoice: Invoice, *, now) -> Invoice:
+    """Give the invoice its number and the account's billing details as they are now (INV-1,
+    INV-4). A zero invoice is paid at once without a charge (INV-5)."""
+    if invoice.number:
+        return invoice
+    account = invoice.account
+    year = now.astimezone(UTC).year
+    invoice.number = f"{year}-{next_number('INV', year):06d}"
+    invoice.issued_at = now
+    invoice.bill_to_name = account.name
+    invoice.bill_to_company = account.company
+    invoice.bill_to_address = account.address
+    invoice.bill_to_country = account.country
+    invoice.bill_to_vat_id = account.vat_id
+    if invoice.status == InvoiceStatus.DRAFT:
+        invoice.status = InvoiceStatus.PAID if invoice.amount_due <= 0 else InvoiceStatus.OPEN
+        if invoice.status == InvoiceStatus.PAID:
+            invoice.paid_at = now
+    invoice.save()
+    return invoice
+
+
+def invoice_void(invoice: Invoice, *, now) -> None:
+    Invoice.objects.filter(pk=invoice.pk).update(status=InvoiceStatus.VOID, voided_at=now)
+    invoice.refresh_from_db()
+
+
+def credit_note_issue(*, account, invoice, kind, amount: Decimal, reason: str, now, remaining=None,
+                      computation="", issued_by=None) -> CreditNote:
+    year = now.astimezone(UTC).year
+    number = f"CN-{year}-{next_number('CN', year):06d}"
+    return CreditNote.objects.create(
+        account=account, invoice=invoice, number=number, kind=kind, currency=invoice.currency,
+        amount=amount, remaining=amount if remaining is None else remaining, reason=reason,
+        computation=computation[:300], issued_at=now, issued_by=issued_by,
+    )
+
+
+def default_payment_method(account) -> PaymentMethod | None:
+    return PaymentMethod.objects.filter(account=account, is_default=True, detached_at__isnull=True).first()
+
+
+def payment_begin(invoice: Invoice, payment_method: PaymentMethod, *, now) -> Payment:
+    """Step 1: record the attempt before calling the gateway."""
+    attempt = Payment.objects.filter(invoice=invoice).count() + 1
+    return Payment.objects.create(
+        invoice=invoice, account_id=invoice.account_id, payment_method=payment_method,
+        amount=invoice.amount_due, currency=invoice.currency,
+        idempotency_key=f"prorata-inv{invoice.pk}-a{attempt}", gateway=get_gateway().name,
+        status=PaymentStatus.UNKNOWN, attempted_at=now,
+    )
+
+
+def payment_send(payment: Payment) -> ChargeResult | None:
+    """Step 2, outside any transaction: the charge. None means the outcome is still unknown."""
+    gateway = get_gateway(payment.gateway)
+    method = payment.payment_method
+    try:
+        return gateway.charge(
+            customer_id=gateway.ensure_customer(payment.account), payment_method_id=method.gateway_id,
+            amount=payment.amount, currency=payment.currency, idempotency_key=payment.idempotency_key,
+            description=f"Invoice {payment.invoice_id}",
+        )
+    except GatewayUnavailable:
+        return payment_lookup(payment)
+
+
+def payment_lookup(payment: Payment) -> ChargeResult | None:
+    """PAY-2: ask the gateway what happened to this key. None: it cannot tell yet."""
+    try:
+        found = get_gateway(payment.gateway).find_charge(payment.idempotency_key)
+    except GatewayUnavailable:
+        return None
+    if found is None:
+        # The gateway never saw the key: the attempt did not happen.
+        return ChargeResult(False, "", "not_sent", "The payment was not sent to the bank.")
+    return found
+
+
+def payment_record(payment: Payment, result: ChargeResult, *, now) -> bool:
+    """Step 3: write the outcome once; returns True when this call settled it. The invoice is
+    marked paid when the charge succeeded."""
+    updated = Payment.objects.filter(pk=payment.pk, status=PaymentStatus.UNKNOWN).update(
+        status=PaymentStatus.SUCCEEDED if result.succeeded else PaymentStatus.FAILED,
+        gateway_reference=result.reference, decline_code=result.decline_code[:60],
+        decline_message=(result.decline_message or "")[:300], settled_at=now,
+    )
+    payment.refresh_from_db()
+    if updated and result.succeeded:
+        Invoice.objects.filter(pk=payment.invoice_id).update(
+            amount_paid=F("amount_paid") + payment.amount, paid_at=now,
+        )
+        invoice = Invoice.objects.get(pk=payment.invoice_id)
+        if invoice.amount_paid >= invoice.total and invoice.status in (InvoiceStatus.OPEN, InvoiceStatus.DRAFT):
+            Invoice.objects.filter(pk=invoice.pk).update(status=InvoiceStatus.PAID)
+    return bool(updated)
+
+
+@transaction.atomic
+def payment_refund(payment: Payment, amount: Decimal, *, reason: str, key: str, now, issued_by=None):
+    """Refund through the gateway and issue the refund credit note (REF-2, REF-4). Idempotent by
+    `key`: a second call with the same key returns the first refund."""
+    from .models import Refund
+
+    existing = Refund.objects.filter(idempotency_key=key).first()
+    if existing:
+        return existing
+    result = get_gateway(payment.gateway).refund(reference=payment.gateway_reference, amount=amount,
+                                                 idempotency_key=key)
+    note = credit_note_issue(account=payment.account, invoice=payment.invoice, kind="refund", amount=amount,
+                             remaining=ZERO, reason=reason, now=now, issued_by=issued_by)
+    Payment.objects.filter(pk=payment.pk).update(refunded_amount=F("refunded_amount") + amount)
+    return Refund.objects.create(payment=payment, amount=amount, idempotency_key=key,
+                                 gateway_reference=result.reference, credit_note=note, reason=reason,
+                                 created_at=now)
