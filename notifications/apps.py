@@ -3,3 +3,13 @@ from django.apps import AppConfig
 
 class NotificationsConfig(AppConfig):
     name = "notifications"
+    verbose_name = "Notifications"
+
+    def ready(self):
+        from subscriptions import events
+
+        from .services import notify_event
+
+        # Every event the engine emits becomes an e-mail (kinds.NOTIFICATIONS covers events.KINDS).
+        for kind in events.KINDS:
+            events.subscribe(kind, notify_event)

@@ -1,0 +1,28 @@
+"""django-q2 tasks. Run by the cluster; inline in tests (Q_CLUSTER sync=True)."""
+
+from django.utils import timezone
+
+from .models import EmailLog, EmailStatus
+from .services import email_deliver, email_retry_due
+
+
+class EmailNotSent(Exception):
+    """Raised after the failure is logged, so django-q2 records a failed task and redelivers it
+    after Q_CLUSTER["retry"] seconds (up to max_attempts)."""
+
+
+def email_send(log_id: int) -> str:
+    entry = EmailLog.objects.filter(pk=log_id).only("status", "next_attempt_at").first()
+    if entry is None:
+        return "missing"
+    if entry.status == EmailStatus.FAILED and entry.next_attempt_at and entry.next_attempt_at > timezone.now():
+        return "not due"  # a redelivery before the backoff has passed: the scheduled retry sends it
+    outcome = email_deliver(log_id)
+    if outcome == "failed":
+        raise EmailNotSent(f"E-mail {log_id} failed; see its log entry")
+    return outcome
+
+
+def emails_retry_due() -> dict[str, int]:
+    """For a django-q2 schedule: send the e-mails whose retry is due."""
+    return email_retry_due()
