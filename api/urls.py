@@ -1,2 +1,8 @@
+from django.urls import path
+
+from .api import api
+
 app_name = "api"
-urlpatterns = []
+urlpatterns = [
+    path("v1/", api.urls),
+]

@@ -1,0 +1,104 @@
+"""The usage and entitlements API, /api/v1/ (django-ninja: typed, and it writes the OpenAPI schema)."""
+
+import json
+
+from django.http import HttpRequest, HttpResponse
+from ninja import NinjaAPI, Path, Status
+from ninja.errors import AuthenticationError, ValidationError
+from ninja.security import HttpBearer
+
+from accounts.usage import TRACKING_TAG_RE, BatchTooLarge, entitlement_get, usage_ingest
+
+from .schemas import USAGE_BATCH_SCHEMA, EntitlementOut, ErrorOut, UsageBatchOut
+from .services import api_key_authenticate
+
+# 1,000 events take about 150 KB; this leaves room for longer ids and extra fields and stays
+# below Django's DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB), which would answer 400 instead of 413.
+MAX_BODY_BYTES = 2 * 1024 * 1024
+ENTITLEMENT_MAX_AGE = 10  # seconds a client may reuse an entitlement answer
+
+
+class ApiKeyAuth(HttpBearer):
+    def authenticate(self, request: HttpRequest, token: str):
+        return api_key_authenticate(token)
+
+
+api = NinjaAPI(
+    title="Prorata usage and entitlements API",
+    version="1.0.0",
+    description="Server-to-server API for the tracking product. Send `Authorization: Bearer <key>`; "
+                "staff create keys in the admin or with `manage.py create_api_key NAME`.",
+    auth=ApiKeyAuth(),
+    urls_namespace="api:v1",
+    docs_url="/docs",
+)
+
+
+def _error(status: int, detail: str) -> HttpResponse:
+    return HttpResponse(json.dumps({"detail": detail}), status=status, content_type="application/json")
+
+
+@api.exception_handler(AuthenticationError)
+def _unauthorized(request, exc):
+    response = _error(401, "Send a valid, unrevoked API key as `Authorization: Bearer <key>`.")
+    response["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+@api.exception_handler(ValidationError)
+def _invalid(request, exc):
+    parts = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in exc.errors]
+    return _error(422, "; ".join(parts) or "Invalid request.")
+
+
+@api.post(
+    "/usage/events",
+    response={200: UsageBatchOut, 400: ErrorOut, 401: ErrorOut, 413: ErrorOut, 422: ErrorOut},
+    summary="Report billable sessions",
+    operation_id="usage_events_report",
+    description="A batch of up to 1,000 session events. Each event is checked on its own: bad ones are "
+                "rejected with a reason, the rest are recorded. An id already seen is ignored, so a batch "
+                "can be replayed safely after a timeout.",
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": USAGE_BATCH_SCHEMA}}}},
+)
+def usage_events(request: HttpRequest):
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > MAX_BODY_BYTES:
+        return Status(413, {"detail": f"The body is larger than {MAX_BODY_BYTES:,} bytes. Send at most 1,000 events "
+                                       "per batch: nothing from this one was recorded."})
+    body = request.body
+    if len(body) > MAX_BODY_BYTES:
+        return Status(413, {"detail": f"The body is larger than {MAX_BODY_BYTES:,} bytes: nothing was recorded."})
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return Status(400, {"detail": 'The body must be JSON: {"events": [...]}. Nothing was recorded.'})
+    if not isinstance(payload, dict) or not isinstance(payload.get("events"), list):
+        return Status(422, {"detail": 'The body must be an object with an "events" list. Nothing was recorded.'})
+    try:
+        result = usage_ingest(payload["events"])
+    except BatchTooLarge as exc:
+        return Status(413, {"detail": str(exc)})
+    return Status(200, result)
+
+
+@api.get(
+    "/entitlements/{tracking_tag}",
+    response={200: EntitlementOut, 401: ErrorOut, 404: ErrorOut, 422: ErrorOut},
+    summary="May this property track?",
+    operation_id="entitlement_get",
+    description="`active` false with a `reason` means the property must stop tracking: the account is "
+                "suspended, the property is paused or deleted, or a hard-capped plan's monthly quota is used up. "
+                f"Answers may be cached for {ENTITLEMENT_MAX_AGE} seconds.",
+)
+def entitlement(request: HttpRequest, tracking_tag: str = Path(..., pattern=TRACKING_TAG_RE.pattern)):
+    answer = entitlement_get(tracking_tag)
+    if answer is None:
+        return Status(404, {"detail": "No property has this tracking tag."})
+    # Rendered directly: this is the hot path, and the dict already has the documented shape.
+    response = HttpResponse(json.dumps(answer), content_type="application/json")
+    response["Cache-Control"] = f"private, max-age={ENTITLEMENT_MAX_AGE}"
+    return response

@@ -1,0 +1,65 @@
+"""API keys: create (shown once), revoke, authenticate."""
+
+import secrets
+
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.services import audit
+
+from .models import ApiKey, api_key_hash
+
+KEY_PREFIX = "prk_"
+# A valid key is looked up once per AUTH_CACHE_SECONDS per process (or per Redis); revoking drops
+# the entry, so with a shared cache revocation is immediate and with process memory it takes at
+# most this long in the other workers.
+AUTH_CACHE_SECONDS = 10
+
+
+def _auth_key(key_hash: str) -> str:
+    return f"apikey:v1:{key_hash}"
+
+
+@transaction.atomic
+def api_key_create(*, name: str, actor=None, now=None) -> tuple[ApiKey, str]:
+    """Create a key and return it with the raw key, which is never stored and cannot be shown again."""
+    name = name.strip()
+    if not name:
+        raise ValueError("Give the key a name that says who uses it, like tracking-prod.")
+    raw = KEY_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey.objects.create(
+        name=name[:100], prefix=raw[:12], key_hash=api_key_hash(raw), created_by=actor,
+        created_at=now or timezone.now(),
+    )
+    audit(account=None, actor=actor, action="api_key.created", obj=key, after={"name": key.name, "prefix": key.prefix},
+          now=now)
+    return key, raw
+
+
+@transaction.atomic
+def api_key_revoke(key: ApiKey, *, actor=None, now=None) -> bool:
+    """Revoke a key at once. Returns False when it was already revoked."""
+    now = now or timezone.now()
+    updated = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=now)
+    if updated:
+        key.revoked_at = now
+        audit(account=None, actor=actor, action="api_key.revoked", obj=key, before={"revoked_at": None},
+              after={"revoked_at": now.isoformat()}, now=now)
+        transaction.on_commit(lambda: cache.delete(_auth_key(key.key_hash)))
+    return bool(updated)
+
+
+def api_key_authenticate(raw: str) -> int | None:
+    """The id of the active key `raw`, or None."""
+    if not raw or len(raw) > 200:
+        return None
+    digest = api_key_hash(raw)
+    cache_key = _auth_key(digest)
+    key_id = cache.get(cache_key)
+    if key_id is None:
+        key_id = ApiKey.objects.filter(key_hash=digest, revoked_at__isnull=True).values_list("pk", flat=True).first()
+        if key_id is None:
+            return None
+        cache.set(cache_key, key_id, AUTH_CACHE_SECONDS)
+    return key_id
