@@ -18,6 +18,7 @@ from decimal import Decimal
 
 from django.db import transaction
 from django.db.models import F
+
 from subscriptions.pricing import ZERO, QuoteLine, cents
 
 from .gateways import ChargeResult, GatewayUnavailable, get_gateway

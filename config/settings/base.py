@@ -140,15 +140,19 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
-# Payments: the built-in sandbox gateway by default; "stripe" in production.
+# Payments: the built-in sandbox gateway by default; "stripe" in production (docs/stripe.md).
+# With PAYMENT_GATEWAY=stripe a missing or malformed key stops the start (invoices/checks.py).
 PAYMENT_GATEWAY = env.str("PAYMENT_GATEWAY", default="sandbox")
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
 STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="")
-STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")  # e.g. a local emulator; empty = Stripe
 STRIPE_JS_URL = env.str("STRIPE_JS_URL", default="https://js.stripe.com/v3/")
 STRIPE_LIVE_MODE = env.bool("STRIPE_LIVE_MODE", default=False)
+STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)  # safe: every write has a key
 STRIPE_TEST_SECRET_KEY = STRIPE_SECRET_KEY if not STRIPE_LIVE_MODE else ""
 STRIPE_LIVE_SECRET_KEY = STRIPE_SECRET_KEY if STRIPE_LIVE_MODE else ""
+# One Stripe customer per account (Account.email is the owner's address).
+DJSTRIPE_SUBSCRIBER_MODEL = "accounts.Account"
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
 DJSTRIPE_USE_NATIVE_JSONFIELD = True
 DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
@@ -161,6 +165,9 @@ BILLING_RESTORE_WORKING_DAYS = env.int("BILLING_RESTORE_WORKING_DAYS", default=5
 BILLING_REFUND_WINDOW_DAYS = env.int("BILLING_REFUND_WINDOW_DAYS", default=30)  # REF-2
 BILLING_RUN_EVERY_MINUTES = env.int("BILLING_RUN_EVERY_MINUTES", default=15)
 BILLING_RUN_CHUNK_SIZE = env.int("BILLING_RUN_CHUNK_SIZE", default=250)
+BILLING_RUN_WAIT_MS = env.int("BILLING_RUN_WAIT_MS", default=600_000)  # how long a run waits for its chunks
+# PAY-2: an `unknown` payment younger than this may still be in flight on another worker.
+BILLING_SETTLE_GRACE_SECONDS = env.int("BILLING_SETTLE_GRACE_SECONDS", default=120)
 BILLING_DEFAULT_CURRENCY = env.str("BILLING_DEFAULT_CURRENCY", default="USD")
 BILLING_MAX_UNIT_PRICE = Decimal("1000000")
 
