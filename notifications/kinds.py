@@ -46,6 +46,8 @@ class Kind:
     attach_pdf: bool = False  # attach the related invoice or credit note (the receipt)
     # Some events tell the same story as another one sent for the same action (see `payment.succeeded`).
     skip: Callable[[dict], bool] | None = None
+    # A receipt or a decision is about one row and is sent once for it, even if the event repeats.
+    once_per_related: bool = False
 
     @property
     def is_billing(self) -> bool:
@@ -76,12 +78,14 @@ NOTIFICATIONS: dict[str, Kind] = {
         Kind("trial.ending_soon", Category.BILLING,
              _subject("Your {plan} trial ends on {trial_end}: {amount} will be charged")),
         Kind("trial.converted", Category.BILLING,
-             _subject("Receipt: your {plan} subscription has started ({amount} paid)"), attach_pdf=True),
+             _subject("Receipt: your {plan} subscription has started ({amount} paid)"), attach_pdf=True,
+             once_per_related=True),
         Kind("trial.canceled", Category.BILLING, _subject("Your {plan} trial is cancelled")),
         Kind("subscription.started", Category.BILLING,
-             _subject("Receipt: your {plan} subscription has started ({amount} paid)"), attach_pdf=True),
+             _subject("Receipt: your {plan} subscription has started ({amount} paid)"), attach_pdf=True,
+             once_per_related=True),
         Kind("subscription.upgraded", Category.BILLING,
-             _subject("Receipt: you upgraded to {to_plan} ({amount} paid)"), attach_pdf=True),
+             _subject("Receipt: you upgraded to {to_plan} ({amount} paid)"), attach_pdf=True, once_per_related=True),
         Kind("subscription.trial_plan_changed", Category.BILLING,
              _subject("Your trial is now on {to_plan}, still free until {trial_end}")),
         Kind("downgrade.scheduled", Category.BILLING,
@@ -92,10 +96,11 @@ NOTIFICATIONS: dict[str, Kind] = {
         Kind("cancellation.effective", Category.BILLING,
              _subject("Your {plan} subscription has ended; you are on Free")),
         Kind("subscription.resumed", Category.BILLING, _subject("Your {plan} subscription continues")),
-        Kind("add_on.changed", Category.BILLING, _subject("Extra properties: you now have {quantity}")),
+        Kind("add_on.changed", Category.BILLING, _subject("Extra properties: you now have {quantity}"),
+             attach_pdf=True),
         Kind("payment.succeeded", Category.BILLING,
              _subject("Receipt for invoice {invoice_number}: {amount} paid"), attach_pdf=True,
-             skip=_receipt_sent_by_own_event),
+             skip=_receipt_sent_by_own_event, once_per_related=True),
         Kind("payment.failed", Category.BILLING,
              _subject("Payment of {amount} failed: please update your payment method")),
         Kind("account.suspended", Category.BILLING, _subject("Your Prorata account is suspended")),
@@ -103,12 +108,13 @@ NOTIFICATIONS: dict[str, Kind] = {
         Kind("renewal.upcoming", Category.BILLING,
              _subject("Your {plan} subscription renews on {renews_at} for {amount}")),
         Kind("refund.decided", Category.BILLING,
-             lambda ctx: "Your refund request was " + ("approved" if ctx["approved"] else "declined")),
+             lambda ctx: "Your refund request was " + ("approved" if ctx["approved"] else "declined"),
+             once_per_related=True),
         Kind("restore.decided", Category.BILLING,
              lambda ctx: f"Your request to restore {ctx['days']} days was "
-                         + ("approved" if ctx["approved"] else "declined")),
+                         + ("approved" if ctx["approved"] else "declined"), once_per_related=True),
         Kind("credit_note.issued", Category.BILLING,
-             _subject("Credit note {credit_note_number} issued: {amount}"), attach_pdf=True),
+             _subject("Credit note {credit_note_number} issued: {amount}"), attach_pdf=True, once_per_related=True),
         Kind("usage.alert", Category.USAGE_ALERTS,
              _subject("You have used {threshold}% of your {month} sessions")),
         Kind("period.extended", Category.BILLING,
@@ -262,7 +268,7 @@ def event_context(event: Event, account) -> dict:
         elif key in ("sessions", "sessions_included"):
             ctx[key] = f"{int(value):,}" if value not in (None, "") else "unlimited"
         elif key == "month":
-            moment = parse_moment(value)
+            moment = parse_moment(f"{value}-01" if len(str(value)) == 7 else value)  # "2026-04" or a date
             ctx[key] = dateformat.format(moment, "F Y") if moment else str(value)
         else:
             ctx[key] = value

@@ -155,10 +155,16 @@ def notify_event(event: Event) -> list[EmailLog]:
         return []
     if not wants(account, kind.category):
         return []
+    related = related_of(event.kind, account.pk, event.data)
+    if kind.once_per_related and EmailLog.objects.filter(
+        kind=kind.code, account=account, related_type=related[0], related_id=related[1]
+    ).exists():
+        log.info("%s for %s %s was already e-mailed; not sending it twice", kind.code, *related)
+        return []
     ctx = event_context(event, account)
     if kind.skip and kind.skip(ctx):
         return []
-    return email_queue(kind=kind, account=account, ctx=ctx, related=related_of(event.kind, account.pk, event.data))
+    return email_queue(kind=kind, account=account, ctx=ctx, related=related)
 
 
 def email_enqueue(log_ids: list[int]) -> None:
