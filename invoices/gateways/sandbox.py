@@ -45,8 +45,9 @@ DECLINE_MESSAGES = {
 }
 
 
-class SimulatedCrash(RuntimeError):
-    """Raised by the crash fault: the process 'dies' right after the gateway charged."""
+class SimulatedCrash(BaseException):
+    """The crash fault: the process "dies" right after the gateway charged. A BaseException, like
+    a killed worker, so nothing in the run catches it."""
 
 
 _faults = threading.local()

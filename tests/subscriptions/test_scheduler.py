@@ -1,0 +1,350 @@
+"""The billing run: renewals, trial conversion, scheduled changes, dunning, suspension, overage."""
+
+from datetime import date, timedelta
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+
+from accounts.models import PropertyStatus, UsageMonth
+from invoices.gateways import sandbox
+from invoices.models import Invoice, Payment, SandboxCharge
+from subscriptions import billing, events
+from subscriptions import scheduler
+
+from .conftest import add_properties, at, current
+
+pytestmark = pytest.mark.django_db
+run = scheduler.run  # replaced per test by a committing wrapper (see commit_events)
+
+
+@pytest.fixture
+def emitted():
+    """Domain events delivered (after commit) during the test, as (kind, data)."""
+    seen = []
+
+    def handler(event):
+        seen.append((event.kind, event.data))
+
+    events.subscribe("*", handler)
+    yield seen
+    events.unsubscribe("*", handler)
+
+
+@pytest.fixture(autouse=True)
+def commit_events(django_capture_on_commit_callbacks, monkeypatch):
+    """The test's transaction never commits: run each engine call's on-commit callbacks when the
+    call returns, as a real commit would."""
+
+    def committing(fn):
+        def call(*args, **kwargs):
+            with django_capture_on_commit_callbacks(execute=True):
+                return fn(*args, **kwargs)
+
+        return call
+
+    for name in ("subscribe", "start_trial", "change_plan", "cancel", "set_payment_method", "set_extra_properties"):
+        monkeypatch.setattr(billing, name, committing(getattr(billing, name)))
+    global run
+    run = committing(scheduler.run)
+
+
+def kinds(emitted):
+    return [kind for kind, _ in emitted]
+
+
+def break_card(account, day):
+    billing.set_payment_method(account, "pm_card_chargeCustomerFail", now=at(day))
+
+
+# --- TRI-3, TRI-7 -----------------------------------------------------------------------------
+
+
+def test_tri3_trial_converts_at_its_end_and_the_first_period_starts_then(account, emitted):
+    billing.start_trial(account, "personal", now=at("2026-04-01T08:00"))
+    assert run(at("2026-04-15T07:59")).counts["trials"] == 0
+    report = run(at("2026-04-15T08:00"))
+    assert report.counts["trials"] == 1
+    sub = current(account)
+    assert (sub.status, sub.current_period_start, sub.current_period_end) == (
+        "active", at("2026-04-15T08:00"), at("2026-05-15T08:00"))
+    invoice = Invoice.objects.get(kind="trial_conversion")
+    assert (invoice.status, invoice.total) == ("paid", Decimal("14.00"))
+    assert "trial.converted" in kinds(emitted)
+
+
+def test_tri3_failed_trial_conversion_goes_to_dunning(account, emitted):
+    billing.start_trial(account, "personal", now=at("2026-04-01"))
+    break_card(account, "2026-04-02")
+    run(at("2026-04-15"))
+    sub = current(account)
+    assert sub.status == "past_due" and sub.next_retry_at == at("2026-04-16")
+    assert Invoice.objects.get(kind="trial_conversion").status == "open"
+    assert "payment.failed" in kinds(emitted)
+
+
+def test_tri7_trial_ending_reminder_three_days_before_once(account, emitted):
+    billing.start_trial(account, "personal", now=at("2026-04-01"))
+    run(at("2026-04-11T23:59"))
+    assert "trial.ending_soon" not in kinds(emitted)
+    run(at("2026-04-12"))
+    run(at("2026-04-12T00:15"))
+    assert kinds(emitted).count("trial.ending_soon") == 1
+
+
+def test_tri5_cancelled_trial_moves_to_free_after_its_end_date(account):
+    sub = billing.start_trial(account, "personal", now=at("2026-04-01"))
+    billing.cancel(sub, now=at("2026-04-03"))
+    run(at("2026-04-15"))
+    account.refresh_from_db()
+    assert current(account).plan.code == "free" and account.status == "active"
+    assert not SandboxCharge.objects.exists()
+
+
+# --- REN ----------------------------------------------------------------------------------------
+
+
+def test_ren1_renewal_charged_24_hours_before_the_end_and_next_period_starts_at_old_end(account, emitted):
+    billing.subscribe(account, "personal", now=at("2026-04-01"))
+    assert run(at("2026-04-29T23:59")).counts["renewals"] == 0
+    assert run(at("2026-04-30T00:00")).counts["renewals"] == 1
+    renewal = Invoice.objects.get(kind="renewal")
+    assert (renewal.status, renewal.total) == ("paid", Decimal("14.00"))
+    assert (renewal.period_start, renewal.period_end) == (at("2026-05-01"), at("2026-06-01"))
+    assert current(account).current_period_end == at("2026-05-01")  # benefits run to the end
+    assert run(at("2026-05-01")).counts["rollovers"] == 1
+    sub = current(account)
+    assert (sub.current_period_start, sub.current_period_end) == (at("2026-05-01"), at("2026-06-01"))
+    assert "payment.succeeded" in kinds(emitted)
+
+
+def test_ren2_renewal_holds_the_scheduled_plan_extra_properties_and_credit(account, settings):
+    sub = billing.subscribe(account, "advanced", now=at("2026-06-01"))
+    billing.set_extra_properties(sub, 2, now=at("2026-06-01"))
+    run(at("2026-06-30"))
+    renewal = Invoice.objects.get(kind="renewal")
+    assert [line.amount for line in renewal.lines.all()] == [Decimal("29.00"), Decimal("60.00")]
+    assert renewal.total == Decimal("89.00")
+
+
+def test_ren3_each_renewal_happens_once_however_often_the_run_runs(account):
+    billing.subscribe(account, "personal", now=at("2026-04-01"))
+    for minute in range(0, 60, 15):
+        run(at(f"2026-04-30T00:{minute:02d}"))
+    call_command("billing_run", "--now", "2026-04-30T01:00")
+    assert Invoice.objects.filter(kind="renewal").count() == 1
+    assert SandboxCharge.objects.filter(amount=Decimal("14.00")).count() == 2  # first period + one renewal
+
+
+def test_ren3_a_run_that_crashes_half_way_finishes_the_rest_and_charges_nobody_twice(catalog, settings):
+    from tests.factories import AccountFactory
+
+    settings.BILLING_SETTLE_GRACE_SECONDS = 0
+    accounts = []
+    for _ in range(6):
+        acct = AccountFactory()
+        billing.set_payment_method(acct, "pm_card_visa", now=at("2026-04-01"))
+        billing.subscribe(acct, "personal", now=at("2026-04-01"))
+        accounts.append(acct)
+    with sandbox.faults(crash_after_charges=2), pytest.raises(sandbox.SimulatedCrash):
+        run(at("2026-04-30"))
+    assert Payment.objects.filter(status="unknown").count() == 1  # charged at the bank, not recorded
+    report = run(at("2026-04-30T00:15"))
+    assert report.counts["settle"] == 1
+    assert Invoice.objects.filter(kind="renewal", status="paid").count() == 6
+    keys = Payment.objects.filter(invoice__kind="renewal").values("idempotency_key")
+    renewals = SandboxCharge.objects.filter(idempotency_key__in=keys)
+    assert renewals.count() == 6  # one charge per subscription
+    assert Payment.objects.filter(invoice__kind="renewal").count() == 6  # no second attempt anywhere
+
+
+def test_ren5_yearly_renewal_reminder_seven_days_before(account, emitted):
+    billing.subscribe(account, "personal", "yearly", now=at("2026-01-01"))
+    run(at("2026-12-24T23:00"))
+    assert "renewal.upcoming" not in kinds(emitted)
+    run(at("2026-12-25"))
+    run(at("2026-12-26"))
+    reminders = [data for kind, data in emitted if kind == "renewal.upcoming"]
+    assert len(reminders) == 1 and reminders[0]["amount"] == "134.40"
+
+
+# --- DWN at effect time, ADD-3, CAN-2 ----------------------------------------------------------------
+
+
+def test_dwn2_a_due_downgrade_renews_at_the_new_plans_price(account):
+    sub = billing.subscribe(account, "advanced", now=at("2026-04-01"))
+    billing.change_plan(sub, "personal", "monthly", now=at("2026-04-11"))
+    run(at("2026-04-30"))
+    assert Invoice.objects.get(kind="renewal").total == Decimal("14.00")
+    assert current(account).plan.code == "advanced"  # until the period ends
+    run(at("2026-05-01"))
+    sub = current(account)
+    assert (sub.plan.code, sub.current_price, sub.scheduled_plan) == ("personal", Decimal("14.00"), None)
+
+
+def test_dwn1_yearly_to_monthly_applies_after_the_year(account):
+    sub = billing.subscribe(account, "advanced", "yearly", now=at("2026-01-01"))
+    billing.change_plan(sub, "personal", "monthly", now=at("2026-04-11"))
+    run(at("2026-12-31"))
+    run(at("2027-01-01"))
+    sub = current(account)
+    assert (sub.plan.code, sub.cycle) == ("personal", "monthly")
+    assert (sub.current_period_start, sub.current_period_end) == (at("2027-01-01"), at("2027-02-01"))
+    assert Invoice.objects.get(kind="renewal").total == Decimal("14.00")
+
+
+def test_dwn3_at_effect_time_the_newest_excess_properties_are_paused_never_deleted(account, emitted):
+    sub = billing.subscribe(account, "advanced", now=at("2026-04-01"))
+    billing.change_plan(sub, "personal", "monthly", now=at("2026-04-11"))
+    props = add_properties(account, 5)  # added after the downgrade was accepted
+    run(at("2026-04-30"))
+    run(at("2026-05-01"))
+    statuses = {p.pk: p.status for p in account.properties.all()}
+    assert [statuses[p.pk] for p in props] == ["active"] * 3 + ["paused"] * 2
+    assert account.properties.count() == 5
+    applied = [data for kind, data in emitted if kind == "downgrade.applied"]
+    assert applied and len(applied[-1]["paused_properties"]) == 2
+
+
+def test_add3_a_downgrade_to_a_plan_without_the_add_on_drops_the_extra_properties(account):
+    sub = billing.subscribe(account, "advanced", now=at("2026-06-01"))
+    billing.set_extra_properties(sub, 2, now=at("2026-06-01"))
+    billing.change_plan(sub, "personal", "monthly", now=at("2026-06-10"))
+    run(at("2026-06-30"))
+    assert [line.amount for line in Invoice.objects.get(kind="renewal").lines.all()] == [Decimal("14.00")]
+    run(at("2026-07-01"))
+    assert current(account).extra_properties == 0
+
+
+def test_add2_fewer_extra_properties_from_the_period_end(account):
+    sub = billing.subscribe(account, "advanced", now=at("2026-06-01"))
+    billing.set_extra_properties(sub, 3, now=at("2026-06-01"))
+    billing.set_extra_properties(sub, 1, now=at("2026-06-05"))
+    run(at("2026-06-30"))
+    assert Invoice.objects.get(kind="renewal").total == Decimal("59.00")
+    run(at("2026-07-01"))
+    assert current(account).extra_properties == 1
+
+
+def test_can2_cancellation_takes_effect_at_period_end_and_moves_to_free(account, emitted):
+    sub = billing.subscribe(account, "personal", now=at("2026-04-01"))
+    add_properties(account, 3)
+    billing.cancel(sub, now=at("2026-04-10"))
+    run(at("2026-04-30"))
+    assert not Invoice.objects.filter(kind="renewal").exists()
+    assert current(account).plan.code == "personal"
+    run(at("2026-05-01"))
+    assert current(account).plan.code == "free"
+    assert list(account.properties.order_by("id").values_list("status", flat=True)) == [
+        PropertyStatus.ACTIVE, PropertyStatus.PAUSED, PropertyStatus.PAUSED]
+    assert "cancellation.effective" in kinds(emitted)
+
+
+# --- DUN / SUS --------------------------------------------------------------------------------------
+
+
+def test_dun1_failed_renewal_leaves_the_invoice_open_and_the_subscription_past_due(account, emitted):
+    billing.subscribe(account, "personal", now=at("2026-04-01"))
+    break_card(account, "2026-04-20")
+    run(at("2026-04-30"))
+    sub = current(account)
+    assert sub.status == "past_due" and Invoice.objects.get(kind="renewal").status == "open"
+    failed = [data for kind, data in emitted if kind == "payment.failed"]
+    assert failed[0]["decline_message"] == "Your card was declined."
+    assert failed[0]["next_retry_at"] == at("2026-05-01").isoformat()
+    run(at("2026-05-01"))
+    assert current(account).current_period_start == at("2026-05-01")  # DUN-3: service continues
+
+
+def test_dun2_retries_1_3_5_7_days_after_the_first_failure_then_suspension(account, emitted):
+    billing.subscribe(account, "personal", now=at("2026-04-01"))
+    break_card(account, "2026-04-20")
+    run(at("2026-04-30"))
+    retries = []
+    day = at("2026-04-30")
+    while day <= at("2026-05-10"):
+        report = run(day)
+        if report.counts["retries"]:
+            retries.append(day)
+        day += timedelta(hours=6)
+    assert retries == [at("2026-05-01"), at("2026-05-03"), at("2026-05-05"), at("2026-05-07")]
+    assert kinds(emitted).count("payment.failed") == 5  # the first failure and each retry
+    sub = current(account)
+    account.refresh_from_db()
+    assert sub.status == "suspended" and (account.status, account.suspension_reason) == ("suspended", "non_payment")
+    assert "account.suspended" in kinds(emitted)
+
+
+def test_dun3_new_card_after_suspension_voids_the_renewal_and_charges_a_new_period_from_today(account, emitted):
+    billing.subscribe(account, "personal", now=at("2026-04-01"))
+    break_card(account, "2026-04-20")
+    for day in ("2026-04-30", "2026-05-01", "2026-05-03", "2026-05-05", "2026-05-07"):
+        run(at(day))
+    assert current(account).status == "suspended"
+    with pytest.raises(billing.NotEligible):
+        billing.change_plan(current(account), "advanced", "monthly", now=at("2026-05-09"))  # UPG-7
+    billing.set_payment_method(account, "pm_card_visa", now=at("2026-05-09T10:00"))
+    sub = current(account)
+    account.refresh_from_db()
+    assert sub.status == "active" and account.status == "active"
+    assert (sub.current_period_start, sub.current_period_end) == (at("2026-05-09T10:00"), at("2026-06-09T10:00"))
+    assert Invoice.objects.get(kind="renewal").status == "void"
+    assert Invoice.objects.get(kind="reactivation").status == "paid"
+    assert "account.reactivated" in kinds(emitted)
+
+
+def test_dun4_new_card_while_past_due_retries_the_open_invoice_at_once(account):
+    billing.subscribe(account, "personal", now=at("2026-04-01"))
+    break_card(account, "2026-04-20")
+    run(at("2026-04-30"))
+    billing.set_payment_method(account, "pm_card_visa", now=at("2026-04-30T12:00"))
+    sub = current(account)
+    assert sub.status == "active" and sub.next_retry_at is None
+    assert Invoice.objects.get(kind="renewal").status == "paid"
+
+
+def test_sus1_suspended_for_non_payment_says_why(account):
+    billing.subscribe(account, "personal", now=at("2026-04-01"))
+    break_card(account, "2026-04-20")
+    for day in ("2026-04-30", "2026-05-01", "2026-05-03", "2026-05-05", "2026-05-07"):
+        run(at(day))
+    account.refresh_from_db()
+    assert "failed" in account.suspension_note and account.suspension_reason == "non_payment"
+
+
+# --- USE-3 --------------------------------------------------------------------------------------
+
+
+def test_use3_overage_invoiced_on_the_first_for_the_previous_month(account):
+    billing.subscribe(account, "personal", "yearly", now=at("2026-01-15"))
+    UsageMonth.objects.create(account=account, month=date(2026, 11, 1), sessions=12_500, sessions_included=10_000)
+    assert run(at("2026-11-30T23:45")).counts["overage"] == 0
+    assert run(at("2026-12-01T00:00")).counts["overage"] == 1
+    invoice = Invoice.objects.get(kind="overage")
+    assert (invoice.total, invoice.status, invoice.issued_at) == (Decimal("5.00"), "paid", at("2026-12-01"))
+    assert invoice.lines.get().computation == "2,500 sessions × $2.00 / 1,000 = $5.00"
+    assert run(at("2026-12-01T00:15")).counts["overage"] == 0  # once
+
+
+def test_use3_quota_is_the_highest_plan_of_the_month_and_hard_caps_pay_nothing(account):
+    UsageMonth.objects.create(account=account, month=date(2026, 11, 1), sessions=5_000, sessions_included=1_000)
+    run(at("2026-12-01"))
+    assert not Invoice.objects.filter(kind="overage").exists()  # Free: hard cap, no overage (USE-4)
+
+
+# --- the command -------------------------------------------------------------------------------------
+
+
+def test_billing_run_dry_run_shows_amounts_and_changes_nothing(account, capsys):
+    billing.subscribe(account, "advanced", now=at("2026-04-01"))
+    call_command("billing_run", "--now", "2026-04-30T00:00", "--dry-run")
+    out = capsys.readouterr().out
+    assert "dry run" in out and "charge $29.00" in out
+    assert not Invoice.objects.filter(kind="renewal").exists()
+
+
+def test_billing_run_rejects_a_bad_now():
+    from django.core.management import CommandError
+
+    with pytest.raises(CommandError, match="ISO-8601"):
+        call_command("billing_run", "--now", "next tuesday")
