@@ -9,8 +9,7 @@ from django.core.management import call_command
 from accounts.models import PropertyStatus, UsageMonth
 from invoices.gateways import sandbox
 from invoices.models import Invoice, Payment, SandboxCharge
-from subscriptions import billing, events
-from subscriptions import scheduler
+from subscriptions import billing, events, scheduler
 
 from .conftest import add_properties, at, current
 

@@ -11,7 +11,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--now", help="ISO-8601 moment to run at (default: the current time)")
-        parser.add_argument("--dry-run", action="store_true", help="Show what would happen, with amounts; change nothing")
+        parser.add_argument("--dry-run", action="store_true", help="Show what would happen, with amounts")
         parser.add_argument("--fan-out", action="store_true", help="Hand chunks to a running django-q2 cluster")
 
     def handle(self, *args, now=None, dry_run=False, fan_out=False, **options):
