@@ -1,0 +1,209 @@
+"""SUS-1 and USE-4 from the tracking product's side: GET /api/v1/entitlements/{tracking_tag}."""
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.core.cache import cache
+from django.utils import timezone
+
+from accounts.models import Account, Property, UsageMonth
+from accounts.services import pause_excess, property_delete
+from accounts.usage import month_start, usage_ingest
+from subscriptions import events
+from subscriptions.models import Status, Subscription
+
+from .conftest import NOW, on_plan
+from .conftest import events as make_events
+
+
+def get(client, auth, tag):
+    return client.get(f"/api/v1/entitlements/{tag}", headers=auth)
+
+
+def test_sus1_active_property_answer_has_the_documented_shape(client, auth, personal_prop):
+    with time_machine.travel(NOW, tick=False):
+        usage_ingest(make_events(personal_prop, 3))
+        response = get(client, auth, personal_prop.tracking_tag)
+    assert response.status_code == 200
+    assert response["Cache-Control"] == "private, max-age=10"
+    assert response.json() == {
+        "tracking_tag": personal_prop.tracking_tag, "active": True, "plan": "personal",
+        "limits": {"properties": 3, "sessions": 10_000, "integrations": None},
+        "month": "2026-11", "sessions_used": 3, "sessions_included": 10_000, "hard_capped": False,
+        "reason": None, "detail": "The property may track.",
+    }
+
+
+def test_sus1_unknown_tag_is_404_and_a_malformed_tag_422(client, auth, db):
+    assert get(client, auth, "PR-nosuchtag").status_code == 404
+    response = get(client, auth, "bad%20tag")
+    assert response.status_code == 422 and "tracking_tag" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("reason_code", "detail"),
+    [("non_payment", "non-payment"), ("policy_violation", "policy violation"), ("cancelled_trial", "cancelled trial")],
+)
+def test_sus1_suspended_account_must_stop_tracking(client, auth, personal_prop, reason_code, detail):
+    Account.objects.filter(pk=personal_prop.account_id).update(
+        status="suspended", suspension_reason=reason_code, suspended_at=timezone.now()
+    )
+    body = get(client, auth, personal_prop.tracking_tag).json()
+    assert (body["active"], body["reason"]) == (False, "account_suspended")
+    assert detail in body["detail"]
+
+
+def test_sus1_paused_property_must_stop_tracking(client, auth, catalog):
+    prop = on_plan(catalog["personal"])
+    Property.objects.filter(pk=prop.pk).update(status="paused")
+    body = get(client, auth, prop.tracking_tag).json()
+    assert (body["active"], body["reason"]) == (False, "property_paused")
+
+
+def test_sus1_deleted_property_must_stop_tracking(client, auth, personal_prop):
+    Property.objects.filter(pk=personal_prop.pk).update(deleted_at=timezone.now())
+    body = get(client, auth, personal_prop.tracking_tag).json()
+    assert (body["active"], body["reason"]) == (False, "property_deleted")
+
+
+def test_sus1_suspension_wins_over_a_paused_property(client, auth, personal_prop):
+    Property.objects.filter(pk=personal_prop.pk).update(status="paused")
+    Account.objects.filter(pk=personal_prop.account_id).update(status="suspended", suspension_reason="non_payment")
+    assert get(client, auth, personal_prop.tracking_tag).json()["reason"] == "account_suspended"
+
+
+def test_use4_hard_capped_plan_exactly_at_quota_reports_quota_exhausted(client, auth, free_prop):
+    with time_machine.travel(NOW, tick=False):
+        usage_ingest(make_events(free_prop, 999))
+        below = get(client, auth, free_prop.tracking_tag).json()
+        cache.clear()  # the invalidation itself is tested below
+        usage_ingest(make_events(free_prop, 1))
+        at_cap = get(client, auth, free_prop.tracking_tag).json()
+    assert (below["active"], below["reason"], below["sessions_used"]) == (True, None, 999)
+    assert (at_cap["active"], at_cap["reason"], at_cap["sessions_used"]) == (False, "quota_exhausted", 1000)
+    assert at_cap["hard_capped"] is True and at_cap["sessions_included"] == 1000
+
+
+def test_use4_plan_with_overage_stays_active_past_its_quota(client, auth, personal_prop):
+    UsageMonth.objects.create(account=personal_prop.account, month=month_start(timezone.now()), sessions=25_000,
+                              sessions_included=10_000)
+    body = get(client, auth, personal_prop.tracking_tag).json()
+    assert (body["active"], body["sessions_used"], body["sessions_included"]) == (True, 25_000, 10_000)
+
+
+def test_use4_quota_exhausted_in_a_past_month_does_not_stop_this_month(client, auth, free_prop):
+    last_month = (month_start(timezone.now()) - timedelta(days=1)).replace(day=1)
+    UsageMonth.objects.create(account=free_prop.account, month=last_month, sessions=1000, sessions_included=1000)
+    assert get(client, auth, free_prop.tracking_tag).json()["active"] is True
+
+
+def test_advanced_extra_properties_raise_the_property_limit(client, auth, catalog):
+    prop = on_plan(catalog["advanced"])
+    Subscription.objects.filter(account=prop.account).order_by("-id").update(extra_properties=2)
+    assert get(client, auth, prop.tracking_tag).json()["limits"]["properties"] == 12
+
+
+def test_no_current_subscription_stops_tracking(client, auth, catalog):
+    prop = on_plan(catalog["personal"])
+    Subscription.objects.filter(account=prop.account).update(status=Status.CANCELED)
+    body = get(client, auth, prop.tracking_tag).json()
+    assert (body["active"], body["reason"], body["plan"]) == (False, "no_subscription", None)
+
+
+# --- cache and invalidation --------------------------------------------------------------------------
+
+
+def test_answers_are_cached(client, auth, personal_prop, django_assert_max_num_queries):
+    get(client, auth, personal_prop.tracking_tag)
+    with django_assert_max_num_queries(0):
+        assert get(client, auth, personal_prop.tracking_tag).json()["active"] is True
+
+
+@pytest.mark.parametrize("kind", ["account.suspended", "trial.canceled"])
+def test_sus1_suspension_event_invalidates_the_cached_answer(client, auth, personal_prop, kind,
+                                                             django_capture_on_commit_callbacks):
+    assert get(client, auth, personal_prop.tracking_tag).json()["active"] is True
+    # The engine writes with update() (no save signal): only the domain event can tell the cache.
+    Account.objects.filter(pk=personal_prop.account_id).update(status="suspended", suspension_reason="non_payment")
+    assert get(client, auth, personal_prop.tracking_tag).json()["active"] is True  # still cached
+    with django_capture_on_commit_callbacks(execute=True):
+        events.emit(kind, personal_prop.account_id, reason="non_payment", note="")
+    assert get(client, auth, personal_prop.tracking_tag).json()["reason"] == "account_suspended"
+
+
+def test_sus1_reactivation_event_invalidates_every_property_of_the_account(client, auth, catalog,
+                                                                          django_capture_on_commit_callbacks):
+    prop = on_plan(catalog["advanced"], status="suspended", suspension_reason="non_payment")
+    other = Property.objects.create(account=prop.account, name="Shop", domain="shop.example.com")
+    assert get(client, auth, prop.tracking_tag).json()["active"] is False
+    assert get(client, auth, other.tracking_tag).json()["active"] is False
+    Account.objects.filter(pk=prop.account_id).update(status="active", suspension_reason="")
+    with django_capture_on_commit_callbacks(execute=True):
+        events.emit("account.reactivated", prop.account_id, previous_reason="non_payment", note="")
+    assert get(client, auth, prop.tracking_tag).json()["active"] is True
+    assert get(client, auth, other.tracking_tag).json()["active"] is True
+
+
+def test_use3_upgrade_event_invalidates_and_raises_the_month_quota(client, auth, catalog, free_prop,
+                                                                  django_capture_on_commit_callbacks):
+    with time_machine.travel(NOW, tick=False):
+        usage_ingest(make_events(free_prop, 1000))
+        assert get(client, auth, free_prop.tracking_tag).json()["reason"] == "quota_exhausted"
+        with django_capture_on_commit_callbacks(execute=True):
+            Subscription.objects.create(account=free_prop.account, plan=catalog["personal"], status=Status.ACTIVE)
+            events.emit("subscription.upgraded", free_prop.account_id, subscription_id=1, from_plan="free",
+                        to_plan="personal", cycle="monthly", invoice_id=None, amount="14.00")
+        body = get(client, auth, free_prop.tracking_tag).json()
+        row = UsageMonth.objects.get(account=free_prop.account)
+    assert (body["active"], body["plan"], body["sessions_included"]) == (True, "personal", 10_000)
+    assert row.sessions_included == 10_000
+
+
+def test_downgrade_event_invalidates_the_plan_and_limits(client, auth, catalog,
+                                                        django_capture_on_commit_callbacks):
+    prop = on_plan(catalog["advanced"])
+    assert get(client, auth, prop.tracking_tag).json()["plan"] == "advanced"
+    Subscription.objects.filter(account=prop.account).update(plan=catalog["personal"])
+    with django_capture_on_commit_callbacks(execute=True):
+        events.emit("downgrade.applied", prop.account_id, subscription_id=1, from_plan="advanced",
+                    to_plan="personal", paused_properties=[])
+    assert get(client, auth, prop.tracking_tag).json()["limits"]["properties"] == 3
+
+
+def test_sus1_pausing_a_property_invalidates_its_answer(client, auth, catalog, django_capture_on_commit_callbacks):
+    prop = on_plan(catalog["free"])
+    newer = Property.objects.create(account=prop.account, name="Newer", domain="newer.example.com")
+    assert get(client, auth, newer.tracking_tag).json()["active"] is True
+    with django_capture_on_commit_callbacks(execute=True):
+        pause_excess(prop.account, 1)  # DWN-3: the newest excess property is paused
+    assert get(client, auth, newer.tracking_tag).json()["reason"] == "property_paused"
+    assert get(client, auth, prop.tracking_tag).json()["active"] is True
+
+
+def test_sus1_deleting_a_property_invalidates_its_answer(client, auth, personal_prop,
+                                                        django_capture_on_commit_callbacks):
+    assert get(client, auth, personal_prop.tracking_tag).json()["active"] is True
+    with django_capture_on_commit_callbacks(execute=True):
+        property_delete(prop=personal_prop)
+    assert get(client, auth, personal_prop.tracking_tag).json()["reason"] == "property_deleted"
+
+
+def test_use4_reaching_the_hard_cap_invalidates_the_cached_answer(client, auth, free_prop,
+                                                                 django_capture_on_commit_callbacks):
+    with time_machine.travel(NOW, tick=False):
+        usage_ingest(make_events(free_prop, 999))
+        assert get(client, auth, free_prop.tracking_tag).json()["active"] is True
+        with django_capture_on_commit_callbacks(execute=True):
+            usage_ingest(make_events(free_prop, 5))
+        body = get(client, auth, free_prop.tracking_tag).json()
+    assert (body["active"], body["reason"]) == (False, "quota_exhausted")
+
+
+def test_cached_answers_expire_after_the_ttl(client, auth, personal_prop):
+    """Changes no event or save reports (a bulk update) show within ENTITLEMENT_CACHE_SECONDS."""
+    with time_machine.travel(NOW, tick=False) as clock:
+        assert get(client, auth, personal_prop.tracking_tag).json()["active"] is True
+        Property.objects.filter(pk=personal_prop.pk).update(status="paused")
+        clock.shift(timedelta(seconds=31))
+        assert get(client, auth, personal_prop.tracking_tag).json()["reason"] == "property_paused"
