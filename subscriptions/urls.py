@@ -5,4 +5,17 @@ from . import views
 app_name = "billing"
 urlpatterns = [
     path("", views.overview, name="overview"),
+    path("plans/", views.plans, name="plans"),
+    path("change/", views.change, name="change"),
+    path("change/confirm/", views.change_confirm, name="change_confirm"),
+    path("cancel/", views.cancel, name="cancel"),
+    path("resume/", views.resume, name="resume"),
+    path("extra-properties/", views.extra_properties, name="extra_properties"),
+    path("extra-properties/confirm/", views.extra_properties_confirm, name="extra_properties_confirm"),
+    path("payment-method/", views.payment_method, name="payment_method"),
+    path("details/", views.billing_details, name="billing_details"),
+    path("emails/", views.email_settings, name="email_settings"),
+    path("requests/", views.requests, name="requests"),
+    path("requests/refund/<int:pk>/", views.refund_request, name="refund_request"),
+    path("requests/restore/", views.restore_request, name="restore_request"),
 ]

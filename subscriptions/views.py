@@ -1,17 +1,458 @@
-from django.shortcuts import render
+"""The customer billing page. Views validate input and call the engine (subscriptions.billing) or
+accounts.preferences; they never change state through the ORM. Every view is behind
+`account_required` (login, membership, ACC-1 role), and every lookup by id filters by
+request.account.
+"""
 
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from accounts import preferences
 from accounts.decorators import account_required
+from accounts.services import AccountError
+from invoices import services as ledger
+from invoices.models import Invoice, RefundRequest
+
+from . import billing, selectors
+from .forms import (
+    BillingDetailsForm,
+    CancelForm,
+    EmailPreferencesForm,
+    ExtraPropertiesConfirmForm,
+    ExtraPropertiesForm,
+    PlanChoiceForm,
+    PlanConfirmForm,
+    RefundRequestForm,
+    SandboxPaymentMethodForm,
+)
+from .models import RestoreRequest, Status
+from .pricing import format_money
+
+
+def _render(request, template: str, context: dict, status: int = 200):
+    """Render with dates in the account's billing time zone (D-2)."""
+    context.setdefault("account", request.account)
+    context.setdefault("membership", request.membership)
+    context.setdefault("can", selectors.role_flags(request.membership))
+    with timezone.override(billing.account_tz(request.account)):
+        return render(request, template, context, status=status)
+
+
+def _subscription(request):
+    sub = selectors.subscription_current(request.account)
+    if sub is None:
+        raise Http404("This account has no subscription.")
+    return sub
+
+
+def _money(amount, currency="USD") -> str:
+    return format_money(Decimal(amount), currency)
+
+
+# --- overview and plans ------------------------------------------------------------------------
 
 
 @account_required("view_usage")
+@require_GET
 def overview(request):
+    context = selectors.billing_overview(request.account, request.membership)
+    return _render(request, "billing/overview.html", context)
+
+
+@account_required("change_plan")
+@require_GET
+def plans(request):
     account = request.account
-    return render(
-        request,
-        "billing/overview.html",
-        {
-            "account": account,
-            "subscription": account.subscription,
-            "properties": account.properties.live().order_by("created_at", "id"),
-        },
-    )
+    sub = selectors.subscription_current(account)
+    trial, trial_reason = selectors.trial_offer(account)
+    return _render(request, "billing/plans.html", {
+        "subscription": sub, "cards": selectors.plan_cards(account, sub, trial),
+        "trial": trial, "trial_reason": trial_reason,
+        "owed": sub is not None and sub.status in (Status.PAST_DUE, Status.SUSPENDED),
+    })
+
+
+# --- quote and confirm (PAY-3) ------------------------------------------------------------------
+
+CONFIRM_LABELS = {
+    "trial": "Start free trial",
+    "trial_change": "Switch my trial",
+    "downgrade": "Schedule the downgrade",
+}
+
+
+def _confirm_label(action_kind: str, quote) -> str:
+    if quote.kind == "new" and quote.amount_due == 0:
+        return "Start free trial"
+    if quote.kind == "downgrade" and quote.effective_at and quote.lines:
+        return "Downgrade now"
+    if quote.amount_due > 0:
+        verb = {"subscribe": "subscribe", "trial": "subscribe"}.get(action_kind, "upgrade")
+        return f"Pay {_money(quote.amount_due, quote.currency)} and {verb}"
+    return CONFIRM_LABELS.get(action_kind, "Confirm")
+
+
+def _plan_quote_context(request, sub, plan_code: str, cycle: str, quote) -> dict:
+    plan = selectors.plan_for(request.account, plan_code)
+    trial, _reason = selectors.trial_offer(request.account)
+    action = selectors.plan_action(sub, plan, cycle, trial) or ("change", "Change plan")
+    return {
+        "title": action[1] if action[0] != "trial" else f"Start your free trial of {plan.name}",
+        "quote": quote, "plan": plan, "cycle": cycle, "subscription": sub,
+        "confirm_url": "billing:change_confirm", "confirm_label": _confirm_label(action[0], quote),
+        "hidden": {"plan": plan.code, "cycle": cycle, "quoted_amount": quote.amount_due},
+        "back_url": "billing:plans",
+    }
+
+
+def _refused(request, message: str, *, status: int = 409):
+    """DWN-3: what to remove, with a link to the property list."""
+    return _render(request, "billing/refused.html", {"message": message}, status=status)
+
+
+@account_required("change_plan")
+@require_GET
+def change(request):
+    form = PlanChoiceForm(request.GET)
+    if not form.is_valid():
+        messages.error(request, "Choose a plan and a billing cycle.")
+        return redirect("billing:plans")
+    sub = _subscription(request)
+    plan_code, cycle = form.cleaned_data["plan"], form.cleaned_data["cycle"]
+    try:
+        quote = billing.preview_change(sub, plan_code, cycle)
+        context = _plan_quote_context(request, sub, plan_code, cycle, quote)
+    except billing.LimitExceeded as exc:
+        return _refused(request, str(exc))
+    except billing.BillingError as exc:
+        messages.error(request, str(exc))
+        return redirect("billing:plans")
+    return _render(request, "billing/quote.html", context)
+
+
+@account_required("change_plan")
+@require_POST
+def change_confirm(request):
+    form = PlanConfirmForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "The confirmation was incomplete. Choose the plan again.")
+        return redirect("billing:plans")
+    sub = _subscription(request)
+    plan_code, cycle, quoted = form.cleaned_data["plan"], form.cleaned_data["cycle"], form.cleaned_data["quoted_amount"]
+    try:
+        quote = billing.preview_change(sub, plan_code, cycle)
+    except billing.LimitExceeded as exc:
+        return _refused(request, str(exc))
+    except billing.BillingError as exc:
+        messages.error(request, str(exc))
+        return redirect("billing:plans")
+    context = _plan_quote_context(request, sub, plan_code, cycle, quote)
+    if quote.amount_due != quoted:
+        # PAY-3: the customer confirms what they saw, nothing else.
+        context["changed_from"] = _money(quoted, quote.currency)
+        return _render(request, "billing/quote.html", context, status=409)
+    try:
+        result = billing.change_plan(sub, plan_code, cycle, actor=request.user)
+    except billing.PaymentDeclined as exc:
+        context["declined"] = str(exc)  # UPG-4: nothing changed
+        return _render(request, "billing/quote.html", context, status=402)
+    except billing.PaymentPending as exc:
+        messages.info(request, str(exc))
+        return redirect("billing:overview")
+    except billing.LimitExceeded as exc:
+        return _refused(request, str(exc))
+    except billing.BillingError as exc:
+        messages.error(request, str(exc))
+        return redirect("billing:plans")
+    messages.success(request, _applied_message(context["plan"], result))
+    return redirect("billing:overview")
+
+
+def _applied_message(plan, quote) -> str:
+    if quote.kind == "new" and quote.amount_due == 0:
+        text = f"Your free trial of {plan.name} has started."
+    elif quote.kind == "trial_change":
+        text = f"Your trial is now on {plan.name}; nothing was charged."
+    elif quote.kind == "downgrade":
+        text = "Your change is scheduled."
+    else:
+        text = f"You are now on {plan.name}."
+    invoice = quote.invoice
+    if invoice is not None and getattr(invoice, "number", None) and invoice.total:
+        text += f" Charged {_money(invoice.total, invoice.currency)} (invoice {invoice.number})."
+    return f"{text} {quote.at_period_end}".strip()
+
+
+# --- cancel and resume (CAN, TRI-4, TRI-5, DWN-1) ------------------------------------------------
+
+
+@account_required("cancel")
+@require_http_methods(["GET", "POST"])
+def cancel(request):
+    sub = _subscription(request)
+    if not (sub.status == Status.TRIALING or (sub.is_paid and sub.status in (Status.ACTIVE, Status.PAST_DUE)
+                                               and not sub.cancel_at_period_end)):
+        messages.info(request, "There is no paid subscription or trial to cancel.")
+        return redirect("billing:overview")
+    form = CancelForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            sub = billing.cancel(sub, reason=form.cleaned_data["reason"], actor=request.user)
+        except billing.BillingError as exc:
+            messages.error(request, str(exc))
+            return redirect("billing:overview")
+        if sub.status == Status.CANCELED:
+            messages.success(request, "Your trial is cancelled and your account is suspended. Nothing was charged. "
+                                      f"You can reactivate the trial until {_local(request, sub.trial_end)}.")
+        else:
+            messages.success(request, f"Your subscription is cancelled. Service runs until "
+                                      f"{_local(request, sub.current_period_end)}; no further charge.")
+        return redirect("billing:overview")
+    return _render(request, "billing/cancel.html", {"subscription": sub, "form": form})
+
+
+def _local(request, moment) -> str:
+    return f"{billing.local_date(request.account, moment):%Y-%m-%d}"
+
+
+@account_required("change_plan")
+@require_POST
+def resume(request):
+    sub = _subscription(request)
+    pending = selectors.pending_changes(sub, timezone.now())
+    if not pending:
+        messages.info(request, "There is no pending change to undo.")
+        return redirect("billing:overview")
+    if pending[0].owner_only and not request.membership.can("cancel"):
+        raise PermissionDenied("Only the account owner can resume a cancelled subscription.")
+    try:
+        sub = billing.resume(sub, actor=request.user)
+    except billing.BillingError as exc:
+        messages.error(request, str(exc))
+    else:
+        done = {
+            "trial_cancelled": f"Your trial is active again until {_local(request, sub.current_period_end)}.",
+            "cancellation": "Your subscription continues; it renews as usual.",
+        }.get(pending[0].kind, "The scheduled change is undone.")
+        messages.success(request, done)
+    return redirect("billing:overview")
+
+
+# --- extra properties (ADD-1, ADD-2) -------------------------------------------------------------
+
+
+@account_required("change_plan")
+@require_GET
+def extra_properties(request):
+    sub = _subscription(request)
+    if sub.plan.extra_property_monthly is None:
+        messages.info(request, f"{sub.plan.name} does not offer extra properties. Advanced does.")
+        return redirect("billing:plans")
+    form = ExtraPropertiesForm(request.GET if "quantity" in request.GET else None,
+                               initial={"quantity": sub.extra_properties})
+    context = {"subscription": sub, "form": form}
+    if form.is_bound and form.is_valid():
+        try:
+            quote = billing.preview_extra_properties(sub, form.cleaned_data["quantity"])
+        except billing.LimitExceeded as exc:
+            return _refused(request, str(exc))
+        except billing.BillingError as exc:
+            form.add_error("quantity", str(exc))
+        else:
+            return _render(request, "billing/quote.html", _extra_quote_context(sub, form.cleaned_data["quantity"],
+                                                                               quote))
+    return _render(request, "billing/extra_properties.html", context)
+
+
+def _extra_quote_context(sub, quantity: int, quote) -> dict:
+    more = quantity > sub.extra_properties
+    return {
+        "title": f"{quantity} extra propert{'y' if quantity == 1 else 'ies'}", "quote": quote, "subscription": sub,
+        "confirm_url": "billing:extra_properties_confirm",
+        "confirm_label": (f"Pay {_money(quote.amount_due, quote.currency)} and add" if more and quote.amount_due
+                          else "Confirm"),
+        "hidden": {"quantity": quantity, "quoted_amount": quote.amount_due},
+        "back_url": "billing:extra_properties",
+    }
+
+
+@account_required("change_plan")
+@require_POST
+def extra_properties_confirm(request):
+    form = ExtraPropertiesConfirmForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose a number of extra properties between 0 and 1,000.")
+        return redirect("billing:extra_properties")
+    sub = _subscription(request)
+    quantity, quoted = form.cleaned_data["quantity"], form.cleaned_data["quoted_amount"]
+    try:
+        quote = billing.preview_extra_properties(sub, quantity)
+    except billing.LimitExceeded as exc:
+        return _refused(request, str(exc))
+    except billing.BillingError as exc:
+        messages.error(request, str(exc))
+        return redirect("billing:extra_properties")
+    context = _extra_quote_context(sub, quantity, quote)
+    if quote.amount_due != quoted:
+        context["changed_from"] = _money(quoted, quote.currency)
+        return _render(request, "billing/quote.html", context, status=409)
+    try:
+        result = billing.set_extra_properties(sub, quantity, actor=request.user)
+    except billing.PaymentDeclined as exc:
+        context["declined"] = str(exc)
+        return _render(request, "billing/quote.html", context, status=402)
+    except billing.PaymentPending as exc:
+        messages.info(request, str(exc))
+        return redirect("billing:overview")
+    except billing.BillingError as exc:
+        messages.error(request, str(exc))
+        return redirect("billing:extra_properties")
+    text = f"Extra properties: {quantity}."
+    if result.invoice is not None and result.invoice.total:
+        text += f" Charged {_money(result.invoice.total, result.invoice.currency)} (invoice {result.invoice.number})."
+    messages.success(request, f"{text} {result.at_period_end}")
+    return redirect("billing:overview")
+
+
+# --- payment method (PAY-1, DUN-3, DUN-4) ---------------------------------------------------------
+
+
+@account_required("payment_method")
+@require_http_methods(["GET", "POST"])
+def payment_method(request):
+    account = request.account
+    sandbox = settings.PAYMENT_GATEWAY != "stripe"
+    form = SandboxPaymentMethodForm(request.POST or None)
+    context = {"form": form, "sandbox": sandbox, "next": request.GET.get("next") or request.POST.get("next", "")}
+    if request.method == "POST":
+        if not sandbox:
+            messages.error(request, "Add your card with the card form.")
+            return redirect("billing:payment_method")
+        if form.is_valid():
+            before = selectors.subscription_current(account)
+            owed = before is not None and before.status in (Status.PAST_DUE, Status.SUSPENDED)
+            try:
+                method = billing.set_payment_method(account, form.cleaned_data["token"], actor=request.user)
+            except billing.PaymentDeclined as exc:
+                context["declined"] = str(exc)
+            except billing.PaymentPending as exc:
+                messages.info(request, str(exc))
+                return redirect("billing:overview")
+            except billing.BillingError as exc:
+                context["declined"] = str(exc)
+            else:
+                text = f"Your card {method} is saved."
+                after = selectors.subscription_current(account)
+                if owed and after is not None and after.status == Status.ACTIVE:
+                    text += " The open invoice was paid and your subscription is active again."
+                messages.success(request, text)
+                if context["next"] == "plans":
+                    return redirect("billing:plans")
+                return redirect("billing:overview" if owed else "billing:payment_method")
+    sub = selectors.subscription_current(account)
+    context.update({
+        "method": ledger.default_payment_method(account),
+        "owed": selectors.money_owed(account) if sub and sub.status in (Status.PAST_DUE, Status.SUSPENDED) else None,
+        "subscription": sub,
+    })
+    return _render(request, "billing/payment_method.html", context, status=402 if "declined" in context else 200)
+
+
+# --- billing details (INV-4) and e-mail settings (NOT-2) ----------------------------------------
+
+
+@account_required("billing_details")
+@require_http_methods(["GET", "POST"])
+def billing_details(request):
+    account = request.account
+    initial = {"company": account.company, "address": account.address, "country": account.country,
+               "vat_id": account.vat_id}
+    form = BillingDetailsForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            preferences.billing_details_update(account, actor=request.user, **form.cleaned_data)
+        except AccountError as exc:
+            form.add_error("country", str(exc))
+        else:
+            messages.success(request, "Billing details saved. They appear on invoices issued from now on.")
+            return redirect("billing:billing_details")
+    return _render(request, "billing/billing_details.html", {"form": form})
+
+
+@account_required("email_settings")
+@require_http_methods(["GET", "POST"])
+def email_settings(request):
+    account = request.account
+    if request.method == "POST" and "unsubscribe_all" in request.POST:
+        preferences.email_unsubscribe_all(account, actor=request.user)
+        messages.success(request, "You are unsubscribed from usage alerts and product news. "
+                                  "Billing e-mails still reach you.")
+        return redirect("billing:email_settings")
+    initial = {"email_usage_alerts": account.email_usage_alerts, "email_product_news": account.email_product_news}
+    form = EmailPreferencesForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        preferences.email_preferences_update(account, usage_alerts=form.cleaned_data["email_usage_alerts"],
+                                             product_news=form.cleaned_data["email_product_news"],
+                                             actor=request.user)
+        messages.success(request, "E-mail settings saved.")
+        return redirect("billing:email_settings")
+    return _render(request, "billing/email_settings.html", {"form": form})
+
+
+# --- requests: trial refund (REF-2, REF-3) and restored days (UPG-3) -----------------------------
+
+
+@account_required("requests")
+@require_GET
+def requests(request):
+    account = request.account
+    now = timezone.now()
+    sub = selectors.subscription_current(account)
+    conversions = [(invoice, *selectors.refund_offer(invoice, now))
+                   for invoice in selectors.trial_conversion_invoices(account)]
+    restore_ok, restore_reason = selectors.restore_offer(sub, now)
+    return _render(request, "billing/requests.html", {
+        "subscription": sub, "conversions": conversions, "refund_form": RefundRequestForm(),
+        "restore_ok": restore_ok, "restore_reason": restore_reason,
+        "refund_requests": RefundRequest.objects.filter(account=account).select_related("invoice")
+                                                .order_by("-requested_at", "-id"),
+        "restore_requests": RestoreRequest.objects.filter(subscription__account=account)
+                                                  .order_by("-requested_at", "-id"),
+    })
+
+
+@account_required("requests")
+@require_POST
+def refund_request(request, pk: int):
+    invoice = get_object_or_404(Invoice, pk=pk, account=request.account, number__isnull=False)
+    form = RefundRequestForm(request.POST)
+    message = form.cleaned_data["message"] if form.is_valid() else ""
+    try:
+        billing.request_refund(invoice, message=message, actor=request.user)
+    except billing.BillingError as exc:
+        messages.error(request, f"Your refund request was refused: {exc}")
+    else:
+        messages.success(request, f"Your refund request for invoice {invoice.number} is sent. Our staff review it "
+                                  "and e-mail you the decision.")
+    return redirect("billing:requests")
+
+
+@account_required("requests")
+@require_POST
+def restore_request(request):
+    sub = _subscription(request)
+    try:
+        made = billing.request_restore_days(sub, actor=request.user)
+    except billing.BillingError as exc:
+        messages.error(request, f"Your request was refused: {exc}")
+    else:
+        messages.success(request, f"You asked for {made.days} forfeited days to be added to your yearly period. "
+                                  "Our staff review it and e-mail you the decision.")
+    return redirect("billing:requests")

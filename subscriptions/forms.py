@@ -1,0 +1,77 @@
+"""Forms of the customer billing page. They validate input only; views call the engine."""
+
+from decimal import Decimal
+
+from django import forms
+
+from plans.models import Cycle
+
+# PAY-1: Stripe's test payment-method tokens the sandbox gateway understands, and what each does.
+SANDBOX_TOKENS = [
+    ("pm_card_visa", "pm_card_visa: Visa •••• 4242, every charge succeeds"),
+    ("pm_card_chargeDeclined", "pm_card_chargeDeclined: declined when attached"),
+    ("pm_card_chargeDeclinedInsufficientFunds",
+     "pm_card_chargeDeclinedInsufficientFunds: attaches; charges fail with insufficient funds"),
+    ("pm_card_chargeCustomerFail", "pm_card_chargeCustomerFail: attaches; every charge is declined"),
+]
+
+MONEY = {"max_digits": 12, "decimal_places": 2, "min_value": Decimal("0")}
+
+
+class PlanChoiceForm(forms.Form):
+    """The plan and cycle a customer picked; used to ask the engine for a quote (PAY-3)."""
+
+    plan = forms.SlugField(max_length=50)
+    cycle = forms.ChoiceField(choices=Cycle.choices)
+
+
+class PlanConfirmForm(PlanChoiceForm):
+    """Carries exactly what was quoted: the confirm step re-quotes and refuses a different amount."""
+
+    quoted_amount = forms.DecimalField(widget=forms.HiddenInput, **MONEY)
+
+
+class ExtraPropertiesForm(forms.Form):
+    quantity = forms.IntegerField(label="Extra properties", min_value=0, max_value=1000,
+                                  help_text="The total number of extra properties you want, on top of your plan's.")
+
+
+class ExtraPropertiesConfirmForm(ExtraPropertiesForm):
+    quoted_amount = forms.DecimalField(widget=forms.HiddenInput, **MONEY)
+
+
+class CancelForm(forms.Form):
+    reason = forms.CharField(
+        label="Why are you cancelling? (optional)", required=False, max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Only our staff read this. It helps us improve.",
+    )
+
+
+class SandboxPaymentMethodForm(forms.Form):
+    token = forms.ChoiceField(label="Test card", choices=SANDBOX_TOKENS, widget=forms.RadioSelect,
+                              initial="pm_card_visa")
+
+
+class BillingDetailsForm(forms.Form):
+    """INV-4: shown on invoices issued from now on."""
+
+    company = forms.CharField(label="Company", max_length=200, required=False)
+    address = forms.CharField(label="Address", required=False, max_length=1000,
+                              widget=forms.Textarea(attrs={"rows": 3}))
+    country = forms.CharField(label="Country", max_length=2, required=False,
+                              help_text="Two-letter code, like US, DE or FR.")
+    vat_id = forms.CharField(label="VAT ID", max_length=30, required=False)
+
+
+class EmailPreferencesForm(forms.Form):
+    """NOT-2: non-billing e-mail kinds. Billing e-mail cannot be switched off (NOT-1)."""
+
+    email_usage_alerts = forms.BooleanField(label="Usage alerts (at 80% and 100% of your monthly sessions)",
+                                            required=False)
+    email_product_news = forms.BooleanField(label="Product news", required=False)
+
+
+class RefundRequestForm(forms.Form):
+    message = forms.CharField(label="Anything we should know? (optional)", required=False, max_length=2000,
+                              widget=forms.Textarea(attrs={"rows": 3}))

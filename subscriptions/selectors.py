@@ -1,0 +1,416 @@
+"""Reads for the customer billing page. Nothing here changes state.
+
+The overview reads a fixed number of rows whatever the account's history: invoices are limited,
+sums are aggregates, and usage comes from the monthly counter (accounts.selectors_usage), never
+from the per-day rows.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db.models import Q, Sum
+from django.utils import timezone
+
+from accounts.models import ROLE_PERMISSIONS, SuspensionReason
+from accounts.selectors_usage import usage_summary
+from invoices import services as ledger
+from invoices.models import CreditNote, Invoice, InvoiceKind, InvoiceStatus, Payment, PaymentStatus
+from plans.models import Cycle, Plan
+
+from . import billing
+from .models import Status, Subscription
+from .pricing import ZERO
+from .scheduler import _next_terms
+
+RECENT_INVOICES = 5
+
+
+def role_flags(membership) -> dict[str, bool]:
+    """ACC-1 for templates: {"cancel": True, ...} for what the user's role allows."""
+    return {permission: True for permission in ROLE_PERMISSIONS[membership.role]}
+
+
+# --- the current subscription ----------------------------------------------------------------------
+
+
+def subscription_current(account) -> Subscription | None:
+    return (Subscription.objects.filter(account=account).select_related("plan", "scheduled_plan")
+            .order_by("-id").first())
+
+
+def trial_reactivable_until(sub: Subscription | None, now: datetime) -> datetime | None:
+    """TRI-5: a cancelled trial can be reactivated until its original end date."""
+    if (sub is not None and sub.status == Status.CANCELED and sub.trial_start and sub.trial_end
+            and not sub.current_price and not sub.ended_at and sub.trial_end > now):
+        return sub.trial_end
+    return None
+
+
+def next_charge_at(sub: Subscription | None) -> datetime | None:
+    """When the next automatic charge is made: the trial end (TRI-3), or 24 hours before the period
+    ends (REN-1). None when nothing will be charged (Free, cancelling, cancelled)."""
+    if sub is None or not sub.is_paid:
+        return None
+    if sub.status == Status.TRIALING:
+        if sub.scheduled_plan_id and sub.scheduled_plan.is_free:
+            return None
+        return sub.trial_end
+    if sub.status == Status.PAST_DUE:
+        return sub.next_retry_at
+    if sub.status != Status.ACTIVE or sub.cancel_at_period_end or sub.current_period_end is None:
+        return None
+    if sub.scheduled_plan_id and sub.scheduled_plan.is_free:
+        return None
+    return sub.current_period_end - timedelta(hours=settings.BILLING_RENEWAL_LEAD_HOURS)
+
+
+# --- upcoming charges (REN-2, CAT-4, DWN-2, ADD-2, USE-3) ---------------------------------------------
+
+
+@dataclass
+class ChargeLine:
+    description: str
+    amount: Decimal
+    note: str = ""
+
+
+@dataclass
+class Upcoming:
+    """The next charge as the customer will see it on the invoice, and what else is coming."""
+
+    charge_at: datetime | None = None
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+    currency: str = "USD"
+    lines: list[ChargeLine] = field(default_factory=list)
+    subtotal: Decimal = ZERO
+    credit: Decimal = ZERO
+    total: Decimal = ZERO
+    notes: list[str] = field(default_factory=list)
+    overage_amount: Decimal = ZERO
+    overage_on: object = None
+    overage_sessions: int = 0
+
+
+def _addon_total(plan: Plan, cycle: str, quantity: int) -> Decimal:
+    if not quantity or plan.extra_property_monthly is None:
+        return ZERO
+    return plan.extra_property_monthly * (12 if cycle == Cycle.YEARLY else 1) * quantity
+
+
+def upcoming_charges(sub: Subscription | None, *, credit_balance: Decimal, usage: dict, now: datetime) -> Upcoming:
+    """The next renewal (plan at today's catalog price, CAT-4), extra properties, the scheduled
+    plan, the credit that will be applied, and this month's projected overage."""
+    up = Upcoming(currency=sub.plan.currency if sub else "USD")
+    charge_at = next_charge_at(sub)
+    if sub is not None and charge_at is not None and sub.status in (Status.ACTIVE, Status.TRIALING):
+        if sub.status == Status.TRIALING:
+            plan, cycle, extra = sub.plan, sub.cycle, 0
+            start = sub.trial_end
+            end = billing.period_bounds(start, cycle, 0)[1]
+            up.notes.append(f"Your free trial ends on {_day(sub, start)}; the first {_unit(cycle)} is charged then.")
+        else:
+            plan, cycle, extra, _anchor, _index, start, end = _next_terms(sub)
+            if plan.pk != sub.plan_id or cycle != sub.cycle:
+                up.notes.append(f"From {_day(sub, start)} you move to {plan.name} ({cycle}), as you scheduled.")
+        price = plan.price_for(cycle) or ZERO
+        up.charge_at, up.period_start, up.period_end = charge_at, start, end
+        up.lines.append(ChargeLine(f"{plan.name} ({cycle})", price))
+        if (sub.status == Status.ACTIVE and plan.pk == sub.plan_id and cycle == sub.cycle
+                and price != sub.current_price):
+            # CAT-4: a catalog price change applies from the next renewal.
+            up.notes.append(f"New price from {_day(sub, start)}: {billing.format_money(price, plan.currency)} per "
+                            f"{_unit(cycle)} (you paid {billing.format_money(sub.current_price, plan.currency)} "
+                            "for the current period).")
+        addon = _addon_total(plan, cycle, extra)
+        if addon:
+            unit = plan.extra_property_monthly * (12 if cycle == Cycle.YEARLY else 1)
+            up.lines.append(ChargeLine(f"{extra} extra propert{'y' if extra == 1 else 'ies'}", addon,
+                                       f"{extra} × {billing.format_money(unit, plan.currency)}"))
+        up.subtotal = sum((line.amount for line in up.lines), ZERO)
+        up.credit = min(credit_balance, up.subtotal)
+        up.total = up.subtotal - up.credit
+    if usage.get("overage_per_1000") and usage.get("projected_overage_amount"):
+        up.overage_amount = usage["projected_overage_amount"]
+        up.overage_sessions = usage["projected_overage_sessions"]
+        first = timezone.localdate(now, timezone=billing.account_tz(sub.account) if sub else None)
+        up.overage_on = (first.replace(day=1) + timedelta(days=32)).replace(day=1)
+    return up
+
+
+def _unit(cycle: str) -> str:
+    return "month" if cycle == Cycle.MONTHLY else "year"
+
+
+def _day(sub: Subscription, moment: datetime) -> str:
+    return f"{billing.local_date(sub.account, moment):%Y-%m-%d}"
+
+
+# --- pending changes (DWN-1, CAN-3, ADD-2, TRI-5) --------------------------------------------------
+
+
+@dataclass
+class PendingChange:
+    kind: str  # cancellation | downgrade | extra_properties | trial_cancelled
+    text: str
+    undo_label: str
+    owner_only: bool  # undoing a cancellation is the owner's (CAN-1)
+
+
+def pending_changes(sub: Subscription | None, now: datetime) -> list[PendingChange]:
+    if sub is None:
+        return []
+    changes = []
+    until = trial_reactivable_until(sub, now)
+    if until:
+        changes.append(PendingChange(
+            "trial_cancelled",
+            f"You cancelled your {sub.plan.name} trial; your account is suspended. You can reactivate the trial "
+            f"until {_day(sub, until)}.", "Reactivate trial", True))
+        return changes
+    if sub.status == Status.CANCELED:
+        return changes
+    if sub.cancel_at_period_end:
+        changes.append(PendingChange(
+            "cancellation",
+            f"Your {sub.plan.name} subscription is cancelled: service runs until {_day(sub, sub.current_period_end)}, "
+            "then the account moves to Free.", "Resume subscription", True))
+    if sub.scheduled_plan_id:
+        effective = sub.trial_end if sub.status == Status.TRIALING else sub.current_period_end
+        target = "Free" if sub.scheduled_plan.is_free else f"{sub.scheduled_plan.name} ({sub.scheduled_cycle})"
+        changes.append(PendingChange(
+            "downgrade", f"Downgrade to {target} on {_day(sub, effective)}. You keep {sub.plan.name} until then.",
+            "Undo downgrade", False))
+    if sub.scheduled_extra_properties is not None:
+        changes.append(PendingChange(
+            "extra_properties",
+            f"Extra properties go from {sub.extra_properties} to {sub.scheduled_extra_properties} on "
+            f"{_day(sub, sub.current_period_end)}.", "Undo change", False))
+    return changes
+
+
+# --- money owed (DUN-1, SUS-1) -----------------------------------------------------------------------
+
+
+@dataclass
+class Owed:
+    amount: Decimal
+    currency: str
+    decline_message: str
+    invoice: Invoice | None
+
+
+def money_owed(account) -> Owed | None:
+    """The open invoices and the reason the last charge on them failed (DUN-1)."""
+    total = (Invoice.objects.filter(account=account, status=InvoiceStatus.OPEN)
+             .aggregate(total=Sum("total"), paid=Sum("amount_paid")))
+    if total["total"] is None:
+        return None
+    failed = (Payment.objects.filter(account=account, invoice__status=InvoiceStatus.OPEN, status=PaymentStatus.FAILED)
+              .select_related("invoice").order_by("-attempted_at", "-id").first())
+    return Owed(amount=total["total"] - (total["paid"] or ZERO),
+                currency=failed.invoice.currency if failed else "USD",
+                decline_message=(failed.decline_message if failed else "") or "Your card was declined.",
+                invoice=failed.invoice if failed else None)
+
+
+SUSPENSION_HELP = {
+    SuspensionReason.NON_PAYMENT: (
+        "Your account is suspended because the last payment retry failed; your properties have stopped tracking.",
+        "Update your payment method: a full new period is charged from today and tracking resumes at once."),
+    SuspensionReason.POLICY_VIOLATION: (
+        "Your account is suspended for a policy violation; your properties have stopped tracking.",
+        "Contact support to resolve it. Billing continues as usual."),
+    SuspensionReason.CANCELLED_TRIAL: (
+        "Your account is suspended because you cancelled your free trial; your properties have stopped tracking.",
+        "Reactivate the trial before its end date, or subscribe to a paid plan."),
+}
+
+
+def suspension(account) -> dict | None:
+    if not account.is_suspended:
+        return None
+    why, what = SUSPENSION_HELP.get(account.suspension_reason, ("Your account is suspended.", "Contact support."))
+    return {"reason": account.suspension_reason, "why": why, "what": what, "note": account.suspension_note}
+
+
+def credit_balance(account, currency: str) -> Decimal:
+    """Credit notes not used up yet; applied automatically to the next invoices (DWN-4)."""
+    return (CreditNote.objects.filter(account=account, remaining__gt=0, currency=currency)
+            .aggregate(total=Sum("remaining"))["total"] or ZERO)
+
+
+# --- trials and the plan list (TRI-1, TRI-2, UPG-1, DWN-1) --------------------------------------------
+
+
+def trial_offer(account) -> tuple[str, str]:
+    """("eligible" | "needs_card" | "refused", reason)."""
+    refusal = billing.trial_refusal(account)
+    if refusal:
+        return "refused", refusal[0]
+    if ledger.default_payment_method(account) is None:
+        return "needs_card", "Add a payment method to start your free trial. You are not charged until it ends."
+    return "eligible", ""
+
+
+def _starting(sub: Subscription | None) -> bool:
+    return sub is None or sub.status == Status.CANCELED or (sub.plan.is_free and sub.status == Status.ACTIVE)
+
+
+def plan_action(sub: Subscription | None, plan: Plan, cycle: str, trial: str) -> tuple[str, str] | None:
+    """What choosing (plan, cycle) does, as (kind, button label); None when it is not offered.
+    Mirrors the engine's rules; the engine's quote has the last word."""
+    if plan.price_for(cycle) is None:
+        return None
+    if _starting(sub):
+        if plan.is_free:
+            return ("current", "Current plan") if sub is not None and sub.status == Status.ACTIVE else None
+        if plan.trial_days and trial in ("eligible", "needs_card"):
+            return "trial", "Start free trial"
+        return "subscribe", f"Subscribe to {plan.name}"
+    same = plan.pk == sub.plan_id
+    if same and cycle == sub.cycle:
+        return "current", "Current plan"
+    if sub.status == Status.TRIALING:
+        if plan.is_free:
+            return "downgrade", "Downgrade to Free"
+        return "trial_change", f"Switch trial to {plan.name}" + ("" if cycle == sub.cycle else f" ({cycle})")
+    if plan.is_free:
+        return "downgrade", "Downgrade to Free"
+    if sub.cycle == Cycle.YEARLY and cycle == Cycle.MONTHLY:
+        return "downgrade", "Switch to monthly" if same else f"Downgrade to {plan.name}"
+    if plan.rank != sub.plan.rank:
+        return ("upgrade", f"Upgrade to {plan.name}") if plan.rank > sub.plan.rank \
+            else ("downgrade", f"Downgrade to {plan.name}")
+    if cycle != sub.cycle:
+        return "upgrade", "Switch to yearly" if same else f"Upgrade to {plan.name}"
+    if plan.price_for(cycle) > sub.current_price:
+        return "upgrade", f"Upgrade to {plan.name}"
+    return "downgrade", f"Downgrade to {plan.name}"
+
+
+def plan_for(account, code: str) -> Plan:
+    """A plan the account may choose: public, or its own custom plan (CAT-3)."""
+    plan = Plan.objects.filter(code=code).filter(Q(public=True) | Q(account=account)).first()
+    if plan is None:
+        raise billing.InvalidChange(f"There is no plan called {code!r}.")
+    return plan
+
+
+@dataclass
+class PlanOption:
+    cycle: str
+    price: Decimal
+    kind: str
+    label: str
+    per_month: Decimal | None = None
+
+
+@dataclass
+class PlanCard:
+    plan: Plan
+    current: bool
+    custom: bool
+    options: list[PlanOption]
+
+
+def plan_cards(account, sub: Subscription | None, trial: str) -> list[PlanCard]:
+    """The public plans and the account's own custom plan (CAT-3), in rank order."""
+    plans = list(Plan.objects.filter(Q(public=True) | Q(account=account)).order_by("rank", "code"))
+    if sub is not None and sub.plan_id not in {p.pk for p in plans}:
+        plans.append(sub.plan)  # a retired plan the account is still on
+    cards = []
+    for plan in plans:
+        options = []
+        for cycle in (Cycle.MONTHLY, Cycle.YEARLY):
+            action = plan_action(sub, plan, cycle, trial)
+            if action is None:
+                continue
+            price = plan.price_for(cycle)
+            options.append(PlanOption(cycle, price, action[0], action[1],
+                                      per_month=(price / 12).quantize(Decimal("0.01")) if cycle == Cycle.YEARLY
+                                      else None))
+        current = sub is not None and sub.plan_id == plan.pk and sub.status != Status.CANCELED
+        cards.append(PlanCard(plan, current, plan.account_id is not None, options))
+    return cards
+
+
+# --- requests (REF-2, UPG-3) ----------------------------------------------------------------------
+
+
+def trial_conversion_invoices(account):
+    return (Invoice.objects.filter(account=account, kind=InvoiceKind.TRIAL_CONVERSION, number__isnull=False)
+            .order_by("-issued_at", "-id"))
+
+
+def refund_offer(invoice: Invoice, now: datetime) -> tuple[bool, str]:
+    """(may request, why not) for one invoice, from the engine's read helper (REF-2, REF-3)."""
+    reason = billing.refund_refusal(invoice, now=now)
+    return reason is None, reason or ""
+
+
+def restore_offer(sub: Subscription | None, now: datetime) -> tuple[bool, str]:
+    """(may request, why not) for the forfeited days of a monthly→yearly upgrade (UPG-3)."""
+    if sub is None:
+        return False, ""
+    reason = billing.restore_refusal(sub, now=now)
+    return reason is None, reason or ""
+
+
+# --- usage (USE-2) -----------------------------------------------------------------------------
+
+
+@dataclass
+class UsageBar:
+    label: str
+    used: int
+    limit: int | None  # None: unlimited
+    percent: int  # of the bar drawn, 0..100
+    level: str  # "" | "warn" (80%+) | "bad" (100%+)
+
+    @property
+    def text(self) -> str:
+        return f"{self.used:,}" if self.limit is None else f"{self.used:,} of {self.limit:,}"
+
+
+def usage_bars(usage: dict) -> list[UsageBar]:
+    bars = []
+    for label, used, limit in (("Sessions this month", usage["sessions_used"], usage["sessions_included"]),
+                               ("Properties", usage["properties_used"], usage["properties_limit"]),
+                               ("Integrations", usage["integrations_used"], usage["integrations_limit"])):
+        share = (used * 100 // limit if limit else 100) if limit is not None else 0
+        level = "bad" if limit is not None and share >= 100 else "warn" if share >= 80 else ""
+        bars.append(UsageBar(label, used, limit, min(share, 100), level))
+    return bars
+
+
+# --- the overview --------------------------------------------------------------------------------
+
+
+def billing_overview(account, membership, now: datetime | None = None) -> dict:
+    """Everything the overview shows, in a fixed number of queries (see tests/web)."""
+    now = now or timezone.now()
+    sub = subscription_current(account)
+    usage = usage_summary(account, now)
+    context = {"account": account, "subscription": sub, "usage": usage, "bars": usage_bars(usage), "now": now,
+               "suspension": suspension(account)}
+    if not membership.can("view_billing"):
+        return context  # ACC-1: members see usage only
+    currency = sub.plan.currency if sub else settings.BILLING_DEFAULT_CURRENCY
+    credit = credit_balance(account, currency)
+    owed = money_owed(account) if sub is not None and sub.status in (Status.PAST_DUE, Status.SUSPENDED) else None
+    context.update({
+        "payment_method": ledger.default_payment_method(account),
+        "owed": owed,
+        "credit_balance": credit,
+        "upcoming": upcoming_charges(sub, credit_balance=credit, usage=usage, now=now),
+        "next_charge_at": next_charge_at(sub),
+        "pending": pending_changes(sub, now),
+        "recent_invoices": list(Invoice.objects.filter(account=account, number__isnull=False)
+                                .order_by("-issued_at", "-id")[:RECENT_INVOICES]) if membership.can("invoices") else [],
+    })
+    if membership.can("requests") and sub is not None and sub.cycle == Cycle.YEARLY and sub.status == Status.ACTIVE:
+        context["restore_ok"], context["restore_reason"] = restore_offer(sub, now)
+    return context
