@@ -1,9 +1,10 @@
 """Invoice and credit-note PDFs (INV-1, INV-3), drawn with fpdf2: pure Python, no network.
 
 The text is real text (not images), so `pdftotext` and screen readers find the number and the
-amounts. DejaVu Sans is embedded when the system has it (every character prints); otherwise the
-PDF core font Helvetica is used, which only knows latin-1, so a few signs are spelled out
-(the policy's "−" and "×" become "-" and "x").
+amounts. The PDF core font Helvetica is used when the document fits latin-1 once a few signs are
+spelled out (the policy's "−" and "×" become "-" and "x"): it costs nothing to draw. When some
+text would be lost (a name in another script), the document is drawn again with DejaVu Sans
+embedded, if the system has it; embedding costs about a second per document.
 
 Money goes through `format_money` (D-3); dates are the account's calendar dates (D-2).
 """
@@ -54,9 +55,10 @@ def _dejavu() -> tuple[Path, Path] | None:
 
 
 class _Document(FPDF):
-    def __init__(self, *, title: str, number: str, unicode_font: bool | None = None):
+    def __init__(self, *, title: str, number: str, unicode_font: bool = False):
         super().__init__(orientation="P", unit="mm", format="A4")
-        fonts = _dejavu() if unicode_font is not False else None
+        fonts = _dejavu() if unicode_font else None
+        self.lossy = False  # set when latin-1 could not hold some text
         if fonts:
             self.add_font("DejaVu", "", str(fonts[0]))
             self.add_font("DejaVu", "B", str(fonts[1]))
@@ -79,7 +81,11 @@ class _Document(FPDF):
             return text
         for char, replacement in LATIN1_REPLACEMENTS.items():
             text = text.replace(char, replacement)
-        return text.encode("latin-1", "replace").decode("latin-1")
+        try:
+            return text.encode("latin-1").decode("latin-1")
+        except UnicodeEncodeError:
+            self.lossy = True
+            return text.encode("latin-1", "replace").decode("latin-1")
 
     def use(self, size: float, bold: bool = False, color=INK) -> None:
         self.set_font(self.base_font, "B" if bold else "", size)
@@ -216,9 +222,29 @@ def _finish(pdf: _Document, when: datetime | None) -> bytes:
 # --- documents -------------------------------------------------------------------------------
 
 
+def _render(draw, document, unicode_font: bool | None) -> bytes:
+    """Draw with the core font, or with DejaVu when asked to or when latin-1 would lose text."""
+    if unicode_font is None:
+        pdf = draw(document, unicode_font=False)
+        if pdf.lossy and _dejavu():
+            pdf = draw(document, unicode_font=True)
+    else:
+        pdf = draw(document, unicode_font=unicode_font)
+    return _finish(pdf, getattr(document, "issued_at", None) or getattr(document, "created_at", None))
+
+
 def invoice_pdf(invoice: Invoice, *, unicode_font: bool | None = None) -> bytes:
     """The invoice as a PDF: seller, bill-to, number, issue date, status, lines, totals, notes
-    and payment attempts (INV-1)."""
+    and payment attempts (INV-1). `unicode_font` None picks the font for the text."""
+    return _render(_draw_invoice, invoice, unicode_font)
+
+
+def credit_note_pdf(credit_note: CreditNote, *, unicode_font: bool | None = None) -> bytes:
+    """The credit note as a PDF, naming the invoice it corrects (INV-2)."""
+    return _render(_draw_credit_note, credit_note, unicode_font)
+
+
+def _draw_invoice(invoice: Invoice, *, unicode_font: bool) -> _Document:
     money = lambda amount: format_money(amount, invoice.currency)  # noqa: E731
     zone = _zone(invoice.account)
     number = invoice.number or f"Draft #{invoice.pk}"
@@ -276,11 +302,10 @@ def invoice_pdf(invoice: Invoice, *, unicode_font: bool | None = None) -> bytes:
         pdf.table_rows(("Number", "Date", "Reason", "Amount"),
                        [(n.number, _day(n.issued_at, zone), n.reason, money(n.amount)) for n in notes],
                        (36, 26, 86, 26), {3})
-    return _finish(pdf, invoice.issued_at or invoice.created_at)
+    return pdf
 
 
-def credit_note_pdf(credit_note: CreditNote, *, unicode_font: bool | None = None) -> bytes:
-    """The credit note as a PDF, naming the invoice it corrects (INV-2)."""
+def _draw_credit_note(credit_note: CreditNote, *, unicode_font: bool) -> _Document:
     money = lambda amount: format_money(amount, credit_note.currency)  # noqa: E731
     invoice = credit_note.invoice
     zone = _zone(credit_note.account)
@@ -306,4 +331,4 @@ def credit_note_pdf(credit_note: CreditNote, *, unicode_font: bool | None = None
                     ("Credit remaining", money(credit_note.remaining), False)])
         pdf.line_text("The credit is applied automatically to the next invoices until it is used up. "
                       "Credit is never paid out.", size=9, color=MUTED)
-    return _finish(pdf, credit_note.issued_at)
+    return pdf

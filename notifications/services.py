@@ -53,6 +53,11 @@ class NotificationError(Exception):
     """A refused request; the message is fit to show staff or a customer."""
 
 
+class EmailNotSent(Exception):
+    """Raised by the q2 task after the failure is logged, so django-q2 records a failed task and
+    redelivers it after Q_CLUSTER["retry"] seconds (up to max_attempts)."""
+
+
 # --- preferences and unsubscribe links (NOT-2) ---------------------------------------
 
 
@@ -175,6 +180,8 @@ def email_enqueue(log_ids: list[int]) -> None:
     for log_id in log_ids:
         try:
             async_task("notifications.tasks.email_send", log_id, group="notifications")
+        except EmailNotSent:
+            pass  # inline run (sync): already logged as failed, the retry sends it
         except Exception:  # NOT-3: a failed send never undoes or blocks a billing action
             log.warning("E-mail %s not sent now; it stays in the log for the retry", log_id, exc_info=True)
 
@@ -243,7 +250,7 @@ def email_deliver(log_id: int, *, now: datetime | None = None, force: bool = Fal
         return "failed"
     EmailLog.objects.filter(pk=log_id).update(
         status=EmailStatus.SENT, sent_at=now, attempts=attempts, last_attempt_at=now, next_attempt_at=None,
-        claimed_until=None,
+        claimed_until=None, error="",
     )
     return "sent"
 

@@ -3,12 +3,9 @@
 from django.utils import timezone
 
 from .models import EmailLog, EmailStatus
-from .services import email_deliver, email_retry_due
+from .services import EmailNotSent, email_deliver, email_retry_due
 
-
-class EmailNotSent(Exception):
-    """Raised after the failure is logged, so django-q2 records a failed task and redelivers it
-    after Q_CLUSTER["retry"] seconds (up to max_attempts)."""
+__all__ = ["EmailNotSent", "email_send", "emails_retry_due"]
 
 
 def email_send(log_id: int) -> str:

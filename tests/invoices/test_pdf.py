@@ -110,3 +110,22 @@ def test_inv2_credit_note_pdf_names_the_invoice(paid_invoice, tmp_path):
 
 def test_inv3_same_invoice_renders_the_same_bytes(paid_invoice):
     assert invoice_pdf(paid_invoice) == invoice_pdf(paid_invoice)
+
+
+@needs_pdftotext
+def test_inv1_text_beyond_latin1_switches_to_the_embedded_unicode_font(paid_invoice, tmp_path):
+    pytest.importorskip("fontTools")
+    from invoices.pdf import _dejavu
+
+    if _dejavu() is None:
+        pytest.skip("DejaVu Sans is not installed")
+    paid_invoice.bill_to_company = "ООО «Акме» Ελλάς"
+    latin1 = invoice_pdf(paid_invoice)
+    assert b"DejaVu" in latin1
+    assert "ООО «Акме» Ελλάς" in pdf_text(latin1, tmp_path)
+
+
+def test_inv1_latin1_text_uses_the_core_font_without_embedding(paid_invoice):
+    data = invoice_pdf(paid_invoice)
+
+    assert b"/Helvetica" in data and b"DejaVu" not in data

@@ -1,0 +1,150 @@
+"""NOT-2: non-billing e-mail stops with one click on a signed link; billing e-mail never stops."""
+
+from urllib.parse import urlparse
+
+import pytest
+from django.core import mail
+from django.test import Client
+
+from accounts.models import Account, AuditEvent
+from notifications.models import EmailLog, ProductNews
+from notifications.services import NotificationError, product_news_send, unsubscribe_token, unsubscribe_url
+from subscriptions import billing, events
+from tests.factories import AccountFactory, UserFactory
+
+from .conftest import BILLING, OWNER, at, kind_of, only
+
+pytestmark = pytest.mark.django_db
+
+
+def usage_alert(account, committed, threshold=80, sessions=8000):
+    with committed():
+        events.emit("usage.alert", account.pk, now=at("2026-04-10"), threshold=threshold, month="2026-04",
+                    sessions=sessions, sessions_included=10000)
+
+
+def path_of(url: str) -> str:
+    return urlparse(url).path
+
+
+def test_not2_usage_alert_carries_the_signed_link_in_body_and_headers(account, committed):
+    usage_alert(account, committed)
+
+    message = only("usage.alert")
+    url = unsubscribe_url(account.pk, "usage_alerts")
+    assert message.extra_headers["List-Unsubscribe"] == f"<{url}>"
+    assert message.extra_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert url in message.body
+
+
+def test_not1_billing_emails_have_no_unsubscribe_link(account, committed):
+    with committed():
+        billing.start_trial(account, "personal", now=at("2026-04-01"))
+
+    message = only("trial.started")
+    assert "List-Unsubscribe" not in message.extra_headers
+    assert "/notifications/unsubscribe/" not in message.body
+    assert "cannot be turned off" in message.body
+
+
+def test_not2_one_click_unsubscribe_stops_usage_alerts_but_not_billing(account, committed, client):
+    usage_alert(account, committed)
+    link = path_of(unsubscribe_url(account.pk, "usage_alerts"))
+    mail.outbox.clear()
+
+    response = client.get(link)  # not logged in
+
+    assert response.status_code == 200
+    assert b"You are unsubscribed" in response.content
+    account.refresh_from_db()
+    assert account.email_usage_alerts is False and account.email_product_news is True
+    assert AuditEvent.objects.filter(account=account, action="notifications.unsubscribed").exists()
+
+    usage_alert(account, committed, threshold=100, sessions=10000)
+    assert mail.outbox == []
+    with committed():
+        billing.start_trial(account, "personal", now=at("2026-04-11"))
+    only("trial.started")
+
+
+def test_not2_rfc8058_one_click_post_without_csrf_token(account):
+    client = Client(enforce_csrf_checks=True)
+
+    response = client.post(path_of(unsubscribe_url(account.pk, "usage_alerts")), {"List-Unsubscribe": "One-Click"})
+
+    assert response.status_code == 200
+    account.refresh_from_db()
+    assert account.email_usage_alerts is False
+
+
+def test_not2_resubscribe_from_the_confirmation_page(account, client):
+    client.get(path_of(unsubscribe_url(account.pk, "product_news")))
+    token = unsubscribe_token(account.pk, "product_news")
+
+    response = client.post(f"/notifications/resubscribe/{account.pk}/product_news/{token}/")
+
+    assert response.status_code == 200
+    account.refresh_from_db()
+    assert account.email_product_news is True
+
+
+def test_not2_tampered_link_is_refused(account, client):
+    token = unsubscribe_token(account.pk, "usage_alerts")
+    tampered = ("A" if token[0] != "A" else "B") + token[1:]
+
+    response = client.get(f"/notifications/unsubscribe/{account.pk}/usage_alerts/{tampered}/")
+
+    assert response.status_code == 403
+    account.refresh_from_db()
+    assert account.email_usage_alerts is True
+
+
+def test_not2_foreign_link_is_refused_for_another_account_or_kind(account, client):
+    other = AccountFactory()
+    token = unsubscribe_token(account.pk, "usage_alerts")
+
+    other_account = client.get(f"/notifications/unsubscribe/{other.pk}/usage_alerts/{token}/")
+    other_kind = client.get(f"/notifications/unsubscribe/{account.pk}/product_news/{token}/")
+
+    assert (other_account.status_code, other_kind.status_code) == (403, 403)
+    other.refresh_from_db()
+    account.refresh_from_db()
+    assert other.email_usage_alerts and account.email_product_news and account.email_usage_alerts
+
+
+def test_not1_billing_category_cannot_be_unsubscribed_even_with_a_valid_signature(account, client):
+    token = unsubscribe_token(account.pk, "billing")
+
+    response = client.get(f"/notifications/unsubscribe/{account.pk}/billing/{token}/")
+
+    assert response.status_code == 403
+
+
+def test_not2_product_news_goes_to_opted_in_owners_only_once(account, committed):
+    opted_out = AccountFactory(owner=UserFactory(username="quiet@example.test"))
+    Account.objects.filter(pk=opted_out.pk).update(email_product_news=False)
+    news = ProductNews.objects.create(subject="Funnels are here", body="Track funnels.\n\nSee the docs.")
+
+    with committed():
+        count = product_news_send(news, now=at("2026-04-10"))
+
+    assert count == 1
+    message = only("product.news", to=(OWNER,))  # owners only: not the billing-role user
+    assert BILLING not in message.to
+    assert message.subject == "Funnels are here"
+    assert "Track funnels." in message.body and "See the docs." in message.body
+    assert message.extra_headers["List-Unsubscribe"] == f"<{unsubscribe_url(account.pk, 'product_news')}>"
+    assert EmailLog.objects.get(kind="product.news").related_type == "product_news"
+    with pytest.raises(NotificationError, match="already sent"):
+        product_news_send(news)
+
+
+def test_not2_product_news_unsubscribe_keeps_usage_alerts(account, committed, client):
+    client.get(path_of(unsubscribe_url(account.pk, "product_news")))
+    news = ProductNews.objects.create(subject="News", body="Body")
+
+    with committed():
+        product_news_send(news)
+    usage_alert(account, committed)
+
+    assert {kind_of(m) for m in mail.outbox} == {"usage.alert"}
