@@ -42,6 +42,7 @@ class Account(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["name"]), models.Index(fields=["status"])]
+        permissions = [("suspend_account", "Can suspend and lift suspensions for a policy violation")]
 
     def __str__(self):
         return self.name

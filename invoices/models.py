@@ -78,6 +78,7 @@ class Invoice(models.Model):
             models.Index(fields=["status", "-created_at"]),
             models.Index(fields=["-issued_at"]),
         ]
+        permissions = [("refund_invoice", "Can refund one invoice for a system failure")]
 
     def __str__(self):
         return self.number or f"Draft #{self.pk}"
@@ -246,7 +247,10 @@ class RefundRequest(models.Model):
 
     class Meta:
         ordering = ["-requested_at"]
-        permissions = [("approve_refund", "Can approve refunds")]
+        permissions = [
+            ("approve_refund", "Can approve refunds"),
+            ("review_refund", "Can review and reject refund requests"),
+        ]
 
 
 # The sandbox gateway's own state: what a real gateway would hold on its side.

@@ -45,6 +45,7 @@ class Plan(models.Model):
 
     class Meta:
         ordering = ["rank", "code"]
+        permissions = [("create_custom_plan", "Can create custom plans for one account")]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(public=False) | models.Q(account__isnull=True),

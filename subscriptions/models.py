@@ -65,6 +65,10 @@ class Subscription(models.Model):
             models.Index(fields=["status", "next_retry_at"]),
             models.Index(fields=["account", "-id"]),
         ]
+        permissions = [
+            ("downgrade_now", "Can downgrade at once with a credit note"),
+            ("extend_period", "Can extend a period"),
+        ]
 
     def __str__(self):
         return f"{self.account} — {self.plan} ({self.cycle}, {self.status})"
@@ -107,6 +111,9 @@ class RestoreRequest(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     decision_reason = models.TextField(blank=True)
+
+    class Meta:
+        permissions = [("decide_restore", "Can decide restore-days requests")]
 
     def __str__(self):
         return f"Restore {self.days} days for {self.subscription.account}"

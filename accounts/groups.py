@@ -1,0 +1,55 @@
+"""Staff groups (ACC-2). The data migration accounts/0004_staff_groups and the tests call
+`ensure_staff_groups`; it is idempotent, so running it again only adds what is missing.
+
+- Support: read everything, suspend and lift for a policy violation (SUS-2), review and reject
+  refund requests (REF-5), decide restore-days requests (UPG-3).
+- Billing managers: read everything, review and approve refunds, refund one invoice (REF-4, a
+  refund credit note), immediate downgrades with a credit note (DWN-4), extensions (REF-4),
+  custom plans (CAT-3).
+Superusers are for setup only; day-to-day staff get one of these groups.
+"""
+
+SUPPORT = "Support"
+BILLING_MANAGERS = "Billing managers"
+
+# Every model of these apps is readable by both groups ("read all").
+READ_APPS = ("accounts", "plans", "subscriptions", "invoices", "notifications")
+
+GROUP_PERMISSIONS = {
+    SUPPORT: [
+        "accounts.suspend_account",
+        "invoices.review_refund",
+        "subscriptions.decide_restore",
+    ],
+    BILLING_MANAGERS: [
+        "invoices.review_refund",
+        "invoices.approve_refund",
+        "invoices.refund_invoice",
+        "subscriptions.downgrade_now",
+        "subscriptions.extend_period",
+        "plans.create_custom_plan",
+    ],
+}
+
+
+def ensure_staff_groups(apps=None) -> dict:
+    """Create the groups and give them their permissions; returns {name: Group}. `apps` is the
+    migration state registry when called from a migration, the live registry otherwise."""
+    if apps is None:
+        from django.apps import apps
+    Group = apps.get_model("auth", "Group")
+    Permission = apps.get_model("auth", "Permission")
+    wanted_view = Permission.objects.filter(content_type__app_label__in=READ_APPS, codename__startswith="view_")
+    groups = {}
+    for name, perms in GROUP_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=name)
+        found = []
+        for dotted in perms:
+            app_label, codename = dotted.split(".")
+            permission = Permission.objects.filter(content_type__app_label=app_label, codename=codename).first()
+            if permission is None:
+                raise LookupError(f"Permission {dotted} does not exist; run the migrations of {app_label} first.")
+            found.append(permission)
+        group.permissions.add(*wanted_view, *found)
+        groups[name] = group
+    return groups
