@@ -20,6 +20,7 @@ from invoices.models import CreditNote, Invoice, InvoiceKind, InvoiceStatus, Pay
 from plans.models import Cycle, Plan
 
 from . import billing
+from . import staff as _staff  # noqa: F401  (re-exports request_refund, refund_refusal, ... into billing)
 from .models import Status, Subscription
 from .pricing import ZERO
 from .scheduler import _next_terms
