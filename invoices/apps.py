@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class InvoicesConfig(AppConfig):
     name = "invoices"
     verbose_name = "Invoices and payments"
+
+    def ready(self):
+        from . import checks, stripe_webhooks  # noqa: F401  (registers the check and the webhook receivers)
+        from .gateways.stripe import configure_stripe
+
+        checks.raise_on_payment_settings_errors()
+        configure_stripe()

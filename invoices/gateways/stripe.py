@@ -179,7 +179,7 @@ class StripeGateway:
         if existing is not None:
             if existing.get("amount") != minor or (existing.get("currency") or "").lower() != currency.lower():
                 raise GatewayError("Idempotency key reused with a different amount.")
-            return self._result(existing)
+            return self.result_of(existing)
         metadata = {METADATA_KEY: idempotency_key}
         if description:
             metadata["description"] = description[:500]
@@ -197,17 +197,25 @@ class StripeGateway:
             )
         except stripe.CardError as exc:
             return self._declined(exc)
-        return self._result(_data(intent))
+        return self.result_of(_data(intent))
 
     def find_charge(self, idempotency_key: str, *, customer_id: str | None = None) -> ChargeResult | None:
         configure_stripe()
         intent = self._find_intent(idempotency_key, customer_id=customer_id)
-        return self._result(intent) if intent is not None else None
+        return self.result_of(intent) if intent is not None else None
 
     def retrieve_intent(self, reference: str) -> dict:
         """The PaymentIntent with its latest charge expanded (reconciliation, webhooks)."""
         configure_stripe()
         return _data(self._call_strict(stripe.PaymentIntent.retrieve, reference, expand=["latest_charge"]))
+
+    def retrieve_charge(self, charge_id: str) -> dict:
+        configure_stripe()
+        return _data(self._call_strict(stripe.Charge.retrieve, charge_id))
+
+    def retrieve_customer(self, customer_id: str) -> dict:
+        configure_stripe()
+        return _data(self._call_strict(stripe.Customer.retrieve, customer_id))
 
     def _find_intent(self, idempotency_key: str, *, customer_id: str | None) -> dict | None:
         """The PaymentIntent created with this key, as a dict, or None."""
@@ -261,7 +269,8 @@ class StripeGateway:
         )
 
     @staticmethod
-    def _result(intent: dict) -> ChargeResult:
+    def result_of(intent: dict) -> ChargeResult:
+        """A PaymentIntent (with latest_charge expanded, when known) as the contract's result."""
         if intent.get("status") == "succeeded":
             return ChargeResult(succeeded=True, reference=intent["id"])
         error = intent.get("last_payment_error") or {}

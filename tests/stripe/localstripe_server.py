@@ -4,6 +4,11 @@ localstripe's own command binds every interface and pickles its store to /tmp on
 here it listens on a free loopback port chosen by the kernel, keeps its store in memory, and
 answers the two account routes dj-stripe calls before any sync (`GET /v1/account`,
 `GET /v1/accounts`), which the emulator lacks.
+
+localstripe has no disputes either. A test registers a recorded Stripe dispute (the JSON shape of
+Stripe's API reference, tests/stripe/payloads/dispute.json) with `POST /_config/disputes`, and
+`GET /v1/disputes/<id>` then answers it, as Stripe would when dj-stripe re-reads the dispute
+named by a `charge.dispute.created` event.
 """
 
 import asyncio
@@ -40,6 +45,29 @@ async def accounts(request):
     return web.json_response({"object": "list", "url": "/v1/accounts", "has_more": False, "data": []})
 
 
+DISPUTES: dict[str, dict] = {}
+
+
+async def dispute_register(request):
+    dispute = await request.json()
+    DISPUTES[dispute["id"]] = dispute
+    return web.json_response(dispute)
+
+
+async def dispute_retrieve(request):
+    dispute = DISPUTES.get(request.match_info["id"])
+    if dispute is None:
+        error = {"type": "invalid_request_error", "code": "resource_missing", "message": "No such dispute"}
+        return web.json_response({"error": error}, status=404)
+    return web.json_response(dispute)
+
+
+async def flush_disputes(app_request, handler):
+    if app_request.method == "DELETE" and app_request.path == "/_config/data":
+        DISPUTES.clear()
+    return await handler(app_request)
+
+
 def main() -> None:
     # The store writes itself to a fixed file on every change: keep it in memory only.
     resources.Store.dump_to_disk = lambda self: None
@@ -48,6 +76,9 @@ def main() -> None:
     # Added routes go first: aiohttp matches in order and `/v1/accounts/{id}` style routes may follow.
     app.router.add_get("/v1/account", account)
     app.router.add_get("/v1/accounts", accounts)
+    app.router.add_post("/_config/disputes", dispute_register)
+    app.router.add_get("/v1/disputes/{id}", dispute_retrieve)
+    app.middlewares.append(web.middleware(flush_disputes))
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
