@@ -279,8 +279,10 @@ def event_context(event: Event, account) -> dict:
         code = data.get("reason") or data.get("previous_reason") or ""
         ctx["reason_label"] = SuspensionReason(code).label if code in SuspensionReason.values else code
     if event.kind == "payment.failed" and invoice is not None:
-        # DUN-2: each failure e-mails; say which attempt this was.
-        ctx["attempt_number"] = Payment.objects.filter(invoice=invoice, status=PaymentStatus.FAILED).count()
+        # DUN-2: each failure e-mails; say which attempt this was. The engine counts the failures
+        # of the dunning cycle on the subscription (0 after the first one).
+        failed = Payment.objects.filter(invoice=invoice, status=PaymentStatus.FAILED).count()
+        ctx["attempt_number"] = subscription.retry_count + 1 if subscription is not None else max(failed, 1)
     if invoice is not None:
         ctx["invoice_total"] = money(invoice.total, invoice.currency)
         ctx["invoice_due"] = money(invoice.amount_due, invoice.currency)

@@ -273,6 +273,7 @@ def test_sus2_suspension_for_non_payment_is_e_mailed_with_the_last_failure(accou
     assert "Reason: Non-payment" in suspended[0].body
     last_failure = next(m for m in mail.outbox if m.extra_headers["X-Prorata-Kind"] == "payment.failed")
     assert "Next automatic retry: none" in last_failure.body
+    assert "Attempt: 2" in last_failure.body
 
 
 def test_sus2_staff_suspension_and_lift_are_e_mailed_with_the_reason(account, committed):
