@@ -146,13 +146,14 @@ def _account_for_dispute(dispute: dict) -> Account | None:
 
 
 @transaction.atomic
-def dispute_flag(account: Account, dispute: dict) -> AccountFlag:
-    """One flag per dispute (the dispute id starts the flag's detail), with an audit row."""
+def dispute_flag(account: Account, dispute: dict) -> tuple[AccountFlag, bool]:
+    """One flag per dispute (the dispute id starts the flag's detail), with an audit row.
+    Returns the flag and whether this call created it."""
     Account.objects.select_for_update().get(pk=account.pk)
     marker = f"Stripe dispute {dispute['id']}"
     existing = AccountFlag.objects.filter(account=account, kind=FlagKind.DISPUTE, detail__startswith=marker).first()
     if existing is not None:
-        return existing
+        return existing, False
     amount = from_minor(dispute.get("amount") or 0, dispute.get("currency") or "usd")
     charge = dispute.get("charge")
     charge_id = charge.get("id") if isinstance(charge, dict) else charge
@@ -164,7 +165,7 @@ def dispute_flag(account: Account, dispute: dict) -> AccountFlag:
     flag = AccountFlag.objects.create(account=account, kind=FlagKind.DISPUTE, detail=detail)
     audit(account=account, actor=None, action="payment.disputed", obj=flag,
           after={"dispute": dispute["id"], "amount": str(amount), "reason": dispute.get("reason") or ""})
-    return flag
+    return flag, True
 
 
 # -- cards and customers -------------------------------------------------------------------

@@ -316,6 +316,12 @@ class StripeGateway:
         listing = self._call_strict(stripe.Refund.list, payment_intent=reference, limit=100)
         return [_data(r) for r in self._pages(listing)]
 
+    def list_disputes(self, charge_id: str) -> list[dict]:
+        """The disputes opened on a charge (reconciliation, when a dispute webhook was missed)."""
+        configure_stripe()
+        listing = self._call_strict(stripe.Dispute.list, charge=charge_id, limit=100)
+        return [_data(d) for d in self._pages(listing)]
+
     def list_card_ids(self, customer_id: str) -> set[str]:
         """The ids of the cards attached to the customer now."""
         configure_stripe()
