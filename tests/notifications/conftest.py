@@ -4,6 +4,7 @@ import pytest
 from django.core import mail
 
 from accounts.models import Membership, Role
+from accounts.usage import usage_ingest
 from subscriptions import billing
 from tests.factories import AccountFactory, UserFactory
 
@@ -49,3 +50,10 @@ def only(kind: str, to=(OWNER, BILLING)):
     assert [kind_of(m) for m in outbox] == [kind] * len(to), [(kind_of(m), m.to) for m in outbox]
     assert sorted(address for m in outbox for address in m.to) == sorted(to)
     return next((m for m in outbox if m.to == [OWNER]), outbox[0])
+
+
+def ingest(prop, n, start=0, day="2026-04-10T12:00"):
+    """Report `n` sessions, in batches of the API's maximum size."""
+    for first in range(start, start + n, 1000):
+        usage_ingest([{"id": f"evt-{prop.pk}-{i}", "tracking_tag": prop.tracking_tag, "type": "session",
+                       "timestamp": day + ":00Z"} for i in range(first, min(first + 1000, start + n))], now=at(day))

@@ -1,25 +1,19 @@
-"""One e-mail per event kind, to the right people, with the right amounts and dates.
+"""One e-mail per event kind, to the right people, with the right amounts and dates, each driven
+by the real engine action: customer actions (subscriptions.billing), the billing run
+(subscriptions.scheduler), usage ingestion (accounts.usage) and staff decisions
+(subscriptions.staff)."""
 
-Driven by the real engine action wherever it exists; the staff decisions the engine does not
-expose yet (refund, restore days, period extension, policy suspension) emit their event inside a
-committed transaction, on rows made the way the engine makes them.
-"""
-
-from decimal import Decimal
 
 import pytest
 from django.core import mail
 
-from accounts.models import Account
-from accounts.usage import usage_ingest
-from invoices import services as ledger
-from invoices.models import CreditNoteKind, Invoice, InvoiceKind, RefundRequest, RefundRequestStatus
+from invoices.models import Invoice, InvoiceKind
 from notifications.models import EmailLog
-from subscriptions import billing, events, scheduler
-from subscriptions.models import RestoreRequest
-from tests.factories import PropertyFactory
+from subscriptions import billing, scheduler
+from subscriptions import staff as staff_actions
+from tests.factories import PropertyFactory, UserFactory
 
-from .conftest import BILLING, OWNER, at, html_of, only
+from .conftest import BILLING, OWNER, at, html_of, ingest, only
 
 pytestmark = pytest.mark.django_db
 
@@ -36,6 +30,12 @@ def trialing(account, committed, plan="personal", day="2026-04-01T08:00"):
         sub = billing.start_trial(account, plan, now=at(day))
     mail.outbox.clear()
     return sub
+
+
+@pytest.fixture
+def staff(db):
+    """A billing manager holding every staff permission."""
+    return UserFactory(username="manager@prorata.test", is_staff=True, is_superuser=True)
 
 
 def pdf_names(message) -> list[str]:
@@ -276,11 +276,10 @@ def test_sus2_suspension_for_non_payment_is_e_mailed_with_the_last_failure(accou
     assert "Attempt: 2" in last_failure.body
 
 
-def test_sus2_staff_suspension_and_lift_are_e_mailed_with_the_reason(account, committed):
+def test_sus2_staff_suspension_and_lift_are_e_mailed_with_the_reason(account, committed, staff):
     with committed():
-        Account.objects.filter(pk=account.pk).update(status="suspended", suspension_reason="policy_violation")
-        events.emit("account.suspended", account.pk, now=at("2026-04-10"), reason="policy_violation",
-                    note="Spam sent from a tracked property")
+        staff_actions.suspend_account(account, reason="Spam sent from a tracked property", actor=staff,
+                                      now=at("2026-04-10"))
 
     message = only("account.suspended")
     assert "Reason: Policy violation" in message.body
@@ -289,12 +288,11 @@ def test_sus2_staff_suspension_and_lift_are_e_mailed_with_the_reason(account, co
     mail.outbox.clear()
 
     with committed():
-        Account.objects.filter(pk=account.pk).update(status="active", suspension_reason="")
-        events.emit("account.reactivated", account.pk, now=at("2026-04-12"), previous_reason="policy_violation",
-                    note="Property removed")
+        staff_actions.lift_suspension(account, reason="Property removed", actor=staff, now=at("2026-04-12"))
 
     message = only("account.reactivated")
     assert "Was suspended for: Policy violation" in message.body
+    assert "Note from our team: Property removed" in message.body
     assert "Reactivated on: April 12, 2026" in message.body
 
 
@@ -325,50 +323,51 @@ def refund_request(account, committed):
     trialing(account, committed)
     with committed():
         scheduler.run(now=at("2026-04-15T08:00"))
-    mail.outbox.clear()
     invoice = Invoice.objects.get(account=account, kind=InvoiceKind.TRIAL_CONVERSION)
-    return RefundRequest.objects.create(account=account, invoice=invoice, message="I never used it",
-                                        requested_at=at("2026-04-20"))
-
-
-def test_ref5_refund_approved_email_states_the_amount(account, committed, refund_request):
     with committed():
-        RefundRequest.objects.filter(pk=refund_request.pk).update(status=RefundRequestStatus.REFUNDED)
-        events.emit("refund.decided", account.pk, now=at("2026-04-21"), refund_request_id=refund_request.pk,
-                    approved=True, amount="14.00", reason="No usage during the trial")
+        request = staff_actions.request_refund(invoice, message="I never used it", actor=account.owner,
+                                               now=at("2026-04-20"))
+    mail.outbox.clear()
+    return request
+
+
+def test_ref5_refund_approved_email_states_the_amount(account, committed, refund_request, staff):
+    with committed():
+        staff_actions.decide_refund(refund_request, approve=True, reason="No usage during the trial", actor=staff,
+                                    now=at("2026-04-21"))
 
     message = only("refund.decided")
     assert message.subject == "Your refund request was approved"
-    assert "We refunded $14.00" in message.body
+    assert "We refunded $14.00 to your Visa ending in 4242" in message.body
     assert refund_request.invoice.number in message.body
+    assert "Note: No usage during the trial" in message.body
 
 
-def test_ref5_refund_rejected_email_gives_the_reason(account, committed, refund_request):
+def test_ref5_refund_rejected_email_gives_the_reason(account, committed, refund_request, staff):
     with committed():
-        events.emit("refund.decided", account.pk, now=at("2026-04-21"), refund_request_id=refund_request.pk,
-                    approved=False, amount="14.00", reason="Two properties tracked 5,000 sessions in the trial")
+        staff_actions.decide_refund(refund_request, approve=False, actor=staff, now=at("2026-04-21"),
+                                    reason="Two properties tracked 5,000 sessions in the trial")
 
     message = only("refund.decided")
     assert message.subject == "Your refund request was declined"
+    assert "($14.00) was DECLINED" in message.body
     assert "Reason: Two properties tracked 5,000 sessions in the trial" in message.body
 
 
-def test_upg3_restore_days_decision_email_states_the_new_period_end(account, committed):
+def test_upg3_restore_days_decision_email_states_the_new_period_end(account, committed, staff):
     sub = subscribed(account, committed)
     with committed():
         billing.change_plan(sub, "advanced", "yearly", now=at("2026-04-16"))
+        request = staff_actions.request_restore_days(sub, actor=account.owner, now=at("2026-04-20"))
     mail.outbox.clear()
-    invoice = Invoice.objects.get(account=account, kind=InvoiceKind.UPGRADE)
-    request = RestoreRequest.objects.create(subscription=sub, invoice=invoice, days=15,
-                                            upgraded_on=at("2026-04-16").date(), requested_at=at("2026-04-20"))
 
     with committed():
-        events.emit("restore.decided", account.pk, now=at("2026-04-21"), restore_request_id=request.pk,
-                    approved=True, days=15, period_end="2027-05-01T00:00:00+00:00", reason="")
+        staff_actions.decide_restore(request, approve=True, actor=staff, now=at("2026-04-21"))
 
     message = only("restore.decided")
     assert message.subject == "Your request to restore 15 days was approved"
     assert "Period now ends: May 1, 2027" in message.body
+    assert "renews on May 1, 2027 at $278.04 per year" in message.body
 
 
 def test_dwn4_immediate_downgrade_sends_the_credit_note_and_the_plan_change(account, committed, settings):
@@ -386,42 +385,33 @@ def test_dwn4_immediate_downgrade_sends_the_credit_note_and_the_plan_change(acco
     assert pdf_names(note) == ["credit-note-CN-2026-000001.pdf"]
 
 
-def test_ref4_period_extension_email_states_days_and_new_end(account, committed):
+def test_ref4_period_extension_email_states_days_and_new_end(account, committed, staff):
     sub = subscribed(account, committed)
 
     with committed():
-        events.emit("period.extended", account.pk, now=at("2026-04-20"), subscription_id=sub.pk, days=3,
-                    period_end="2026-05-04T00:00:00+00:00", reason="Tracking outage on April 18")
+        staff_actions.extend_period(sub, 3, reason="Tracking outage on April 18", actor=staff, now=at("2026-04-20"))
 
     message = only("period.extended")
     assert message.subject == "Your subscription was extended by 3 days, to May 4, 2026"
     assert "Reason: Tracking outage on April 18" in message.body
 
 
-def test_not1_credit_note_refund_email_says_money_goes_back_to_the_card(account, committed):
-    sub = subscribed(account, committed)
+def test_ref4_staff_refund_sends_the_refund_credit_note(account, committed, staff):
+    subscribed(account, committed)
     invoice = Invoice.objects.get(account=account)
 
     with committed():
-        note = ledger.credit_note_issue(account=account, invoice=invoice, kind=CreditNoteKind.REFUND,
-                                        amount=Decimal("14.00"), remaining=Decimal("0"), reason="System failure",
-                                        now=at("2026-04-20"))
-        events.emit("credit_note.issued", account.pk, now=at("2026-04-20"), credit_note_id=note.pk, amount="14.00",
-                    reason="System failure")
+        staff_actions.refund_invoice(invoice, reason="Tracking outage on April 18", actor=staff,
+                                     now=at("2026-04-20"))
 
     message = only("credit_note.issued")
+    assert message.subject == "Credit note CN-2026-000001 issued: $14.00"
     assert "refunded to your card" in message.body
-    assert sub.pk  # the subscription the invoice belongs to is untouched
+    assert f"correcting invoice {invoice.number}" in message.body
+    assert pdf_names(message) == ["credit-note-CN-2026-000001.pdf"]
 
 
 # --- USE-6 (non-billing) -------------------------------------------------------------------------
-
-
-def ingest(prop, n, start=0, day="2026-04-10T12:00"):
-    """Report `n` sessions, in batches of the API's maximum size."""
-    for first in range(start, start + n, 1000):
-        usage_ingest([{"id": f"evt-{prop.pk}-{i}", "tracking_tag": prop.tracking_tag, "type": "session",
-                       "timestamp": day + ":00Z"} for i in range(first, min(first + 1000, start + n))], now=at(day))
 
 
 def test_use6_usage_alert_at_80_percent_is_sent_once(account, committed):

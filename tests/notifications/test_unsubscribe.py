@@ -9,26 +9,37 @@ from django.test import Client
 from accounts.models import Account, AuditEvent
 from notifications.models import EmailLog, ProductNews
 from notifications.services import NotificationError, product_news_send, unsubscribe_token, unsubscribe_url
-from subscriptions import billing, events
-from tests.factories import AccountFactory, UserFactory
+from subscriptions import billing
+from tests.factories import AccountFactory, PropertyFactory, UserFactory
 
-from .conftest import BILLING, OWNER, at, kind_of, only
+from .conftest import BILLING, OWNER, at, ingest, kind_of, only
 
 pytestmark = pytest.mark.django_db
 
 
-def usage_alert(account, committed, threshold=80, sessions=8000):
+@pytest.fixture
+def usage_alert(account, committed):
+    """Report sessions through the usage API: 8,000 of Personal's 10,000 cross 80%, 2,000 more 100%."""
     with committed():
-        events.emit("usage.alert", account.pk, now=at("2026-04-10"), threshold=threshold, month="2026-04",
-                    sessions=sessions, sessions_included=10000)
+        billing.subscribe(account, "personal", now=at("2026-04-01"))
+    prop = PropertyFactory(account=account)
+    sent = {"sessions": 0}
+
+    def report(sessions=8000):
+        with committed():
+            ingest(prop, sessions, start=sent["sessions"])
+        sent["sessions"] += sessions
+
+    mail.outbox.clear()
+    return report
 
 
 def path_of(url: str) -> str:
     return urlparse(url).path
 
 
-def test_not2_usage_alert_carries_the_signed_link_in_body_and_headers(account, committed):
-    usage_alert(account, committed)
+def test_not2_usage_alert_carries_the_signed_link_in_body_and_headers(account, usage_alert):
+    usage_alert()
 
     message = only("usage.alert")
     url = unsubscribe_url(account.pk, "usage_alerts")
@@ -47,8 +58,8 @@ def test_not1_billing_emails_have_no_unsubscribe_link(account, committed):
     assert "cannot be turned off" in message.body
 
 
-def test_not2_one_click_unsubscribe_stops_usage_alerts_but_not_billing(account, committed, client):
-    usage_alert(account, committed)
+def test_not2_one_click_unsubscribe_stops_usage_alerts_but_not_billing(account, committed, client, usage_alert):
+    usage_alert()
     link = path_of(unsubscribe_url(account.pk, "usage_alerts"))
     mail.outbox.clear()
 
@@ -60,11 +71,11 @@ def test_not2_one_click_unsubscribe_stops_usage_alerts_but_not_billing(account, 
     assert account.email_usage_alerts is False and account.email_product_news is True
     assert AuditEvent.objects.filter(account=account, action="notifications.unsubscribed").exists()
 
-    usage_alert(account, committed, threshold=100, sessions=10000)
+    usage_alert(2000)  # crosses 100%
     assert mail.outbox == []
     with committed():
-        billing.start_trial(account, "personal", now=at("2026-04-11"))
-    only("trial.started")
+        billing.cancel(account.subscription, now=at("2026-04-11"))
+    only("cancellation.scheduled")
 
 
 def test_not2_rfc8058_one_click_post_without_csrf_token(account):
@@ -139,12 +150,12 @@ def test_not2_product_news_goes_to_opted_in_owners_only_once(account, committed)
         product_news_send(news)
 
 
-def test_not2_product_news_unsubscribe_keeps_usage_alerts(account, committed, client):
+def test_not2_product_news_unsubscribe_keeps_usage_alerts(account, committed, client, usage_alert):
     client.get(path_of(unsubscribe_url(account.pk, "product_news")))
     news = ProductNews.objects.create(subject="News", body="Body")
 
     with committed():
         product_news_send(news)
-    usage_alert(account, committed)
+    usage_alert()
 
     assert {kind_of(m) for m in mail.outbox} == {"usage.alert"}
