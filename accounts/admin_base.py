@@ -1,0 +1,151 @@
+"""Building blocks shared by the back-office admins (accounts, plans, subscriptions, invoices).
+
+Made for large tables: a paginator that never counts a whole table, one search box that
+recognises what was typed (an invoice number, a credit-note number, a tracking tag, an e-mail
+address or an account name) and turns it into one indexed lookup instead of OR-ing LIKEs across
+joins, and a read-only base for the money records (INV-2) and the audit log (ACC-3).
+"""
+
+import re
+
+from django.contrib import admin
+from django.core.paginator import Paginator
+from django.db.models import Q
+from django.urls import reverse
+from django.utils.functional import cached_property
+from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
+
+from .models import Account, Membership, Property, Role, normalise_email
+
+INVOICE_NUMBER = re.compile(r"^\d{4}-\d{6}$")
+CREDIT_NOTE_NUMBER = re.compile(r"^CN-\d{4}-\d{6}$", re.IGNORECASE)
+TRACKING_TAG = re.compile(r"^PR-[\w-]{4,}$")
+SEARCH_HELP = ("Account name, owner e-mail, invoice number (2026-000123), credit note (CN-2026-000012), "
+               "tracking tag (PR-…) or #account id.")
+
+
+class CappedCountPaginator(Paginator):
+    """Counts at most `cap` + 1 rows (COUNT over a LIMITed subquery of primary keys), so a changelist
+    of a million rows costs a few milliseconds instead of a full count. Past the cap the
+    changelist says "more than 10,000" (templates/admin/<app>/pagination.html)."""
+
+    cap = 10_000
+
+    @cached_property
+    def count(self) -> int:
+        return self.object_list.values("pk")[: self.cap + 1].count()
+
+    @property
+    def capped(self) -> bool:
+        return self.count > self.cap
+
+
+def account_ids_matching(term: str):
+    """Primary keys of the accounts `term` designates, as a subquery; None when `term` is empty."""
+    from invoices.models import CreditNote, Invoice
+
+    term = term.strip()
+    if not term:
+        return None
+    if term.startswith("#") and term[1:].isdigit():
+        return Account.objects.filter(pk=int(term[1:])).values("pk")
+    if INVOICE_NUMBER.match(term):
+        return Invoice.objects.filter(number=term).values("account_id")
+    if CREDIT_NOTE_NUMBER.match(term):
+        return CreditNote.objects.filter(number=term.upper()).values("account_id")
+    if TRACKING_TAG.match(term):
+        return Property.objects.filter(tracking_tag=term).values("account_id")
+    if "@" in term:
+        owners = Membership.objects.filter(role=Role.OWNER, user__email__icontains=term).values("account_id")
+        return Account.objects.filter(Q(pk__in=owners) | Q(identity_email=normalise_email(term))).values("pk")
+    return Account.objects.filter(name__icontains=term).values("pk")
+
+
+class BackOfficeAdmin(admin.ModelAdmin):
+    """Defaults for every back-office admin: no full counts, smart account search."""
+
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+    list_per_page = 50
+    # Path from the model to its Account ("pk" on Account itself); None: search the model's own fields.
+    account_path: str | None = "account"
+    search_fields = ("pk",)  # shows the search box; get_search_results does the work
+    search_help_text = SEARCH_HELP
+    # Lookups used by the account page's links (e.g. subscription__account__id__exact).
+    extra_lookups: tuple[str, ...] = ()
+
+    def own_search(self, queryset, term: str):
+        """A model's own identifier (an invoice number on invoices); None: search by account."""
+        return None
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        own = self.own_search(queryset, term)
+        if own is not None:
+            return own, False
+        if self.account_path is None:
+            return super().get_search_results(request, queryset, search_term)
+        ids = account_ids_matching(term)
+        lookup = "pk__in" if self.account_path == "pk" else f"{self.account_path}__in"
+        return queryset.filter(**{lookup: ids}), False
+
+    def lookup_allowed(self, lookup, value, request=None):
+        if lookup in self.extra_lookups:
+            return True
+        return super().lookup_allowed(lookup, value, request)
+
+
+class ReadOnlyAdmin(BackOfficeAdmin):
+    """Issued money records and the audit log never change here (INV-2, ACC-3)."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields or [f.name for f in self.model._meta.fields]
+
+
+def changelist_url(model, **filters) -> str:
+    opts = model._meta
+    url = reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
+    return f"{url}?{urlencode(filters)}" if filters else url
+
+
+def change_url(obj) -> str:
+    opts = obj._meta
+    return reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+
+
+def link(obj, text=None) -> str:
+    if obj is None:
+        return "—"
+    return format_html('<a href="{}">{}</a>', change_url(obj), text if text is not None else str(obj))
+
+
+def links(pairs) -> str:
+    """An inline list of (url, text) links."""
+    return format_html_join(" · ", '<a href="{}">{}</a>', pairs)

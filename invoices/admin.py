@@ -1,0 +1,317 @@
+"""Back office for the money ledger. Invoices, payments, credit notes, refunds and their parts are
+read-only (INV-2: issued records never change; corrections are credit notes made by the engine).
+The refund-request queue shows the trial-usage evidence beside the decision (REF-2..5)."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import DateFieldListFilter
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import path, reverse
+
+from accounts.admin_base import (
+    CREDIT_NOTE_NUMBER,
+    INVOICE_NUMBER,
+    BackOfficeAdmin,
+    ReadOnlyAdmin,
+    ReadOnlyInline,
+    change_url,
+    changelist_url,
+    link,
+    links,
+)
+from subscriptions import staff
+from subscriptions.billing import BillingError
+from subscriptions.pricing import format_money
+
+from .models import (
+    CreditApplication,
+    CreditNote,
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+    Payment,
+    PaymentMethod,
+    Refund,
+    RefundRequest,
+    RefundRequestStatus,
+    SandboxCard,
+    SandboxCharge,
+    SandboxRefund,
+    Sequence,
+)
+
+
+def _money(amount, currency):
+    return format_money(amount, currency)
+
+
+class InvoiceLineInline(ReadOnlyInline):
+    model = InvoiceLine
+    fields = ("description", "computation", "period_start", "period_end", "quantity", "unit_price", "amount")
+    show_change_link = False
+
+
+class PaymentInline(ReadOnlyInline):
+    model = Payment
+    fields = ("attempted_at", "amount", "status", "decline_code", "decline_message", "refunded_amount",
+              "idempotency_key", "gateway_reference")
+
+
+class CreditNoteInline(ReadOnlyInline):
+    model = CreditNote
+    fields = ("number", "kind", "amount", "remaining", "reason", "issued_at", "issued_by")
+
+
+class RefundRequestInline(ReadOnlyInline):
+    model = RefundRequest
+    fields = ("requested_at", "status", "refusal_reason", "decided_by", "decided_at", "decision_reason")
+
+
+@admin.register(Invoice)
+class InvoiceAdmin(ReadOnlyAdmin):
+    list_display = ("number_or_draft", "account", "kind", "status", "total_amount", "paid_amount", "issued_at",
+                    "paid_at")
+    list_filter = ("status", "kind", ("issued_at", DateFieldListFilter), ("paid_at", DateFieldListFilter),
+                   ("created_at", DateFieldListFilter))
+    list_select_related = ("account",)
+    ordering = ("-id",)  # the primary key follows creation and is indexed; created_at alone is not
+    extra_lookups = ("subscription__id__exact",)
+    change_form_template = "admin/invoices/invoice/change_form.html"
+    inlines = [InvoiceLineInline, PaymentInline, CreditNoteInline, RefundRequestInline]
+    fieldsets = [
+        (None, {"fields": ("number", "account", "subscription", "kind", "status", "currency", "notes")}),
+        ("Amounts", {"fields": ("subtotal", "credit_applied", "total", "amount_paid")}),
+        ("Dates", {"fields": ("period_start", "period_end", "created_at", "issued_at", "paid_at", "voided_at")}),
+        ("Billed to (INV-4)", {"fields": ("bill_to_name", "bill_to_company", "bill_to_address", "bill_to_country",
+                                          "bill_to_vat_id")}),
+        ("Engine", {"fields": ("dedupe_key", "pending_change")}),
+    ]
+
+    @admin.display(description="Number", ordering="number")
+    def number_or_draft(self, obj):
+        return str(obj)
+
+    @admin.display(description="Total")
+    def total_amount(self, obj):
+        return _money(obj.total, obj.currency)
+
+    @admin.display(description="Paid")
+    def paid_amount(self, obj):
+        return _money(obj.amount_paid, obj.currency)
+
+    def own_search(self, queryset, term):
+        return queryset.filter(number=term) if INVOICE_NUMBER.match(term) else None
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        invoice = self.get_object(request, object_id)
+        actions = []
+        if (invoice is not None and invoice.status == InvoiceStatus.PAID
+                and request.user.has_perm("invoices.refund_invoice")):
+            url = reverse("admin:accounts_account_refund_invoice", args=[invoice.account_id])
+            actions.append((f"{url}?invoice={invoice.pk}", "Refund this invoice"))
+        return super().change_view(request, object_id, form_url, {"invoice_actions": actions, **(extra_context or {})})
+
+
+@admin.register(InvoiceLine)
+class InvoiceLineAdmin(ReadOnlyAdmin):
+    account_path = "invoice__account"
+    list_display = ("invoice", "description", "amount", "period_start", "period_end")
+    list_select_related = ("invoice",)
+    ordering = ("-id",)
+
+
+@admin.register(Payment)
+class PaymentAdmin(ReadOnlyAdmin):
+    list_display = ("attempted_at", "invoice", "account", "payment_amount", "status", "decline_code",
+                    "refunded_amount", "gateway")
+    list_filter = ("status", "gateway", ("attempted_at", DateFieldListFilter))
+    list_select_related = ("invoice", "account")
+    ordering = ("-id",)
+
+    @admin.display(description="Amount")
+    def payment_amount(self, obj):
+        return _money(obj.amount, obj.currency)
+
+    def own_search(self, queryset, term):
+        if INVOICE_NUMBER.match(term):
+            return queryset.filter(invoice__number=term)
+        if term.startswith(("prorata-", "ch_", "pi_")):
+            return queryset.filter(idempotency_key=term) | queryset.filter(gateway_reference=term)
+        return None
+
+
+@admin.register(CreditNote)
+class CreditNoteAdmin(ReadOnlyAdmin):
+    list_display = ("number", "account", "invoice", "kind", "note_amount", "remaining", "issued_at", "issued_by")
+    list_filter = ("kind", ("issued_at", DateFieldListFilter))
+    list_select_related = ("account", "invoice", "issued_by")
+    ordering = ("-id",)
+
+    @admin.display(description="Amount")
+    def note_amount(self, obj):
+        return _money(obj.amount, obj.currency)
+
+    def own_search(self, queryset, term):
+        if CREDIT_NOTE_NUMBER.match(term):
+            return queryset.filter(number=term.upper())
+        if INVOICE_NUMBER.match(term):
+            return queryset.filter(invoice__number=term)
+        return None
+
+
+@admin.register(CreditApplication)
+class CreditApplicationAdmin(ReadOnlyAdmin):
+    account_path = "credit_note__account"
+    list_display = ("applied_at", "credit_note", "invoice", "amount")
+    list_select_related = ("credit_note", "invoice")
+    ordering = ("-id",)
+
+
+@admin.register(PaymentMethod)
+class PaymentMethodAdmin(ReadOnlyAdmin):
+    list_display = ("account", "brand", "last4", "exp_month", "exp_year", "fingerprint", "is_default", "created_at",
+                    "detached_at")
+    list_filter = ("brand", "is_default", ("created_at", DateFieldListFilter))
+    list_select_related = ("account",)
+    ordering = ("-id",)
+
+
+@admin.register(Refund)
+class RefundAdmin(ReadOnlyAdmin):
+    account_path = "payment__account"
+    list_display = ("created_at", "payment", "amount", "credit_note", "gateway_reference", "reason")
+    list_filter = (("created_at", DateFieldListFilter),)
+    list_select_related = ("payment", "credit_note")
+    ordering = ("-id",)
+
+
+@admin.register(Sequence)
+class SequenceAdmin(ReadOnlyAdmin):
+    account_path = None
+    search_fields = ("series",)
+    list_display = ("series", "year", "last")
+
+
+@admin.register(SandboxCard)
+class SandboxCardAdmin(ReadOnlyAdmin):
+    account_path = None
+    search_fields = ("=gateway_id", "=customer")
+    list_display = ("gateway_id", "customer", "token", "created_at")
+
+
+@admin.register(SandboxCharge)
+class SandboxChargeAdmin(ReadOnlyAdmin):
+    account_path = None
+    search_fields = ("=reference", "=idempotency_key")
+    list_display = ("reference", "amount", "currency", "succeeded", "decline_code", "refunded_amount", "created_at")
+    list_filter = ("succeeded",)
+
+
+@admin.register(SandboxRefund)
+class SandboxRefundAdmin(ReadOnlyAdmin):
+    account_path = None
+    search_fields = ("=reference", "=idempotency_key")
+    list_display = ("reference", "charge", "amount", "created_at")
+
+
+class RefundDecisionForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 4, "cols": 50}), max_length=2000,
+                             help_text="Why (REF-5): recorded with your name and sent to the owner.")
+
+
+@admin.register(RefundRequest)
+class RefundRequestAdmin(BackOfficeAdmin):
+    """The queue of trial refund requests (REF-2..5). Support reviews and may reject; only staff with
+    "approve refunds" approve."""
+
+    list_display = ("requested_at", "account", "invoice", "amount", "status", "decided_by", "decided_at")
+    list_filter = ("status", ("requested_at", DateFieldListFilter), ("decided_at", DateFieldListFilter))
+    list_select_related = ("account", "invoice", "decided_by")
+    ordering = ("-id",)
+    change_form_template = "admin/invoices/refundrequest/change_form.html"
+    fields = ("account", "invoice", "amount", "status", "message", "refusal_reason", "requested_at",
+              "requested_by", "decided_at", "decided_by", "decision_reason", "refund", "records")
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False  # the owner asks from the billing page
+
+    def has_change_permission(self, request, obj=None):
+        return False  # decided with the buttons on the page (decide_refund)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Amount")
+    def amount(self, obj):
+        return _money(obj.invoice.total, obj.invoice.currency)
+
+    @admin.display(description="Records")
+    def records(self, obj):
+        from accounts.models import AuditEvent
+
+        return links([
+            (change_url(obj.account), "Account"),
+            (changelist_url(AuditEvent, account__id__exact=obj.account_id), "Audit events"),
+            (changelist_url(RefundRequest, account__id__exact=obj.account_id), "All requests of this account"),
+        ])
+
+    def own_search(self, queryset, term):
+        return queryset.filter(invoice__number=term) if INVOICE_NUMBER.match(term) else None
+
+    def get_urls(self):
+        return [
+            path("<int:object_id>/decide/", self.admin_site.admin_view(self.decide_view),
+                 name="invoices_refundrequest_decide"),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        from accounts.admin_evidence import trial_evidence
+
+        obj = self.get_object(request, object_id)
+        extra = {}
+        if obj is not None:
+            user = request.user
+            can_approve = user.has_perm("invoices.approve_refund")
+            can_reject = can_approve or user.has_perm("invoices.review_refund")
+            pending = obj.status == RefundRequestStatus.PENDING
+            extra = {
+                "evidence": trial_evidence(obj.account, obj.invoice.subscription),
+                "pending": pending,
+                "can_approve": pending and can_approve,
+                "can_reject": pending and can_reject,
+                "decision_form": RefundDecisionForm() if pending and can_reject else None,
+                "decide_url": reverse("admin:invoices_refundrequest_decide", args=[obj.pk]),
+                "charge": _money(obj.invoice.total, obj.invoice.currency),
+                "account_url": change_url(obj.account),
+                "invoice_link": link(obj.invoice),
+            }
+        return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
+
+    def decide_view(self, request, object_id):
+        if request.method != "POST":
+            return redirect(reverse("admin:invoices_refundrequest_change", args=[object_id]))
+        approve = "approve" in request.POST
+        needed = ("invoices.approve_refund",) if approve else ("invoices.review_refund", "invoices.approve_refund")
+        if not any(request.user.has_perm(p) for p in needed):
+            raise PermissionDenied
+        req = get_object_or_404(RefundRequest, pk=object_id)
+        form = RefundDecisionForm(request.POST)
+        if not form.is_valid():
+            self.message_user(request, "Give a reason for the decision (REF-5).", messages.ERROR)
+            return redirect(change_url(req))
+        try:
+            staff.decide_refund(req, approve=approve, reason=form.cleaned_data["reason"], actor=request.user)
+        except BillingError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+        else:
+            req.refresh_from_db()
+            self.message_user(
+                request,
+                f"Refunded {_money(req.refund.amount, req.invoice.currency)}; the subscription ended and the account "
+                "is on Free. The owner is e-mailed." if approve else "Rejected; the owner is e-mailed your reason.",
+                messages.SUCCESS,
+            )
+        return redirect(change_url(req))
