@@ -25,7 +25,6 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import F, Q
 from django.utils import timezone
 
 from subscriptions import events
@@ -275,6 +274,10 @@ def usage_ingest(raw_events: list, *, now: datetime | None = None) -> IngestResu
     result.rejections.sort(key=lambda r: r.index)
     if storable:
         with transaction.atomic():
+            if connection.vendor == "postgresql":
+                # Check the events' foreign keys as they are inserted, not at COMMIT while the
+                # counter rows below are locked: concurrent batches wait less for each other.
+                connection.cursor().execute("SET CONSTRAINTS ALL IMMEDIATE")
             inserted = _events_insert(storable, targets, now)
             new = [e for e in storable if e.id in inserted]
             result.duplicate += len(storable) - len(new)
@@ -325,19 +328,26 @@ def _targets(tags: set[str]) -> dict[str, _Target]:
     return targets
 
 
-def _current_plans(account_ids: set[int]) -> dict:
-    """account id -> the plan of its current (newest) subscription, in one query."""
+@dataclass(frozen=True)
+class _Plan:
+    code: str
+    limit_sessions: int | None
+    hard_capped: bool
+
+
+def _current_plans(account_ids: set[int]) -> dict[int, _Plan | None]:
+    """account id -> the plan of its current (newest) subscription, in one query; None when that
+    subscription has ended."""
     from subscriptions.models import Status, Subscription
 
-    plans = {}
-    subscriptions = (
-        Subscription.objects.filter(account_id__in=account_ids)
-        .select_related("plan").order_by("account_id", "-id")
-        .only("id", "account_id", "status", "plan__limit_sessions", "plan__overage_per_1000", "plan__code")
+    plans: dict[int, _Plan | None] = {}
+    rows = (
+        Subscription.objects.filter(account_id__in=account_ids).order_by("account_id", "-id")
+        .values_list("account_id", "status", "plan__code", "plan__limit_sessions", "plan__overage_per_1000")
     )
-    for subscription in subscriptions:
-        if subscription.account_id not in plans:
-            plans[subscription.account_id] = subscription.plan if subscription.status != Status.CANCELED else None
+    for account_id, status, code, limit, overage in rows:
+        if account_id not in plans:
+            plans[account_id] = None if status == Status.CANCELED else _Plan(code, limit, overage is None)
     return plans
 
 
@@ -346,31 +356,46 @@ def _events_insert(storable: list[ParsedEvent], targets: dict[str, _Target], now
 
     Sorted by id so that two batches with overlapping ids take the index locks in the same order
     and cannot deadlock."""
-    table = UsageEvent._meta.db_table
-    rows = sorted((e.id, targets[e.tracking_tag].property_id, e.occurred_at) for e in storable)
+    rows = sorted((e.id, targets[e.tracking_tag].property_id, e.occurred_at, now) for e in storable)
+    returned = _insert_rows(
+        UsageEvent._meta.db_table,
+        {"event_id": "varchar", "property_id": "bigint", "occurred_at": "timestamptz", "received_at": "timestamptz"},
+        rows, "ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+    )
+    return {row[0] for row in returned}
+
+
+def _server_cursor():
+    """A psycopg cursor with server-side parameters on Django's connection (same transaction).
+    Django's own cursors bind on the client, which spells every array element out as text."""
+    import psycopg
+
+    return psycopg.Cursor(connection.connection)
+
+
+def _insert_rows(table: str, columns: dict[str, str], rows: list[tuple], suffix: str) -> list[tuple]:
+    """One INSERT for many rows. PostgreSQL: `SELECT … FROM unnest(typed arrays)` with server-side
+    parameters, so a 1,000-row batch is one short statement and a few array parameters (Django's
+    client-side binding would spell out 4,000 literals). SQLite: VALUES lists in chunks."""
+    names = ", ".join(columns)
+    if connection.vendor == "postgresql":
+        arrays = ", ".join(f"%b::{kind}[]" for kind in columns.values())  # %b: binary, no text escaping
+        with _server_cursor() as cursor:
+            cursor.execute(f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}) {suffix}",
+                           [list(column) for column in zip(*rows, strict=True)])
+            return cursor.fetchall() if cursor.description else []
+    adapters = {"date": connection.ops.adapt_datefield_value, "timestamptz": connection.ops.adapt_datetimefield_value}
+    adapt = [adapters.get(kind) for kind in columns.values()]
+    returned: list[tuple] = []
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                f"INSERT INTO {table} (event_id, property_id, occurred_at, received_at) "
-                "SELECT e, p, o, %s FROM unnest(%s::varchar[], %s::bigint[], %s::timestamptz[]) AS t(e, p, o) "
-                "ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
-                [now, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]],
-            )
-            return {row[0] for row in cursor.fetchall()}
-        inserted = set()
-        adapt = connection.ops.adapt_datetimefield_value
-        received = adapt(now)
         for chunk_start in range(0, len(rows), 500):
             chunk = rows[chunk_start:chunk_start + 500]
-            values = ", ".join(["(%s, %s, %s, %s)"] * len(chunk))
-            params = [p for r in chunk for p in (r[0], r[1], adapt(r[2]), received)]
-            cursor.execute(
-                f"INSERT INTO {table} (event_id, property_id, occurred_at, received_at) VALUES {values} "
-                "ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
-                params,
-            )
-            inserted.update(row[0] for row in cursor.fetchall())
-        return inserted
+            values = ", ".join(["(" + ", ".join(["%s"] * len(columns)) + ")"] * len(chunk))
+            params = [f(v) if f else v for row in chunk for f, v in zip(adapt, row, strict=True)]
+            cursor.execute(f"INSERT INTO {table} ({names}) VALUES {values} {suffix}", params)
+            if cursor.description:
+                returned.extend(cursor.fetchall())
+    return returned
 
 
 def _count(new: list[ParsedEvent], targets: dict[str, _Target], now: datetime) -> int:
@@ -384,99 +409,121 @@ def _count(new: list[ParsedEvent], targets: dict[str, _Target], now: datetime) -
     # Rows for new months start with the current plan's quota (USE-3). Sorted inserts, then
     # locks in the same order: concurrent batches for one account queue here instead of
     # deadlocking, and the hard cap and the alerts see the true running total.
-    UsageMonth.objects.bulk_create(
-        [UsageMonth(account_id=a, month=m, sessions=0, sessions_included=plan_of[a].plan_limit) for a, m in keys],
-        ignore_conflicts=True,
-    )
+    _months_insert_missing(keys, {a: t.plan_limit for a, t in plan_of.items()})
     rows = {
-        (row.account_id, row.month): row
-        for row in UsageMonth.objects.select_for_update()
+        (r[1], r[2]): r
+        for r in UsageMonth.objects.select_for_update()
         .filter(account_id__in={a for a, _ in keys}, month__in={m for _, m in keys})
         .order_by("account_id", "month")
+        .values_list("id", "account_id", "month", "sessions", "sessions_included", "alert_80_at", "alert_100_at")
     }
     current = month_start(now)
     counted_total = 0
     days: Counter = Counter()
+    updates: list[tuple] = []
+    alerts: list[tuple[int, int, date, int, int | None]] = []
     stopped: set[int] = set()
     for key in keys:
         account_id, month = key
-        row, target = rows[key], plan_of[account_id]
-        included = row.sessions_included
+        row_id, _, _, sessions, row_included, alert_80_at, alert_100_at = rows[key]
+        target = plan_of[account_id]
+        included = row_included
         if month == current:  # a late event for a past month does not apply today's plan to it
             included = month_included(included, target.plan_limit)
         batch = sorted(by_month[key], key=lambda e: e.occurred_at)
-        room = hard_cap_room(row.sessions, included, target.hard_capped)
+        room = hard_cap_room(sessions, included, target.hard_capped)
         counted = batch if room is None else batch[:room]
         for event in counted:
             days[(targets[event.tracking_tag].property_id, account_id, event.occurred_at.date())] += 1
-        after = row.sessions + len(counted)
-        crossed = alert_thresholds_crossed(row.sessions, after, included)
-        changes = {f"alert_{t}_at": now for t in crossed if getattr(row, f"alert_{t}_at") is None}
-        if counted or included != row.sessions_included or changes:
-            UsageMonth.objects.filter(pk=row.pk).update(
-                sessions=F("sessions") + len(counted), sessions_included=included, **changes
-            )
-        for threshold in crossed:
-            if f"alert_{threshold}_at" in changes:  # USE-6: once per month, a database fact
-                events.emit("usage.alert", account_id, now=now, threshold=threshold, month=month_label(month),
-                            sessions=after, sessions_included=included)
+        after = sessions + len(counted)
+        sent = {80: alert_80_at, 100: alert_100_at}
+        # USE-6: once per month, a database fact (the row is locked; set only where still empty)
+        crossed = [t for t in alert_thresholds_crossed(sessions, after, included) if sent[t] is None]
+        if counted or included != row_included or crossed:
+            updates.append((row_id, len(counted), included, now if 80 in crossed else None,
+                            now if 100 in crossed else None))
+            alerts.extend((t, account_id, month, after, included) for t in crossed)
         if month == current and crossed:
             stopped.add(account_id)  # the entitlement answer may have changed (quota exhausted)
         counted_total += len(counted)
+    _months_update(updates)
     _days_upsert(days)
+    for threshold, account_id, month, sessions, included in alerts:
+        events.emit("usage.alert", account_id, now=now, threshold=threshold, month=month_label(month),
+                    sessions=sessions, sessions_included=included)
     for account_id in stopped:
         transaction.on_commit(lambda a=account_id: entitlement_invalidate(a))
     return counted_total
+
+
+def _months_insert_missing(keys: list[tuple[int, date]], plan_limits: dict[int, int | None]) -> None:
+    _insert_rows(
+        UsageMonth._meta.db_table,
+        {"account_id": "bigint", "month": "date", "sessions": "bigint", "sessions_included": "bigint"},
+        [(a, m, 0, plan_limits[a]) for a, m in keys], "ON CONFLICT (account_id, month) DO NOTHING",
+    )
+
+
+def _months_update(updates: list[tuple]) -> None:
+    """Add to the counters (sessions = sessions + n) of the locked month rows, in one statement
+    on PostgreSQL. Alert times are only ever set where empty."""
+    if not updates:
+        return
+    table = UsageMonth._meta.db_table
+    if connection.vendor == "postgresql":
+        with _server_cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} AS m SET sessions = m.sessions + v.n, sessions_included = v.inc, "
+                "alert_80_at = COALESCE(m.alert_80_at, v.a80), alert_100_at = COALESCE(m.alert_100_at, v.a100) "
+                "FROM unnest(%b::bigint[], %b::bigint[], %b::bigint[], %b::timestamptz[], %b::timestamptz[]) "
+                "AS v(id, n, inc, a80, a100) WHERE m.id = v.id",
+                [list(column) for column in zip(*updates, strict=True)],
+            )
+        return
+    adapt = connection.ops.adapt_datetimefield_value
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE {table} SET sessions = sessions + %s, sessions_included = %s, "
+            "alert_80_at = COALESCE(alert_80_at, %s), alert_100_at = COALESCE(alert_100_at, %s) WHERE id = %s",
+            [(n, inc, adapt(a80), adapt(a100), row_id) for row_id, n, inc, a80, a100 in updates],
+        )
 
 
 def _days_upsert(days: Counter) -> None:
     if not days:
         return
     table = UsageDay._meta.db_table
-    adapt = connection.ops.adapt_datefield_value
-    rows = sorted(days.items())
-    with connection.cursor() as cursor:
-        for chunk_start in range(0, len(rows), 500):
-            chunk = rows[chunk_start:chunk_start + 500]
-            values = ", ".join(["(%s, %s, %s, %s)"] * len(chunk))
-            params = [p for (pid, aid, day), n in chunk for p in (pid, aid, adapt(day), n)]
-            cursor.execute(
-                f"INSERT INTO {table} (property_id, account_id, day, sessions) VALUES {values} "
-                f"ON CONFLICT (property_id, day) DO UPDATE SET sessions = {table}.sessions + EXCLUDED.sessions",
-                params,
-            )
+    _insert_rows(
+        table, {"property_id": "bigint", "account_id": "bigint", "day": "date", "sessions": "integer"},
+        [(pid, aid, day, n) for (pid, aid, day), n in sorted(days.items())],
+        f"ON CONFLICT (property_id, day) DO UPDATE SET sessions = {table}.sessions + EXCLUDED.sessions",
+    )
 
 
 def _record_first_events(new: list[ParsedEvent], targets: dict[str, _Target], now: datetime) -> None:
-    """USE-5: the earliest event of each property, and of the account, is recorded (REF-2 evidence).
-    A late event older than the recorded one moves it earlier."""
+    """USE-5: the first events received for a property, and for its account, record when usage
+    started (REF-2 evidence): the earliest timestamp of the batch that brings them. Evidence is
+    written once; a late event with an earlier timestamp does not rewrite it."""
     first_by_property: dict[int, datetime] = {}
     first_by_account: dict[int, datetime] = {}
     for event in new:
         target = targets[event.tracking_tag]
-        if target.first_event_at is None or event.occurred_at < target.first_event_at:
+        if target.first_event_at is None:
             pid = target.property_id
             first_by_property[pid] = min(first_by_property.get(pid, event.occurred_at), event.occurred_at)
-        if target.usage_started_at is None or event.occurred_at < target.usage_started_at:
+        if target.usage_started_at is None:
             aid = target.account_id
             first_by_account[aid] = min(first_by_account.get(aid, event.occurred_at), event.occurred_at)
     for pid, first in sorted(first_by_property.items()):
-        prop = Property.objects.filter(pk=pid).values("account_id", "first_event_at").first()
-        updated = Property.objects.filter(pk=pid).filter(
-            Q(first_event_at__isnull=True) | Q(first_event_at__gt=first)
-        ).update(first_event_at=first)
-        if updated:
-            audit(account=Account(pk=prop["account_id"]), actor=None, action="property.first_event",
-                  obj=Property(pk=pid), before=_iso("first_event_at", prop["first_event_at"]),
+        # Conditional: of two concurrent first batches, only one writes (and audits) the record.
+        if Property.objects.filter(pk=pid, first_event_at__isnull=True).update(first_event_at=first):
+            account_id = next(t.account_id for t in targets.values() if t.property_id == pid)
+            audit(account=Account(pk=account_id), actor=None, action="property.first_event", obj=Property(pk=pid),
                   after=_iso("first_event_at", first), now=now)
     for aid, first in sorted(first_by_account.items()):
-        before = Account.objects.filter(pk=aid).values_list("usage_started_at", flat=True).first()
-        updated = Account.objects.filter(pk=aid).filter(
-            Q(usage_started_at__isnull=True) | Q(usage_started_at__gt=first)
-        ).update(usage_started_at=first)
-        if updated:
+        if Account.objects.filter(pk=aid, usage_started_at__isnull=True).update(usage_started_at=first):
             audit(account=Account(pk=aid), actor=None, action="account.usage_started", obj=Account(pk=aid),
-                  before=_iso("usage_started_at", before), after=_iso("usage_started_at", first), now=now)
+                  after=_iso("usage_started_at", first), now=now)
 
 
 def _iso(name: str, value: datetime | None) -> dict:

@@ -240,12 +240,13 @@ def test_use5_first_event_is_recorded_for_the_property_and_the_account(personal_
     assert AuditEvent.objects.filter(action="account.usage_started").count() == 1
 
 
-def test_use5_a_late_earlier_event_moves_the_first_event_back(personal_prop):
+def test_use5_the_record_is_written_once_even_by_a_late_earlier_event(personal_prop):
     usage_ingest([event(personal_prop, at=NOW)], now=NOW)
-    earlier = NOW - timedelta(days=3)
-    usage_ingest([event(personal_prop, at=earlier)], now=NOW)
+    usage_ingest([event(personal_prop, at=NOW - timedelta(days=3))], now=NOW)
+    personal_prop.refresh_from_db()
     personal_prop.account.refresh_from_db()
-    assert personal_prop.account.usage_started_at == earlier
+    assert personal_prop.first_event_at == NOW and personal_prop.account.usage_started_at == NOW
+    assert AuditEvent.objects.filter(action="property.first_event", object_id=str(personal_prop.pk)).count() == 1
 
 
 def test_use5_rejected_events_do_not_start_usage(personal_prop):
