@@ -76,9 +76,9 @@ def test_pay1_owner_adds_a_card_through_stripe_elements_and_sees_it(page, catalo
     script.wait_for(state="attached")
     fill_card(page, "4242424242424242")
     page.get_by_role("button", name="Save card").click()
-    page.wait_for_url("**/billing/payment-method/")
+    # The same URL before and after: wait for the confirmation, not for the address.
+    page.get_by_text("Your card Visa •••• 4242 (12/2031) is saved.").wait_for()
 
-    assert "Your card Visa •••• 4242 (12/2031) is saved." in page.content()
     assert "•••• 4242" in page.locator("#current-card").locator("..").inner_text()
     method = PaymentMethod.objects.get(account=account)
     assert (method.gateway, method.last4, method.exp_month, method.exp_year) == ("stripe", "4242", 12, 2031)
