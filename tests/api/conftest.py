@@ -7,7 +7,8 @@ import pytest
 from django.core.cache import cache
 
 from accounts.models import Property
-from api.services import api_key_create
+from accounts.usage import entitlement_cache_clear_local
+from api.services import api_key_cache_clear_local, api_key_create
 from subscriptions.models import Status, Subscription
 from tests.factories import AccountFactory, PropertyFactory
 
@@ -15,11 +16,17 @@ NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 _ids = itertools.count(1)
 
 
+def clear_caches():
+    cache.clear()
+    entitlement_cache_clear_local()
+    api_key_cache_clear_local()
+
+
 @pytest.fixture(autouse=True)
 def _empty_cache():
-    cache.clear()
+    clear_caches()
     yield
-    cache.clear()
+    clear_caches()
 
 
 @pytest.fixture

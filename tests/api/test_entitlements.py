@@ -4,7 +4,6 @@ from datetime import timedelta
 
 import pytest
 import time_machine
-from django.core.cache import cache
 from django.utils import timezone
 
 from accounts.models import Account, Property, UsageMonth
@@ -13,7 +12,7 @@ from accounts.usage import month_start, usage_ingest
 from subscriptions import events
 from subscriptions.models import Status, Subscription
 
-from .conftest import NOW, on_plan
+from .conftest import NOW, clear_caches, on_plan
 from .conftest import events as make_events
 
 
@@ -77,7 +76,7 @@ def test_use4_hard_capped_plan_exactly_at_quota_reports_quota_exhausted(client, 
     with time_machine.travel(NOW, tick=False):
         usage_ingest(make_events(free_prop, 999))
         below = get(client, auth, free_prop.tracking_tag).json()
-        cache.clear()  # the invalidation itself is tested below
+        clear_caches()  # the invalidation itself is tested below
         usage_ingest(make_events(free_prop, 1))
         at_cap = get(client, auth, free_prop.tracking_tag).json()
     assert (below["active"], below["reason"], below["sessions_used"]) == (True, None, 999)

@@ -1,0 +1,135 @@
+"""Benchmark: GET /api/v1/entitlements/{tracking_tag} requests per second and latency percentiles.
+
+Same setup as bench/usage_ingest.py (gunicorn with production settings on a free 127.0.0.1 port,
+PostgreSQL, Redis as the shared cache when installed), then closed-loop clients (processes x
+threads, each waiting for its answer before the next request) ask about random tags of the seeded
+properties. After a warm-up that fills the cache, each round prints requests/s and p50/p99; the
+median of the rounds is the figure. Not a test: nothing is asserted.
+
+    .venv/bin/python bench/entitlements.py [--workers 4] [--processes 2] [--threads 4] [--seconds 10]
+"""
+
+import argparse
+import multiprocessing as mp
+import random
+import statistics
+import sys
+import threading
+import time
+from http.client import HTTPConnection
+
+from usage_ingest import (
+    DEFAULT_DB,
+    database_prepare,
+    gunicorn_start,
+    redis_start,
+    seed,
+    server_env,
+    stop,
+)
+
+
+def _client_process(port, key, tags, threads, start_at, seconds, queue):
+    headers = {"Authorization": f"Bearer {key}"}
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+
+    def loop(seed_value):
+        rng = random.Random(seed_value)
+        local, failed = [], 0
+        conn = None
+        while time.time() < start_at:
+            time.sleep(0.001)
+        deadline = start_at + seconds
+        while time.time() < deadline:
+            tag = rng.choice(tags)
+            t0 = time.perf_counter()
+            try:
+                if conn is None:
+                    conn = HTTPConnection("127.0.0.1", port, timeout=10)
+                conn.request("GET", f"/api/v1/entitlements/{tag}", headers=headers)
+                response = conn.getresponse()
+                response.read()
+                if response.status != 200:
+                    failed += 1
+                if response.getheader("Connection", "").lower() == "close":
+                    conn.close()
+                    conn = None
+            except OSError:
+                failed += 1
+                conn = None
+                continue
+            local.append(time.perf_counter() - t0)
+        with lock:
+            latencies.extend(local)
+            errors[0] += failed
+
+    workers = [threading.Thread(target=loop, args=(f"{start_at}-{i}-{mp.current_process().pid}",))
+               for i in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    queue.put((latencies, errors[0]))
+
+
+def load_round(port, key, tags, processes, threads, seconds) -> dict:
+    queue = mp.Queue()
+    start_at = time.time() + 1.0
+    procs = [mp.Process(target=_client_process, args=(port, key, tags, threads, start_at, seconds, queue))
+             for _ in range(processes)]
+    for p in procs:
+        p.start()
+    results = [queue.get() for _ in procs]
+    for p in procs:
+        p.join()
+    latencies = sorted(x for r in results for x in r[0])
+    n = len(latencies)
+
+    def pct(q):
+        return 1000 * latencies[min(n - 1, int(n * q))] if n else float("nan")
+
+    return {"rps": n / seconds, "p50": pct(0.50), "p99": pct(0.99), "p999": pct(0.999),
+            "errors": sum(r[1] for r in results)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database-url", default=DEFAULT_DB)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--worker-class", default="sync", help="sync (no keep-alive) or gthread (keep-alive)")
+    parser.add_argument("--worker-threads", type=int, default=1, help="threads per gunicorn worker (gthread)")
+    parser.add_argument("--processes", type=int, default=2, help="client processes")
+    parser.add_argument("--threads", type=int, default=4, help="concurrent requests per client process")
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-redis", action="store_true", help="cache in each worker's memory instead")
+    args = parser.parse_args()
+
+    redis, redis_url = (None, None) if args.no_redis else redis_start()
+    env = server_env(args.database_url, redis_url)
+    server = None
+    try:
+        database_prepare(args.database_url, env)
+        seeded = seed(env)
+        server, port = gunicorn_start(env, args.workers, args.worker_class, args.worker_threads)
+        print(f"gunicorn: {args.workers} {args.worker_class} workers x {args.worker_threads} threads on "
+              f"127.0.0.1:{port}; cache {'Redis' if redis_url else 'process memory'}; "
+              f"{len(seeded['tags'])} tags; {args.processes} x {args.threads} closed-loop clients")
+        load_round(port, seeded["key"], seeded["tags"], args.processes, args.threads, 3)  # warm-up: fills the cache
+        figures = []
+        for r in range(args.rounds):
+            f = load_round(port, seeded["key"], seeded["tags"], args.processes, args.threads, args.seconds)
+            figures.append(f)
+            print(f"round {r + 1}: {f['rps']:,.0f} req/s, p50 {f['p50']:.1f} ms, p99 {f['p99']:.1f} ms, "
+                  f"p99.9 {f['p999']:.1f} ms, errors {f['errors']}")
+        print(f"median: {statistics.median(f['rps'] for f in figures):,.0f} req/s, "
+              f"p99 {statistics.median(f['p99'] for f in figures):.1f} ms (target 2,000 req/s, p99 < 20 ms)")
+    finally:
+        stop(server)
+        stop(redis)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
