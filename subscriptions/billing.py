@@ -1003,3 +1003,6 @@ def subscribe(account, plan_code: str, cycle: str = "monthly", *, actor=None, no
     _charge_finish(step, actor=actor, now=now)
     return Subscription.objects.filter(account=account).order_by("-id").select_related("plan").first()
 
+
+# The staff actions and customer requests (REF, UPG-3, SUS-2, DWN-4, REF-4, CAT-3) are part of this API.
+from .staff import *  # noqa: E402,F403

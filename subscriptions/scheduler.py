@@ -584,8 +584,7 @@ def overage_run(now) -> RunReport:
     """On the 1st (and after, until done): one overage invoice per account for the previous month."""
     report = RunReport(now=now)
     month = previous_month(now)
-    rows = UsageMonth.objects.filter(month=month).select_related("account").order_by("account_id")
-    for usage in rows.iterator():
+    for usage in overage_candidates(month).iterator():
         try:
             if overage_invoice(usage.account_id, month, now):
                 report.add("overage")
@@ -593,6 +592,15 @@ def overage_run(now) -> RunReport:
             log.exception("overage failed for account %s", usage.account_id)
             report.failures.append(("overage", usage.account_id, f"{type(exc).__name__}: {exc}"))
     return report
+
+
+def overage_candidates(month: date):
+    """Usage rows of `month` over their quota whose account has no overage invoice for it yet: a
+    cheap query, so that the run can look every 15 minutes."""
+    invoiced = Invoice.objects.filter(kind=InvoiceKind.OVERAGE, dedupe_key__endswith=f":{month:%Y-%m}")
+    return (UsageMonth.objects.filter(month=month)
+            .filter(Q(sessions_included__isnull=True) | Q(sessions__gt=F("sessions_included")))
+            .exclude(account_id__in=invoiced.values("account_id")).order_by("account_id"))
 
 
 def overage_terms(account, month: date):
@@ -659,9 +667,7 @@ def _plan(now, report: RunReport) -> RunReport:
         report.planned.append(f"retry {sub.account}: {format_money(owed, sub.plan.currency)} "
                               f"(attempt {sub.retry_count + 2})")
     month = previous_month(now)
-    for usage in UsageMonth.objects.filter(month=month).select_related("account"):
-        if Invoice.objects.filter(dedupe_key=f"overage:{usage.account_id}:{month:%Y-%m}").exists():
-            continue
+    for usage in overage_candidates(month).select_related("account"):
         terms = overage_terms(usage.account, month)
         if terms:
             report.add("overage")

@@ -127,7 +127,7 @@ else:
 
 # django-q2: Redis broker for a cluster on several machines, the ORM broker otherwise.
 Q_CLUSTER = {
-    "name": "prorata",
+    "name": env.str("Q_CLUSTER_NAME", default="prorata"),
     "workers": env.int("Q_WORKERS", default=2),
     "timeout": env.int("Q_TIMEOUT", default=300),
     "retry": env.int("Q_RETRY", default=360),

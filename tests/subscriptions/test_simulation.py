@@ -1,0 +1,22 @@
+"""The year-in-fast-forward: many accounts through the engine, then the ledger invariants (REN-3, INV-1)."""
+
+import pytest
+
+from invoices.models import Invoice
+from subscriptions.simulation import simulate
+
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+
+
+def test_ren3_simulated_year_keeps_every_ledger_invariant():
+    result = simulate(accounts=40, days=400, seed=7)
+    assert result.ok, str(result)
+    assert set(result.invariants) == {"one invoice per period", "no payment charged twice", "invoice numbers gapless",
+                                      "credit notes in range", "active accounts paid up"}
+    # The history really exercised the engine.
+    assert result.actions.get("start_trial", 0) + result.actions.get("subscribe", 0) >= 10
+    assert result.actions.get("card_runs_dry", 0) >= 1 and result.actions.get("fix_card", 0) >= 1
+    assert Invoice.objects.filter(kind="renewal", status="paid").count() >= 20
+    assert Invoice.objects.filter(kind="trial_conversion").exists()
+    assert result.runs == 400 * 24
+
