@@ -10,6 +10,7 @@ from plans.services import DEMO_CATALOG, catalog_load_file
 from subscriptions.models import Status, Subscription
 
 START = datetime(2026, 4, 1, tzinfo=UTC)
+END = datetime(2026, 5, 1, tzinfo=UTC)
 DUE_AT = datetime(2026, 4, 30, tzinfo=UTC)  # 24 hours before the period ends on 05-01
 
 
@@ -40,7 +41,7 @@ def make_due_subscriptions(n: int, *, batch: int = 2000) -> list[int]:
         )
         subs = Subscription.objects.bulk_create(
             [Subscription(account=a, plan=plan, cycle="monthly", status=Status.ACTIVE, anchor_at=START,
-                          period_index=0, current_period_start=START, current_period_end=datetime(2026, 5, 1, tzinfo=UTC),
+                          period_index=0, current_period_start=START, current_period_end=END,
                           current_price=Decimal("14.00"), created_at=START)
              for a in accounts]
         )

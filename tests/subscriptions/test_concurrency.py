@@ -84,7 +84,8 @@ def test_ren3_two_billing_run_processes_at_once_renew_each_subscription_exactly_
                               text=True) for _ in range(2)]
     outputs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
-    counts = [int(line.split()[-1]) for out in outputs for line in out.splitlines() if line.strip().startswith("renewals")]
+    counts = [int(line.split()[-1]) for out in outputs for line in out.splitlines()
+              if line.strip().startswith("renewals")]
     assert sum(counts) == 1000 and all(counts), outputs  # both processes did part of the work
     assert_each_renewed_once(ids)
 
