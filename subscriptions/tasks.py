@@ -1,4 +1,4 @@
-"""django-q2 entry points. The schedule calls `scheduled_run` every BILLING_RUN_EVERY_MINUTES."""
+"""django-q2 entry points, called by the schedules that `setup_schedules` creates."""
 
 from .scheduler import run
 
@@ -6,3 +6,10 @@ from .scheduler import run
 def scheduled_run() -> str:
     """Run everything due now; inside a cluster with a Redis broker the work fans out to workers."""
     return str(run())
+
+
+def scheduled_email_retries() -> str:
+    """Send e-mails whose retry is due (NOT-3)."""
+    from notifications.services import email_retry_due
+
+    return str(email_retry_due())

@@ -2,27 +2,29 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django_q.models import Schedule
 
-SCHEDULES = [
-    # (name, function, minutes between runs)
-    ("billing-run", "subscriptions.tasks.scheduled_run", None),
-]
+from invoices.stripe_schedules import ensure_reconcile_schedule
 
 
 def ensure_schedules() -> list[str]:
-    """Create or update the django-q2 schedules; idempotent (run it on every deploy)."""
+    """Create or update the django-q2 schedules; idempotent (run it on every deploy). They show in
+    the admin under "Scheduled tasks"."""
+    every = [
+        # (name, function, minutes between runs)
+        ("billing-run", "subscriptions.tasks.scheduled_run", settings.BILLING_RUN_EVERY_MINUTES),
+        ("email-retries", "subscriptions.tasks.scheduled_email_retries", 10),  # NOT-3: failed sends again
+    ]
     done = []
-    for name, func, minutes in SCHEDULES:
-        minutes = minutes or settings.BILLING_RUN_EVERY_MINUTES
+    for name, func, minutes in every:
         Schedule.objects.update_or_create(
-            name=name,
-            defaults={"func": func, "schedule_type": Schedule.MINUTES, "minutes": minutes, "repeats": -1},
+            name=name, defaults={"func": func, "schedule_type": Schedule.MINUTES, "minutes": minutes, "repeats": -1}
         )
         done.append(f"{name}: {func} every {minutes} min")
+    done.append(ensure_reconcile_schedule())  # PAY-2: settle unknown outcomes and missed webhooks daily
     return done
 
 
 class Command(BaseCommand):
-    help = "Create or update the scheduled tasks (billing run, e-mail retries, reconciliation)."
+    help = "Create or update the scheduled tasks (billing run, e-mail retries, payment reconciliation)."
 
     def handle(self, *args, **options):
         for line in ensure_schedules():
