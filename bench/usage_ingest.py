@@ -151,6 +151,47 @@ def gunicorn_start(env: dict, workers: int, worker_class: str = "sync", threads:
     raise RuntimeError("gunicorn did not start")
 
 
+def family_pids(root: int) -> list[int]:
+    """`root` and its descendants (gunicorn's master and workers)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    family, frontier = [root], [root]
+    while frontier:
+        frontier = [pid for pid, ppid in parents.items() if ppid in frontier]
+        family += frontier
+    return family
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes, from /proc (Linux)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_pids() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() in ("postgres", "postmaster"):
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
 def stop(proc: subprocess.Popen | None) -> None:
     if proc is not None and proc.poll() is None:
         proc.terminate()
@@ -179,6 +220,7 @@ def _ingest_client(port, key, tags, prefix, start_at, seconds, queue):
     while time.time() < start_at:
         time.sleep(0.001)
     deadline = start_at + seconds
+    cpu_start = time.process_time()
     while time.time() < deadline:
         body = bodies[batches] if batches < len(bodies) else _batch_body(tags, f"{prefix}-{batches}", 1000, now)
         t0 = time.perf_counter()
@@ -192,11 +234,14 @@ def _ingest_client(port, key, tags, prefix, start_at, seconds, queue):
             raise RuntimeError(f"{response.status}: {payload}")
         accepted += payload["accepted"]
         batches += 1
-    queue.put((accepted, batches, latencies, time.time()))
+    queue.put((accepted, batches, latencies, time.time(), time.process_time() - cpu_start))
 
 
-def ingest_round(port: int, key: str, tags: list[str], clients: int, seconds: float, label: str) -> dict:
+def ingest_round(port: int, key: str, tags: list[str], clients: int, seconds: float, label: str,
+                 server_pid: int | None = None) -> dict:
     queue = mp.Queue()
+    server = family_pids(server_pid) if server_pid else []
+    cpu_server, cpu_pg, load = cpu_seconds(server), cpu_seconds(postgres_pids()), os.getloadavg()[0]
     start_at = time.time() + 1.5
     procs = [
         mp.Process(target=_ingest_client, args=(port, key, tags, f"{label}-{c}", start_at, seconds, queue))
@@ -210,8 +255,13 @@ def ingest_round(port: int, key: str, tags: list[str], clients: int, seconds: fl
     elapsed = max(r[3] for r in results) - start_at
     accepted = sum(r[0] for r in results)
     latencies = sorted(x for r in results for x in r[2])
+    batches = max(1, sum(r[1] for r in results))
     return {
         "events_per_s": accepted / elapsed,
+        "server_cpu_ms_per_batch": 1000 * (cpu_seconds(server) - cpu_server) / batches,
+        "postgres_cpu_ms_per_batch": 1000 * (cpu_seconds(postgres_pids()) - cpu_pg) / batches,
+        "client_cpu_ms_per_batch": 1000 * sum(r[4] for r in results) / batches,
+        "load": load,
         "batches": sum(r[1] for r in results),
         "batch_p50_ms": 1000 * latencies[len(latencies) // 2],
         "batch_p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
@@ -242,12 +292,18 @@ def main() -> None:
         figures = []
         for r in range(args.rounds):
             result = ingest_round(port, seeded["key"], seeded["tags"], args.clients, args.seconds,
-                                  f"r{r}-{secrets.token_hex(3)}")
+                                  f"r{r}-{secrets.token_hex(3)}", server.pid)
             figures.append(result)
             print(f"round {r + 1}: {result['events_per_s']:,.0f} events/s ({result['batches']} batches, "
-                  f"batch p50 {result['batch_p50_ms']:.0f} ms, p99 {result['batch_p99_ms']:.0f} ms)")
+                  f"batch p50 {result['batch_p50_ms']:.0f} ms, p99 {result['batch_p99_ms']:.0f} ms); CPU per batch: "
+                  f"gunicorn {result['server_cpu_ms_per_batch']:.0f} ms, PostgreSQL "
+                  f"{result['postgres_cpu_ms_per_batch']:.0f} ms (all its processes), clients "
+                  f"{result['client_cpu_ms_per_batch']:.0f} ms; load average at start {result['load']:.1f}")
         median = statistics.median(f["events_per_s"] for f in figures)
-        print(f"median: {median:,.0f} events/s (target 10,000)")
+        cpu = statistics.median(f["server_cpu_ms_per_batch"] + f["postgres_cpu_ms_per_batch"] for f in figures)
+        print(f"median: {median:,.0f} events/s (target 10,000); server + PostgreSQL CPU "
+              f"{cpu:.0f} ms per 1,000 events, so 2 idle cores would sustain about {2_000_000 / cpu:,.0f} events/s "
+              "before the client's share")
     finally:
         stop(server)
         stop(redis)
