@@ -35,14 +35,17 @@ def customer(localstripe, catalog):
 def open_invoice_payment(account, amount="29.00") -> Payment:
     """An issued invoice and a payment recorded as sent (status unknown), as the engine leaves
     them when the gateway's answer is lost (PAY-2)."""
+    from django.db import transaction
+
     from invoices import services as ledger
 
     now = timezone.now()
-    invoice = ledger.invoice_create(account=account, subscription=account.subscription, kind=InvoiceKind.OVERAGE,
-                                    lines=[ledger.Line("Overage, 2,500 sessions", Decimal(amount))],
-                                    currency="USD", now=now)
-    ledger.invoice_issue(invoice, now=now)
-    return ledger.payment_begin(invoice, ledger.default_payment_method(account), now=now)
+    with transaction.atomic():  # as the engine does: committed before the gateway is called
+        invoice = ledger.invoice_create(account=account, subscription=account.subscription,
+                                        kind=InvoiceKind.OVERAGE, currency="USD", now=now,
+                                        lines=[ledger.Line("Overage, 2,500 sessions", Decimal(amount))])
+        ledger.invoice_issue(invoice, now=now)
+        return ledger.payment_begin(invoice, ledger.default_payment_method(account), now=now)
 
 
 def charge_at_stripe(payment: Payment):
