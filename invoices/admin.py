@@ -278,6 +278,7 @@ class RefundRequestAdmin(BackOfficeAdmin):
             can_reject = can_approve or user.has_perm("invoices.review_refund")
             pending = obj.status == RefundRequestStatus.PENDING
             extra = {
+                "subtitle": f"Refund request #{obj.pk}: {obj.account}, invoice {obj.invoice}",
                 "evidence": trial_evidence(obj.account, obj.invoice.subscription),
                 "pending": pending,
                 "can_approve": pending and can_approve,
