@@ -68,7 +68,20 @@ async def flush_disputes(app_request, handler):
     return await handler(app_request)
 
 
+def die_with_parent() -> None:
+    """Linux: end this emulator when the process that started it ends, even if that one is killed
+    with no chance to clean up (a test run interrupted with SIGKILL leaves nothing behind)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def main() -> None:
+    die_with_parent()
     # The store writes itself to a fixed file on every change: keep it in memory only.
     resources.Store.dump_to_disk = lambda self: None
     resources.Store.try_load_from_disk = lambda self: None
