@@ -17,14 +17,14 @@ def sqlite_only():
 
 
 def test_ren3_simulated_year_keeps_every_ledger_invariant():
-    result = simulate(accounts=25, days=400, seed=7)
+    result = simulate(accounts=12, days=400, seed=7)
     assert result.ok, str(result)
     assert set(result.invariants) == {"one invoice per period", "no payment charged twice", "invoice numbers gapless",
                                       "credit notes in range", "active accounts paid up"}
     # The history really exercised the engine.
-    assert result.actions.get("start_trial", 0) + result.actions.get("subscribe", 0) >= 8
+    assert result.actions.get("start_trial", 0) + result.actions.get("subscribe", 0) >= 5
     assert result.actions.get("card_runs_dry", 0) >= 1 and result.actions.get("fix_card", 0) >= 1
-    assert Invoice.objects.filter(kind="renewal", status="paid").count() >= 20
+    assert Invoice.objects.filter(kind="renewal", status="paid").count() >= 10
     assert Invoice.objects.filter(kind="trial_conversion").exists()
     assert result.runs == 400 * 24
 
