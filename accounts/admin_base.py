@@ -10,8 +10,8 @@ import re
 
 from django.contrib import admin
 from django.core.paginator import Paginator
-from django.db.models import Q
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
@@ -21,6 +21,7 @@ from .models import Account, Membership, Property, Role, normalise_email
 INVOICE_NUMBER = re.compile(r"^\d{4}-\d{6}$")
 CREDIT_NOTE_NUMBER = re.compile(r"^CN-\d{4}-\d{6}$", re.IGNORECASE)
 TRACKING_TAG = re.compile(r"^PR-[\w-]{4,}$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 SEARCH_HELP = ("Account name, owner e-mail, invoice number (2026-000123), credit note (CN-2026-000012), "
                "tracking tag (PR-…) or #account id.")
 
@@ -34,32 +35,46 @@ class CappedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        return self.object_list.values("pk")[: self.cap + 1].count()
+        # No ORDER BY: any cap + 1 matching rows will do, so PostgreSQL may stop at the first ones.
+        return self.object_list.values("pk").order_by()[: self.cap + 1].count()
 
     @property
     def capped(self) -> bool:
         return self.count > self.cap
 
 
+MATCH_LIMIT = 1000
+
+
 def account_ids_matching(term: str):
-    """Primary keys of the accounts `term` designates, as a subquery; None when `term` is empty."""
+    """The accounts `term` designates: a list of primary keys when there are few (so the big table is
+    searched through its account index), else a subquery; None when `term` is empty."""
     from invoices.models import CreditNote, Invoice
 
     term = term.strip()
     if not term:
         return None
     if term.startswith("#") and term[1:].isdigit():
-        return Account.objects.filter(pk=int(term[1:])).values("pk")
+        return [int(term[1:])]
     if INVOICE_NUMBER.match(term):
-        return Invoice.objects.filter(number=term).values("account_id")
-    if CREDIT_NOTE_NUMBER.match(term):
-        return CreditNote.objects.filter(number=term.upper()).values("account_id")
-    if TRACKING_TAG.match(term):
-        return Property.objects.filter(tracking_tag=term).values("account_id")
-    if "@" in term:
-        owners = Membership.objects.filter(role=Role.OWNER, user__email__icontains=term).values("account_id")
-        return Account.objects.filter(Q(pk__in=owners) | Q(identity_email=normalise_email(term))).values("pk")
-    return Account.objects.filter(name__icontains=term).values("pk")
+        matches = Invoice.objects.filter(number=term).values_list("account_id", flat=True)
+    elif CREDIT_NOTE_NUMBER.match(term):
+        matches = CreditNote.objects.filter(number=term.upper()).values_list("account_id", flat=True)
+    elif TRACKING_TAG.match(term):
+        matches = Property.objects.filter(tracking_tag=term).values_list("account_id", flat=True)
+    elif "@" in term:
+        full = EMAIL.match(term)
+        by_owner = {"user__email__iexact" if full else "user__email__icontains": term}
+        owners = Membership.objects.filter(role=Role.OWNER, **by_owner).values_list("account_id", flat=True)
+        same_person = Account.objects.filter(identity_email=normalise_email(term)).values_list("pk", flat=True)
+        found = list(owners[: MATCH_LIMIT + 1])
+        if len(found) > MATCH_LIMIT:
+            return owners
+        return sorted(set(found) | set(same_person)) if full else found
+    else:
+        matches = Account.objects.filter(name__icontains=term).values_list("pk", flat=True)
+    found = list(matches[: MATCH_LIMIT + 1])
+    return found if len(found) <= MATCH_LIMIT else matches
 
 
 class BackOfficeAdmin(admin.ModelAdmin):
@@ -96,6 +111,16 @@ class BackOfficeAdmin(admin.ModelAdmin):
         if lookup in self.extra_lookups:
             return True
         return super().lookup_allowed(lookup, value, request)
+
+
+def when(moment) -> str:
+    """A datetime for a changelist cell: cheaper than the admin's localized formatting, which
+    dominates a 50-row page's rendering time."""
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M") if moment else "—"
+
+
+def labels(choices) -> dict:
+    return dict(choices.choices)
 
 
 class ReadOnlyAdmin(BackOfficeAdmin):

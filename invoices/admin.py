@@ -17,8 +17,10 @@ from accounts.admin_base import (
     ReadOnlyInline,
     change_url,
     changelist_url,
+    labels,
     link,
     links,
+    when,
 )
 from subscriptions import staff
 from subscriptions.billing import BillingError
@@ -28,6 +30,7 @@ from .models import (
     CreditApplication,
     CreditNote,
     Invoice,
+    InvoiceKind,
     InvoiceLine,
     InvoiceStatus,
     Payment,
@@ -40,6 +43,8 @@ from .models import (
     SandboxRefund,
     Sequence,
 )
+
+KINDS, STATUSES = labels(InvoiceKind), labels(InvoiceStatus)
 
 
 def _money(amount, currency):
@@ -70,8 +75,8 @@ class RefundRequestInline(ReadOnlyInline):
 
 @admin.register(Invoice)
 class InvoiceAdmin(ReadOnlyAdmin):
-    list_display = ("number_or_draft", "account", "kind", "status", "total_amount", "paid_amount", "issued_at",
-                    "paid_at")
+    list_display = ("number_or_draft", "account", "kind_label", "status_label", "total_amount", "paid_amount",
+                    "issued", "paid")
     list_filter = ("status", "kind", ("issued_at", DateFieldListFilter), ("paid_at", DateFieldListFilter),
                    ("created_at", DateFieldListFilter))
     list_select_related = ("account",)
@@ -91,6 +96,22 @@ class InvoiceAdmin(ReadOnlyAdmin):
     @admin.display(description="Number", ordering="number")
     def number_or_draft(self, obj):
         return str(obj)
+
+    @admin.display(description="Kind", ordering="kind")
+    def kind_label(self, obj):
+        return KINDS.get(obj.kind, obj.kind)
+
+    @admin.display(description="Status", ordering="status")
+    def status_label(self, obj):
+        return STATUSES.get(obj.status, obj.status)
+
+    @admin.display(description="Issued", ordering="issued_at")
+    def issued(self, obj):
+        return when(obj.issued_at)
+
+    @admin.display(description="Paid on", ordering="paid_at")
+    def paid(self, obj):
+        return when(obj.paid_at)
 
     @admin.display(description="Total")
     def total_amount(self, obj):

@@ -8,19 +8,22 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 
-from accounts.admin_base import BackOfficeAdmin, ReadOnlyAdmin, change_url, changelist_url, link, links
+from accounts.admin_base import BackOfficeAdmin, ReadOnlyAdmin, change_url, changelist_url, labels, link, links, when
+from plans.models import Cycle
 from subscriptions import pricing, staff
 from subscriptions.billing import BillingError
 
-from .models import BillingRunLock, RestoreRequest, Subscription
+from .models import BillingRunLock, RestoreRequest, Status, Subscription
+
+CYCLES, STATUSES = labels(Cycle), labels(Status)
 
 
 @admin.register(Subscription)
 class SubscriptionAdmin(ReadOnlyAdmin):
     """An account's subscriptions: the newest is the current one, older rows are its history."""
 
-    list_display = ("id", "account", "plan", "cycle", "status", "current_period_start", "current_period_end",
-                    "trial_end", "cancel_at_period_end", "scheduled_plan", "created_at")
+    list_display = ("id", "account", "plan", "cycle_label", "status_label", "period_end", "trial_ends",
+                    "cancel_at_period_end", "scheduled_plan", "created")
     list_display_links = ("id", "account")
     list_filter = ("status", "cycle", "plan", "cancel_at_period_end", ("current_period_end", DateFieldListFilter),
                    ("trial_end", DateFieldListFilter), ("created_at", DateFieldListFilter))
@@ -37,6 +40,26 @@ class SubscriptionAdmin(ReadOnlyAdmin):
                                         "scheduled_cycle", "scheduled_extra_properties", "ended_at")}),
         ("Dunning", {"fields": ("past_due_since", "retry_count", "next_retry_at", "charge_in_flight")}),
     ]
+
+    @admin.display(description="Cycle", ordering="cycle")
+    def cycle_label(self, obj):
+        return CYCLES.get(obj.cycle, obj.cycle)
+
+    @admin.display(description="Status", ordering="status")
+    def status_label(self, obj):
+        return STATUSES.get(obj.status, obj.status)
+
+    @admin.display(description="Period ends", ordering="current_period_end")
+    def period_end(self, obj):
+        return when(obj.current_period_end)
+
+    @admin.display(description="Trial ends", ordering="trial_end")
+    def trial_ends(self, obj):
+        return when(obj.trial_end)
+
+    @admin.display(description="Created", ordering="created_at")
+    def created(self, obj):
+        return when(obj.created_at)
 
     @admin.display(description="Account")
     def account_link(self, obj):
