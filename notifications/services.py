@@ -84,19 +84,17 @@ def unsubscribe_url(account_id: int, category: str) -> str:
 @transaction.atomic
 def preference_set(*, account: Account, category: str, enabled: bool, actor=None, source: str = "",
                    now: datetime | None = None) -> Account:
-    """Turn a non-billing category on or off for the account, with an audit row (ACC-3)."""
+    """Turn one non-billing category on or off. Goes through the billing page's own write
+    (accounts.preferences), so both paths audit the same way (ACC-3)."""
+    from accounts.preferences import email_preferences_update
+
     field = PREFERENCE_FIELDS.get(category)
     if field is None:
         raise NotificationError("Billing e-mails cannot be turned off.")
-    account = Account.objects.select_for_update().get(pk=account.pk)
-    before = getattr(account, field)
-    if before != enabled:
-        setattr(account, field, enabled)
-        account.save(update_fields=[field])
-        action = "notifications.subscribed" if enabled else "notifications.unsubscribed"
-        audit(account=account, actor=actor, action=action, obj=account, before={field: before},
-              after={field: enabled}, reason=source, now=now)
-    return account
+    account = Account.objects.select_for_update().get(pk=account.pk)  # the other switch is read under the lock
+    values = {"usage_alerts": account.email_usage_alerts, "product_news": account.email_product_news}
+    values["usage_alerts" if category == Category.USAGE_ALERTS else "product_news"] = enabled
+    return email_preferences_update(account, **values, actor=actor, now=now, source=source)
 
 
 # --- queueing ------------------------------------------------------------------------

@@ -69,7 +69,9 @@ def test_not2_one_click_unsubscribe_stops_usage_alerts_but_not_billing(account, 
     assert b"You are unsubscribed" in response.content
     account.refresh_from_db()
     assert account.email_usage_alerts is False and account.email_product_news is True
-    assert AuditEvent.objects.filter(account=account, action="notifications.unsubscribed").exists()
+    audit = AuditEvent.objects.get(account=account, action="email_preferences.updated")
+    assert (audit.before["email_usage_alerts"], audit.after["email_usage_alerts"]) == (True, False)
+    assert audit.reason == "one-click unsubscribe link"
 
     usage_alert(2000)  # crosses 100%
     assert mail.outbox == []
