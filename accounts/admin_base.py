@@ -64,8 +64,15 @@ def account_ids_matching(term: str):
         matches = Property.objects.filter(tracking_tag=term).values_list("account_id", flat=True)
     elif "@" in term:
         full = EMAIL.match(term)
-        by_owner = {"user__email__iexact" if full else "user__email__icontains": term}
-        owners = Membership.objects.filter(role=Role.OWNER, **by_owner).values_list("account_id", flat=True)
+        owners = Membership.objects.filter(role=Role.OWNER).values_list("account_id", flat=True)
+        if full:
+            # Sign-up stores the lower-cased address as the username too: its unique index answers
+            # at once; only addresses changed since then need the slower case-insensitive scan.
+            exact = list(owners.filter(user__username=term.lower())[:MATCH_LIMIT])
+            if exact:
+                return sorted(set(exact) | set(
+                    Account.objects.filter(identity_email=normalise_email(term)).values_list("pk", flat=True)))
+        owners = owners.filter(**{"user__email__iexact" if full else "user__email__icontains": term})
         same_person = Account.objects.filter(identity_email=normalise_email(term)).values_list("pk", flat=True)
         found = list(owners[: MATCH_LIMIT + 1])
         if len(found) > MATCH_LIMIT:

@@ -169,7 +169,7 @@ def fill(accounts: int, invoices: int) -> dict:
     return {"plans": plans, "fill_seconds": time.perf_counter() - started}
 
 
-def measure(runs: int, plans: dict) -> list[dict]:
+def measure(runs: int, plans: dict, verbose: bool = False) -> list[dict]:
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
@@ -177,7 +177,7 @@ def measure(runs: int, plans: dict) -> list[dict]:
     from accounts.groups import SUPPORT, ensure_staff_groups
     from tests.factories import UserFactory
 
-    support = UserFactory(username="support@bench.test", is_staff=True)
+    support = UserFactory(username="support@bench.test", is_staff=True)  # get_or_create: reuse keeps it
     support.groups.add(ensure_staff_groups()[SUPPORT])
     client = Client()
     client.force_login(support)
@@ -187,21 +187,27 @@ def measure(runs: int, plans: dict) -> list[dict]:
         for _ in range(2):  # warm up: template cache, permission cache, PostgreSQL buffers
             response = client.get(url)
             assert response.status_code == 200, (url, response.status_code)
-        times, sql = [], []
+        times, sql, cpu = [], [], []
         for _ in range(runs):
             with CaptureQueriesContext(connection) as queries:
-                started = time.perf_counter()
+                started, cpu_started = time.perf_counter(), time.process_time()
                 response = client.get(url)
                 times.append((time.perf_counter() - started) * 1000)
+                cpu.append((time.process_time() - cpu_started) * 1000)
             sql.append(sum(float(q["time"]) for q in queries.captured_queries) * 1000)
+            slowest = max(queries.captured_queries, key=lambda q: float(q["time"]))
         table = response.content.decode().split('id="result_list"', 1)[-1].split("</table>", 1)[0]
         rows = table.count("<tr") - 1  # the header row
         times.sort()
         results.append({"list": label, "url": url, "median_ms": statistics.median(times),
                         "p90_ms": times[max(0, int(len(times) * 0.9) - 1)], "sql_ms": statistics.median(sql),
+                        "cpu_ms": statistics.median(cpu),
                         "queries": len(queries), "rows": rows})
+        if verbose:
+            print(f"    slowest query {float(slowest['time']) * 1000:.0f} ms: {slowest['sql'][:300]}")
         print(f"{label:40} median {results[-1]['median_ms']:7.1f} ms  p90 {results[-1]['p90_ms']:7.1f} ms  "
-              f"SQL {results[-1]['sql_ms']:6.1f} ms in {len(queries):2d} queries  {rows} rows", flush=True)
+              f"SQL {results[-1]['sql_ms']:6.1f} ms in {len(queries):2d} queries  "
+              f"Python CPU {results[-1]['cpu_ms']:6.1f} ms  {rows} rows", flush=True)
     return results
 
 
@@ -211,16 +217,24 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--keep", action="store_true", help="keep the scratch database afterwards")
+    parser.add_argument("--reuse", action="store_true", help="measure the database a --keep run left")
+    parser.add_argument("--verbose", action="store_true", help="print each list's slowest query")
     args = parser.parse_args()
 
-    create_database()
+    if not args.reuse:
+        create_database()
     setup_django()
     try:
-        create_tables()
-        info = fill(args.accounts, args.invoices)
-        print(f"filled {args.accounts:,} accounts, subscriptions and owners and {args.invoices:,} invoices "
-              f"in {info['fill_seconds']:.1f} s", flush=True)
-        results = measure(args.runs, info["plans"])
+        if args.reuse:
+            from plans.models import Plan
+
+            info = {"plans": {p.code: p.pk for p in Plan.objects.all()}}
+        else:
+            create_tables()
+            info = fill(args.accounts, args.invoices)
+            print(f"filled {args.accounts:,} accounts, subscriptions and owners and {args.invoices:,} invoices "
+                  f"in {info['fill_seconds']:.1f} s", flush=True)
+        results = measure(args.runs, info["plans"], args.verbose)
         slow = [r for r in results if r["median_ms"] >= 300]
         print(f"\n{len(results) - len(slow)} of {len(results)} lists open in under 300 ms (median of {args.runs}).")
         for r in slow:
