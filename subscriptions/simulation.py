@@ -23,8 +23,8 @@ from . import billing, scheduler
 from .models import Status
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
-CARDS_OK = "pm_card_visa"
-CARD_BROKE = "pm_card_chargeDeclinedInsufficientFunds"
+CARDS_OK = "pm_card_visa:{}"  # each account its own card (TRI-2 matches cards by fingerprint)
+CARD_BROKE = "pm_card_chargeDeclinedInsufficientFunds:{}"
 
 
 @dataclass
@@ -104,16 +104,16 @@ def _act(rng: random.Random, account_id: int, now: datetime, result: SimulationR
         if sub.status in (Status.PAST_DUE, Status.SUSPENDED):
             if roll < 0.3:
                 _count(result, "fix_card")
-                billing.set_payment_method(account, CARDS_OK, now=now)
+                billing.set_payment_method(account, CARDS_OK.format(account.pk), now=now)
         elif sub.plan.is_free and sub.status == Status.ACTIVE:
             if roll < 0.04:
                 _count(result, "start_trial")
-                billing.set_payment_method(account, CARDS_OK, now=now)
+                billing.set_payment_method(account, CARDS_OK.format(account.pk), now=now)
                 billing.change_plan(sub, rng.choice(["personal", "advanced", "metered"]),
                                     rng.choice(["monthly", "monthly", "yearly"]), now=now)
             elif roll < 0.05:
                 _count(result, "subscribe")
-                billing.set_payment_method(account, CARDS_OK, now=now)
+                billing.set_payment_method(account, CARDS_OK.format(account.pk), now=now)
                 billing.subscribe(account, rng.choice(["personal", "metered"]), now=now)
         elif sub.status == Status.TRIALING:
             if roll < 0.03:
@@ -144,7 +144,7 @@ def _act(rng: random.Random, account_id: int, now: datetime, result: SimulationR
                 billing.set_extra_properties(sub, rng.randint(0, 3), now=now)
             elif roll < 0.085:
                 _count(result, "card_runs_dry")
-                billing.set_payment_method(account, CARD_BROKE, now=now)
+                billing.set_payment_method(account, CARD_BROKE.format(account.pk), now=now)
         if rng.random() < 0.05:
             _count(result, "add_property")
             property_add(account=account, name=f"Site {seq}", domain=f"site{seq}.example.com", now=now)

@@ -95,8 +95,10 @@ class SandboxGateway:
         return account.gateway_customer_id or f"cus_sbx_{account.pk}"
 
     def attach(self, customer_id: str, token: str) -> CardDetails:
+        """`token` is one of TEST_CARDS, optionally with a label (`pm_card_visa:alice`): another
+        physical card of the same kind, with its own fingerprint (demos and the simulation)."""
         self._check_reachable()
-        card = TEST_CARDS.get(token)
+        card = TEST_CARDS.get(token.split(":", 1)[0])
         if card is None:
             raise CardDeclined(
                 f"Unknown test token {token!r}. Use one of: {', '.join(TEST_CARDS)}.", code="invalid_token"
@@ -117,7 +119,7 @@ class SandboxGateway:
                 raise GatewayError("Idempotency key reused with a different amount.")
             return self._result(existing)
         stored_card = SandboxCard.objects.filter(gateway_id=payment_method_id, customer=customer_id).first()
-        test_card = TEST_CARDS.get(stored_card.token) if stored_card else None
+        test_card = TEST_CARDS.get(stored_card.token.split(":", 1)[0]) if stored_card else None
         decline = "card_declined" if test_card is None else test_card.charge_decline
         try:
             with transaction.atomic():

@@ -44,7 +44,8 @@ def test_login_records_a_login_event_and_shows_account_and_properties(client, ca
     assert response.status_code == 302
     assert LoginEvent.objects.filter(user=user, account=account).exists()
     page = client.get(reverse("billing:overview"))
-    assert b"Main site" in page.content
+    assert page.status_code == 200 and account.name.encode() in page.content
+    assert b"Main site" in client.get(reverse("accounts:properties")).content
 
 
 def test_cat1_property_limit_is_enforced_with_a_clear_message(client, catalog):

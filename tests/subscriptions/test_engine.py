@@ -350,6 +350,9 @@ def test_pay1_sandbox_understands_stripe_test_tokens_and_stores_no_number(catalo
         billing.subscribe(acct, "personal", now=at("2026-04-03"))
     with pytest.raises(billing.PaymentDeclined, match="Unknown test token"):
         billing.set_payment_method(acct, "4242424242424242", now=at("2026-04-03"))
+    # A label names another card of the same kind: same behaviour, its own fingerprint.
+    labelled = billing.set_payment_method(acct, "pm_card_visa:second", now=at("2026-04-04"))
+    assert labelled.last4 == "4242" and labelled.fingerprint != method.fingerprint
 
 
 def test_pay2_a_timeout_is_settled_through_the_idempotency_key_not_charged_twice(account):
