@@ -583,8 +583,7 @@ def reactivate_after_payment(sub, invoice, *, actor, now) -> None:
     account = Account.objects.get(pk=sub.account_id)
     if account.status == AccountStatus.SUSPENDED and account.suspension_reason == SuspensionReason.NON_PAYMENT:
         _lift(account, f"Paid invoice {invoice.number}", actor=actor, now=now)
-    events.emit("payment.succeeded", sub.account_id, now=now, invoice_id=invoice.pk,
-                payment_id=invoice.payments.order_by("-id").first().pk, amount=str(invoice.total))
+    # The receipt (payment.succeeded) is announced by billing.payment_settle, once.
 
 
 # --- overage (USE-3) ----------------------------------------------------------------------------------
