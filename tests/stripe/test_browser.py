@@ -3,7 +3,6 @@ by the emulator's stand-in at /js.stripe.com/v3/), the SetupIntent is confirmed 
 and the card shows on the payment-method and billing pages. Needs the engine and Chromium.
 """
 
-import os
 from pathlib import Path
 
 import pytest
@@ -13,10 +12,6 @@ from tests.stripe.conftest import SECRET_KEY
 
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "password-123"  # tests.factories.UserFactory
-
-# Playwright's sync API runs an event loop in this thread; the ORM calls made between browser
-# steps are synchronous and sequential, so Django's async guard does not apply.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 pytestmark = [
     pytest.mark.browser,
@@ -28,7 +23,11 @@ pytestmark = [
 def browser():
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
+    # Playwright's sync API runs an event loop in this thread; the ORM calls made between browser
+    # steps are synchronous and sequential, so Django's async guard does not apply. Only while this
+    # module runs: a process started later must not inherit it (check --deploy refuses it).
+    with pytest.MonkeyPatch.context() as env, sync_playwright() as playwright:
+        env.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
         chromium = playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True,
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
