@@ -353,6 +353,19 @@ class AccountFlagAdmin(ReadOnlyAdmin):
     list_select_related = ("account", "matched_account")
     ordering = ("-id",)
     change_list_template = "admin/accounts/accountflag/change_list.html"
+    actions = ["resolve_flags"]
+
+    @admin.action(description="Resolve the selected flags (reviewed, no abuse)", permissions=["resolve"])
+    def resolve_flags(self, request, queryset):
+        from accounts.services import flag_resolve
+
+        reason = f"Reviewed by {request.user.get_username()} in the flag list: no abuse"
+        for flag in queryset.filter(resolved_at__isnull=True).select_related("account"):
+            flag_resolve(flag, actor=request.user, reason=reason)
+        self.message_user(request, "The selected flags are resolved; refund requests are no longer refused for them.")
+
+    def has_resolve_permission(self, request):
+        return request.user.has_perm("accounts.suspend_account")
 
     @admin.display(description="Matches")
     def matched(self, obj):

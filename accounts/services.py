@@ -130,3 +130,19 @@ def pause_excess(account: Account, limit: int | None, *, now=None) -> list[Prope
               before={"status": "active"}, after={"status": "paused"},
               reason=f"Over the plan's limit of {limit}", now=now)
     return excess
+
+
+@transaction.atomic
+def flag_resolve(flag, *, actor, reason: str, now=None):
+    """Staff close a flag (e.g. a trial-abuse match that is a false positive), so that it stops
+    refusing refund requests (REF-3). Audited; the flag row is kept."""
+    if not reason.strip():
+        raise AccountError("Give a reason for resolving the flag.")
+    if flag.resolved_at:
+        return flag
+    flag.resolved_at = now or timezone.now()
+    flag.save(update_fields=["resolved_at"])
+    audit(account=flag.account, actor=actor, action="account.flag_resolved", obj=flag,
+          before={"kind": flag.kind, "resolved_at": None}, after={"resolved_at": flag.resolved_at.isoformat()},
+          reason=reason, now=now)
+    return flag
