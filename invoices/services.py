@@ -181,17 +181,21 @@ def payment_send(payment: Payment) -> ChargeResult | None:
             description=f"Invoice {payment.invoice_id}",
         )
     except GatewayUnavailable:
-        return payment_lookup(payment)
+        # Right after a lost answer the charge may still be in progress at the gateway: a key it
+        # has not seen yet stays unknown, and is settled after the grace period (PAY-2).
+        return payment_lookup(payment, unseen_means_not_sent=False)
 
 
-def payment_lookup(payment: Payment) -> ChargeResult | None:
+def payment_lookup(payment: Payment, *, unseen_means_not_sent: bool = True) -> ChargeResult | None:
     """PAY-2: ask the gateway what happened to this key. None: it cannot tell yet."""
     try:
         found = get_gateway(payment.gateway).find_charge(payment.idempotency_key)
     except GatewayUnavailable:
         return None
     if found is None:
-        # The gateway never saw the key: the attempt did not happen.
+        if not unseen_means_not_sent:
+            return None
+        # Long after the attempt the gateway has never seen the key: it did not happen.
         return ChargeResult(False, "", "not_sent", "The payment was not sent to the bank.")
     return found
 

@@ -854,10 +854,15 @@ def set_payment_method(account, token: str, *, actor=None, now=None) -> PaymentM
             account.save(update_fields=["gateway_customer_id"])
         old = list(PaymentMethod.objects.filter(account=account, is_default=True))
         PaymentMethod.objects.filter(account=account, is_default=True).update(is_default=False)
-        method = PaymentMethod.objects.create(
-            account=account, gateway=gateway.name, gateway_id=details.gateway_id, brand=details.brand,
-            last4=details.last4, exp_month=details.exp_month, exp_year=details.exp_year,
-            fingerprint=details.fingerprint, is_default=True, created_at=now,
+        # The same card saved twice (the card form and a webhook racing) is one row, made the default.
+        method, _created = PaymentMethod.objects.update_or_create(
+            account=account, gateway=gateway.name, gateway_id=details.gateway_id,
+            defaults={"brand": details.brand, "last4": details.last4, "exp_month": details.exp_month,
+                      "exp_year": details.exp_year, "fingerprint": details.fingerprint, "is_default": True,
+                      "detached_at": None},
+            create_defaults={"brand": details.brand, "last4": details.last4, "exp_month": details.exp_month,
+                             "exp_year": details.exp_year, "fingerprint": details.fingerprint, "is_default": True,
+                             "created_at": now},
         )
         audit(account=account, actor=actor, action="payment_method.set", obj=method,
               before={"default": str(old[0]) if old else None}, after={"default": str(method)}, now=now)

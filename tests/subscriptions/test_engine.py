@@ -448,3 +448,21 @@ def test_acc3_every_change_writes_an_audit_row_with_actor_and_before_after(accou
     with pytest.raises(Exception, match="append-only"):
         event.save()
     assert InvoiceStatus.PAID == "paid"
+
+
+def test_pay2_a_charge_the_gateway_has_not_seen_yet_stays_unknown_until_the_grace_period(account, monkeypatch):
+    sub = paid_personal(account)
+
+    def lost_on_the_way(self, **kwargs):
+        raise sandbox.GatewayUnavailable("connection reset before the gateway answered")
+
+    monkeypatch.setattr(sandbox.SandboxGateway, "charge", lost_on_the_way)
+    with pytest.raises(billing.PaymentPending):
+        billing.change_plan(sub, "advanced", "monthly", now=at("2026-04-16T10:00"))
+    payment = Payment.objects.get(invoice__kind="upgrade")
+    assert payment.status == "unknown"  # not "failed": it may still complete at the gateway
+    assert billing.payments_settle_unknown(now=at("2026-04-16T10:01")) == []  # within the grace period
+    settled = billing.payments_settle_unknown(now=at("2026-04-16T10:10"))
+    assert [(p.status, p.decline_code) for p in settled] == [("failed", "not_sent")]
+    sub.refresh_from_db()
+    assert sub.plan.code == "personal" and sub.charge_in_flight is None
