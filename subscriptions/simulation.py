@@ -106,43 +106,44 @@ def _act(rng: random.Random, account_id: int, now: datetime, result: SimulationR
                 _count(result, "fix_card")
                 billing.set_payment_method(account, CARDS_OK.format(account.pk), now=now)
         elif sub.plan.is_free and sub.status == Status.ACTIVE:
-            if roll < 0.04:
+            if roll < 0.03:
                 _count(result, "start_trial")
                 billing.set_payment_method(account, CARDS_OK.format(account.pk), now=now)
                 billing.change_plan(sub, rng.choice(["personal", "advanced", "metered"]),
                                     rng.choice(["monthly", "monthly", "yearly"]), now=now)
-            elif roll < 0.05:
+            elif roll < 0.04:
                 _count(result, "subscribe")
                 billing.set_payment_method(account, CARDS_OK.format(account.pk), now=now)
                 billing.subscribe(account, rng.choice(["personal", "metered"]), now=now)
         elif sub.status == Status.TRIALING:
-            if roll < 0.03:
+            if roll < 0.02:
                 _count(result, "trial_change")
                 billing.change_plan(sub, rng.choice(["personal", "advanced"]), sub.cycle, now=now)
-            elif roll < 0.05:
+            elif roll < 0.035:
                 _count(result, "cancel_trial")
                 billing.cancel(sub, reason="simulated", now=now)
         elif sub.status == Status.CANCELED and sub.trial_end and sub.trial_end > now and roll < 0.3:
             _count(result, "reactivate_trial")
             billing.resume(sub, now=now)
         elif sub.status == Status.ACTIVE and sub.is_paid:
-            if roll < 0.02:
+            # Monthly churn of a few percent, as in a healthy SaaS business.
+            if roll < 0.006:
                 _count(result, "upgrade")  # to Advanced, or Advanced monthly -> yearly
                 cycle = "yearly" if sub.plan.code == "advanced" else sub.cycle
                 billing.change_plan(sub, "advanced", cycle, now=now)
-            elif roll < 0.035:
+            elif roll < 0.011:
                 _count(result, "downgrade")
                 billing.change_plan(sub, rng.choice(["personal", "metered", "free"]), "monthly", now=now)
-            elif roll < 0.045:
+            elif roll < 0.014:
                 _count(result, "cancel")
                 billing.cancel(sub, reason="simulated", now=now)
             elif roll < 0.06 and sub.has_pending_change:
                 _count(result, "resume")
                 billing.resume(sub, now=now)
-            elif roll < 0.07 and sub.plan.extra_property_monthly is not None:
+            elif 0.06 <= roll < 0.07 and sub.plan.extra_property_monthly is not None:
                 _count(result, "extra_properties")
                 billing.set_extra_properties(sub, rng.randint(0, 3), now=now)
-            elif roll < 0.085:
+            elif 0.07 <= roll < 0.076:
                 _count(result, "card_runs_dry")
                 billing.set_payment_method(account, CARD_BROKE.format(account.pk), now=now)
         if rng.random() < 0.05:

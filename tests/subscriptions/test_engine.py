@@ -466,3 +466,26 @@ def test_pay2_a_charge_the_gateway_has_not_seen_yet_stays_unknown_until_the_grac
     assert [(p.status, p.decline_code) for p in settled] == [("failed", "not_sent")]
     sub.refresh_from_db()
     assert sub.plan.code == "personal" and sub.charge_in_flight is None
+
+
+def test_upg1_higher_rank_or_longer_cycle_is_an_upgrade_that_applies_at_once(account):
+    sub = paid_personal(account)
+    assert billing.preview_change(sub, "personal", "yearly", now=at("2026-04-10")).kind == "upgrade"
+    assert billing.preview_change(sub, "advanced", "monthly", now=at("2026-04-10")).kind == "upgrade"
+    assert billing.preview_change(sub, "free", "monthly", now=at("2026-04-10")).kind == "downgrade"
+    quote = billing.change_plan(sub, "personal", "yearly", now=at("2026-04-10T12:00"))
+    sub.refresh_from_db()
+    assert quote.effective_at == at("2026-04-10T12:00") and sub.cycle == "yearly"  # immediately, once confirmed
+
+
+def test_ref1_payments_are_final_no_refund_for_unused_time_on_cancel_or_downgrade(account):
+    from invoices.models import Refund
+
+    sub = billing.subscribe(account, "advanced", now=at("2026-04-01"))
+    billing.change_plan(sub, "personal", "monthly", now=at("2026-04-05"))  # DWN-1: no refund
+    billing.cancel(sub, now=at("2026-04-06"))  # CAN-2: no refund
+    assert not Refund.objects.exists() and not CreditNote.objects.exists()
+    invoice = Invoice.objects.get(kind="subscription")
+    with pytest.raises(billing.NotEligible):
+        billing.request_refund(invoice, now=at("2026-04-07"))  # only a trial conversion may be refunded (REF-2)
+    assert not SandboxCharge.objects.filter(refunded_amount__gt=0).exists()
