@@ -1,0 +1,26 @@
+import pytest
+from django.core.management import CommandError, call_command
+
+from accounts.models import Account
+from plans.models import Plan
+
+pytestmark = pytest.mark.django_db
+
+
+def test_seed_demo_creates_catalog_staff_and_owner_and_prints_the_logins(settings, capsys):
+    settings.DEBUG = True
+    call_command("seed_demo")
+    call_command("seed_demo")  # idempotent
+    out = capsys.readouterr().out
+    assert "admin@prorata.localhost" in out and "owner@acme.localhost" in out
+    assert set(Plan.objects.values_list("code", flat=True)) == {"free", "personal", "advanced"}
+    account = Account.objects.get(name="Acme Inc.")
+    assert account.owner.email == "owner@acme.localhost" and account.properties.count() == 1
+    assert account.subscription.plan.code == "free"
+
+
+def test_seed_demo_refuses_to_run_without_debug(settings):
+    settings.DEBUG = False
+    with pytest.raises(CommandError, match="DEBUG=true"):
+        call_command("seed_demo")
+    assert not Account.objects.exists()
