@@ -60,6 +60,20 @@ class InvalidChange(BillingError):
     """The request makes no sense for the subscription as it is."""
 
 
+class QuoteChanged(InvalidChange):
+    """PAY-3: the amount due now differs from the one the customer confirmed; nothing changed."""
+
+    def __init__(self, message: str, quote: Quote):
+        super().__init__(message)
+        self.quote = quote
+
+
+def _check_expected(quote: Quote, expected_amount) -> None:
+    if expected_amount is not None and quote.amount_due != expected_amount:
+        raise QuoteChanged(f"The amount has changed since you saw it: {format_money(quote.amount_due, quote.currency)} "
+                           f"instead of {format_money(expected_amount, quote.currency)}. Nothing was charged.", quote)
+
+
 class PaymentPending(BillingError):
     """The gateway's answer was lost and it cannot tell yet; settled later, never charged twice."""
 
@@ -441,13 +455,16 @@ def _addon_price(plan: Plan, cycle: str, quantity: int) -> Decimal:
 # --- plan changes ------------------------------------------------------------------------------
 
 
-def change_plan(subscription, plan_code: str, cycle: str = "monthly", *, actor=None, now=None) -> Quote:
-    """Apply a plan change after the customer confirmed its quote: UPG-*, DWN-*, TRI-6, UPG-6."""
+def change_plan(subscription, plan_code: str, cycle: str = "monthly", *, actor=None, now=None,
+                expected_amount: Decimal | None = None) -> Quote:
+    """Apply a plan change after the customer confirmed its quote: UPG-*, DWN-*, TRI-6, UPG-6.
+    With `expected_amount` (what the customer saw), a different amount due raises QuoteChanged."""
     now = _now(now)
     with transaction.atomic():
         sub = _lock(subscription)
         plan = _plan(sub.account, plan_code)
         change = _plan_change(sub, plan, cycle, now)
+        _check_expected(change.quote, expected_amount)
         before = snapshot(sub)
         if change.mode == "start_trial":
             _start_trial_locked(sub, plan, cycle, actor=actor, now=now)
@@ -804,12 +821,14 @@ def _addon_quote(sub: Subscription, quantity: int, now) -> tuple[Quote, list]:
     return quote, []
 
 
-def set_extra_properties(subscription, quantity: int, *, actor=None, now=None) -> Quote:
+def set_extra_properties(subscription, quantity: int, *, actor=None, now=None,
+                         expected_amount: Decimal | None = None) -> Quote:
     """ADD-1, ADD-2: buy extra properties at once (prorated) or fewer from the period end."""
     now = _now(now)
     with transaction.atomic():
         sub = _lock(subscription)
         quote, lines = _addon_quote(sub, quantity, now)
+        _check_expected(quote, expected_amount)
         if not lines:
             before = snapshot(sub)
             sub.scheduled_extra_properties = quantity if quantity != sub.extra_properties else None
@@ -977,6 +996,7 @@ def move_to_free(sub: Subscription, *, now, actor=None) -> Subscription:
 
 __all__ = [
     "BillingError", "InvalidChange", "LimitExceeded", "NotEligible", "PaymentDeclined", "PaymentPending",
+    "QuoteChanged",
     "Quote", "cancel", "change_plan", "payment_method_detached", "payment_record_external_refund",
     "payment_settle", "payments_settle_unknown", "preview_change", "preview_extra_properties", "resume",
     "set_extra_properties", "set_payment_method", "start_free", "start_trial", "subscribe", "trial_eligible",

@@ -159,7 +159,11 @@ def change_confirm(request):
         context["changed_from"] = _money(quoted, quote.currency)
         return _render(request, "billing/quote.html", context, status=409)
     try:
-        result = billing.change_plan(sub, plan_code, cycle, actor=request.user)
+        result = billing.change_plan(sub, plan_code, cycle, actor=request.user, expected_amount=quoted)
+    except billing.QuoteChanged as exc:  # changed between the check above and the lock
+        context = _plan_quote_context(request, sub, plan_code, cycle, exc.quote)
+        context["changed_from"] = _money(quoted, exc.quote.currency)
+        return _render(request, "billing/quote.html", context, status=409)
     except billing.PaymentDeclined as exc:
         context["declined"] = str(exc)  # UPG-4: nothing changed
         return _render(request, "billing/quote.html", context, status=402)
@@ -304,7 +308,11 @@ def extra_properties_confirm(request):
         context["changed_from"] = _money(quoted, quote.currency)
         return _render(request, "billing/quote.html", context, status=409)
     try:
-        result = billing.set_extra_properties(sub, quantity, actor=request.user)
+        result = billing.set_extra_properties(sub, quantity, actor=request.user, expected_amount=quoted)
+    except billing.QuoteChanged as exc:
+        context = _extra_quote_context(sub, quantity, exc.quote)
+        context["changed_from"] = _money(quoted, exc.quote.currency)
+        return _render(request, "billing/quote.html", context, status=409)
     except billing.PaymentDeclined as exc:
         context["declined"] = str(exc)
         return _render(request, "billing/quote.html", context, status=402)

@@ -489,3 +489,14 @@ def test_ref1_payments_are_final_no_refund_for_unused_time_on_cancel_or_downgrad
     with pytest.raises(billing.NotEligible):
         billing.request_refund(invoice, now=at("2026-04-07"))  # only a trial conversion may be refunded (REF-2)
     assert not SandboxCharge.objects.filter(refunded_amount__gt=0).exists()
+
+
+def test_pay3_a_change_applies_only_at_the_amount_the_customer_confirmed(account):
+    sub = paid_personal(account)
+    with pytest.raises(billing.QuoteChanged, match=r"\$7.50 instead of \$8.00") as exc:
+        billing.change_plan(sub, "advanced", "monthly", now=at("2026-04-16"), expected_amount=Decimal("8.00"))
+    assert exc.value.quote.amount_due == Decimal("7.50")
+    sub.refresh_from_db()
+    assert sub.plan.code == "personal" and not Invoice.objects.filter(kind="upgrade").exists()
+    quote = billing.change_plan(sub, "advanced", "monthly", now=at("2026-04-16"), expected_amount=Decimal("7.50"))
+    assert quote.invoice.total == Decimal("7.50")

@@ -207,3 +207,22 @@ def test_add1_extra_properties_confirm_refuses_a_different_amount(account, clien
                                  {"quantity": "2", "quoted_amount": "1.00"})
     assert response.status_code == 409 and "now costs $40.00" in _text(response)
     assert current(account).extra_properties == 0
+
+
+def test_pay3_amount_changing_between_the_check_and_the_charge_is_refused_by_the_engine(
+    personal, client_owner, travel, monkeypatch
+):
+    """The page's check and the engine's lock are two moments: the engine re-checks under its lock."""
+    travel("2026-04-16")
+    real_preview = billing.preview_change
+
+    def stale_preview(*args, **kwargs):  # what the page computed a moment earlier
+        from dataclasses import replace
+
+        return replace(real_preview(*args, **kwargs), amount_due=Decimal("8.00"))
+
+    monkeypatch.setattr(billing, "preview_change", stale_preview)
+    response = confirm(client_owner, "advanced", "monthly", "8.00")
+    assert response.status_code == 409 and "now costs $7.50" in _text(response)
+    assert current(personal.account).plan.code == "personal"
+    assert not Invoice.objects.filter(account=personal.account, kind="upgrade").exists()
