@@ -17,19 +17,19 @@ The quota arithmetic (`month_included`, `hard_cap_room`, `alert_thresholds_cross
 """
 
 import logging
+import random
 import re
-import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
 from subscriptions import events
 
+from .layered_cache import LayeredCache
 from .models import (
     Account,
     AccountStatus,
@@ -50,6 +50,9 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 EVENT_TYPES = ("session",)
 ALERT_THRESHOLDS = (80, 100)  # USE-6, percent of the month's included sessions
 ENTITLEMENT_CACHE_SECONDS = 30  # bound on staleness where an invalidation cannot reach (see docs/api.md)
+# Each answer is cached for a random 25..30 s, so answers cached in the same second (after a deploy
+# or a cache flush, or a benchmark's warm-up) do not all expire and get recomputed together.
+ENTITLEMENT_CACHE_MIN_SECONDS = 25
 
 EVENT_ID_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,100}$")
 TRACKING_TAG_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
@@ -553,10 +556,6 @@ def usage_month_note_plan(account_id: int, *, now: datetime | None = None) -> No
 # --- entitlements ----------------------------------------------------------------------------
 
 
-def _cache_key(tracking_tag: str) -> str:
-    return f"entitlement:v1:{tracking_tag}"
-
-
 def entitlement_compute(tracking_tag: str, *, now: datetime | None = None) -> dict | None:
     """May this property track? None when no property has the tag (SUS-1, USE-4)."""
     now = now or timezone.now()
@@ -613,43 +612,36 @@ def entitlement_compute(tracking_tag: str, *, now: datetime | None = None) -> di
 # A small per-process layer in front of the shared cache saves a network round trip on the hot
 # path. Invalidation clears it in this process; other processes see a change within its TTL.
 LOCAL_CACHE_SECONDS = 2
-_LOCAL_MAX = 10_000
-_local: dict[str, tuple[float, dict]] = {}
+_answers = LayeredCache("entitlement:v1:", local_seconds=LOCAL_CACHE_SECONDS, local_max=10_000)
+
+
+def entitlement_cached(tracking_tag: str) -> dict | None:
+    """The cached answer, or None when neither cache holds one. Never reads the database: the
+    WSGI fast path (api/fastpath.py) answers from here and leaves a miss to Django."""
+    return _answers.get(tracking_tag)
 
 
 def entitlement_get(tracking_tag: str, *, now: datetime | None = None) -> dict | None:
-    """The cached answer. Entries live ENTITLEMENT_CACHE_SECONDS in the shared cache (and
+    """The cached answer. Entries live at most ENTITLEMENT_CACHE_SECONDS in the shared cache (and
     LOCAL_CACHE_SECONDS in this process) and are dropped on the domain events that change an
     answer (api.apps) and when a property or account is saved."""
-    clock = time.time()
-    hit = _local.get(tracking_tag)
-    if hit is not None and hit[0] > clock:
-        return hit[1]
-    key = _cache_key(tracking_tag)
-    answer = cache.get(key)
+    answer = entitlement_cached(tracking_tag)
     if answer is None:
         answer = entitlement_compute(tracking_tag, now=now)
         if answer is None:
             return None
-        cache.set(key, answer, ENTITLEMENT_CACHE_SECONDS)
-    if len(_local) >= _LOCAL_MAX:
-        _local.clear()
-    _local[tracking_tag] = (clock + LOCAL_CACHE_SECONDS, answer)
+        _answers.set(tracking_tag, answer, random.randint(ENTITLEMENT_CACHE_MIN_SECONDS, ENTITLEMENT_CACHE_SECONDS))
     return answer
 
 
 def entitlement_invalidate(account_id: int) -> None:
     """Drop the cached answers of every property of the account."""
-    tags = list(Property.objects.filter(account_id=account_id).values_list("tracking_tag", flat=True))
-    for tag in tags:
-        _local.pop(tag, None)
-    cache.delete_many([_cache_key(tag) for tag in tags])
+    _answers.forget(*Property.objects.filter(account_id=account_id).values_list("tracking_tag", flat=True))
 
 
 def entitlement_invalidate_tag(tracking_tag: str) -> None:
-    _local.pop(tracking_tag, None)
-    cache.delete(_cache_key(tracking_tag))
+    _answers.forget(tracking_tag)
 
 
 def entitlement_cache_clear_local() -> None:
-    _local.clear()
+    _answers.clear_local()

@@ -16,6 +16,14 @@ from .services import api_key_authenticate
 # below Django's DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB), which would answer 400 instead of 413.
 MAX_BODY_BYTES = 2 * 1024 * 1024
 ENTITLEMENT_MAX_AGE = 10  # seconds a client may reuse an entitlement answer
+# The 200 entitlement answer, shared with the WSGI fast path (api/fastpath.py) that serves cached
+# answers without Django. Rendered directly: this is the hot path, and the dict already has the
+# documented shape.
+ENTITLEMENT_HEADERS = {"Content-Type": "application/json", "Cache-Control": f"private, max-age={ENTITLEMENT_MAX_AGE}"}
+
+
+def entitlement_render(answer: dict) -> bytes:
+    return json.dumps(answer).encode()
 
 
 class ApiKeyAuth(HttpBearer):
@@ -98,7 +106,4 @@ def entitlement(request: HttpRequest, tracking_tag: str = Path(..., pattern=TRAC
     answer = entitlement_get(tracking_tag)
     if answer is None:
         return Status(404, {"detail": "No property has this tracking tag."})
-    # Rendered directly: this is the hot path, and the dict already has the documented shape.
-    response = HttpResponse(json.dumps(answer), content_type="application/json")
-    response["Cache-Control"] = f"private, max-age={ENTITLEMENT_MAX_AGE}"
-    return response
+    return HttpResponse(entitlement_render(answer), headers=ENTITLEMENT_HEADERS)

@@ -1,12 +1,11 @@
 """API keys: create (shown once), revoke, authenticate."""
 
 import secrets
-import time
 
-from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.layered_cache import LayeredCache
 from accounts.services import audit
 
 from .models import ApiKey, api_key_hash
@@ -17,11 +16,7 @@ KEY_PREFIX = "prk_"
 # most this long in the other workers.
 AUTH_CACHE_SECONDS = 10
 LOCAL_AUTH_SECONDS = 2  # a per-process layer in front of the shared cache, for the hot path
-_local: dict[str, tuple[float, int]] = {}
-
-
-def _auth_key(key_hash: str) -> str:
-    return f"apikey:v1:{key_hash}"
+_valid_keys = LayeredCache("apikey:v1:", local_seconds=LOCAL_AUTH_SECONDS, local_max=1000)
 
 
 @transaction.atomic
@@ -54,31 +49,30 @@ def api_key_revoke(key: ApiKey, *, actor=None, now=None) -> bool:
 
 
 def _forget(key_hash: str) -> None:
-    _local.pop(key_hash, None)
-    cache.delete(_auth_key(key_hash))
+    _valid_keys.forget(key_hash)
+
+
+def api_key_cached(raw: str) -> int | None:
+    """The id of the active key `raw` when a cache remembers it as valid, else None (unknown,
+    revoked, or not looked up lately). Never reads the database: the WSGI fast path
+    (api/fastpath.py) authenticates with this alone and leaves a miss to Django."""
+    if not raw or len(raw) > 200:
+        return None
+    return _valid_keys.get(api_key_hash(raw))
 
 
 def api_key_authenticate(raw: str) -> int | None:
     """The id of the active key `raw`, or None. Only valid keys are cached."""
-    if not raw or len(raw) > 200:
-        return None
+    key_id = api_key_cached(raw)
+    if key_id is not None or not raw or len(raw) > 200:
+        return key_id
     digest = api_key_hash(raw)
-    clock = time.time()
-    hit = _local.get(digest)
-    if hit is not None and hit[0] > clock:
-        return hit[1]
-    cache_key = _auth_key(digest)
-    key_id = cache.get(cache_key)
+    key_id = ApiKey.objects.filter(key_hash=digest, revoked_at__isnull=True).values_list("pk", flat=True).first()
     if key_id is None:
-        key_id = ApiKey.objects.filter(key_hash=digest, revoked_at__isnull=True).values_list("pk", flat=True).first()
-        if key_id is None:
-            return None
-        cache.set(cache_key, key_id, AUTH_CACHE_SECONDS)
-    if len(_local) > 1000:
-        _local.clear()
-    _local[digest] = (clock + LOCAL_AUTH_SECONDS, key_id)
+        return None
+    _valid_keys.set(digest, key_id, AUTH_CACHE_SECONDS)
     return key_id
 
 
 def api_key_cache_clear_local() -> None:
-    _local.clear()
+    _valid_keys.clear_local()

@@ -133,11 +133,12 @@ def redis_start() -> tuple[subprocess.Popen | None, str | None]:
     return None, None
 
 
-def gunicorn_start(env: dict, workers: int, worker_class: str = "sync", threads: int = 1) -> tuple:
+def gunicorn_start(env: dict, workers: int, worker_class: str = "sync", threads: int = 1,
+                   app: str = "config.wsgi:application", extra: tuple[str, ...] = ()) -> tuple:
     port = free_port()
-    cmd = [str(GUNICORN), "config.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+    cmd = [str(GUNICORN), app, "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
            "--worker-class", worker_class, "--threads", str(threads), "--log-level", "warning",
-           "--backlog", "2048", "--keep-alive", "5"]
+           "--backlog", "2048", "--keep-alive", "5", *extra]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
     deadline = time.time() + 60
     while time.time() < deadline:

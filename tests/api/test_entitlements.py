@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from accounts.models import Account, Property, UsageMonth
 from accounts.services import pause_excess, property_delete
-from accounts.usage import month_start, usage_ingest
+from accounts.usage import entitlement_cache_clear_local, entitlement_get, month_start, usage_ingest
 from subscriptions import events
 from subscriptions.models import Status, Subscription
 
@@ -206,3 +206,23 @@ def test_cached_answers_expire_after_the_ttl(client, auth, personal_prop):
         Property.objects.filter(pk=personal_prop.pk).update(status="paused")
         clock.shift(timedelta(seconds=31))
         assert get(client, auth, personal_prop.tracking_tag).json()["reason"] == "property_paused"
+
+
+def test_answers_cached_together_do_not_all_expire_together(personal_prop):
+    """Each answer lives a random 25..30 s: after a deploy the recomputations are spread out."""
+    props = [personal_prop, *(Property.objects.create(account=personal_prop.account, name=f"Site {i}",
+                                                      domain=f"s{i}.example.com") for i in range(19))]
+    with time_machine.travel(NOW, tick=False) as clock:
+        for prop in props:
+            assert entitlement_get(prop.tracking_tag)["active"] is True
+        Property.objects.filter(account=personal_prop.account).update(status="paused")
+        clock.shift(timedelta(seconds=24.5))
+        entitlement_cache_clear_local()
+        assert all(entitlement_get(p.tracking_tag)["active"] for p in props)  # none expired before 25 s
+        clock.shift(timedelta(seconds=3))
+        entitlement_cache_clear_local()
+        refreshed = [not entitlement_get(p.tracking_tag)["active"] for p in props]
+        clock.shift(timedelta(seconds=3))
+        entitlement_cache_clear_local()
+        assert not any(entitlement_get(p.tracking_tag)["active"] for p in props)  # all expired by 30 s
+    assert any(refreshed) and not all(refreshed)

@@ -1,0 +1,136 @@
+"""GET /api/v1/entitlements/{tracking_tag} answered in front of Django when the caches can (issue 8).
+
+The tracking servers ask about every property every few seconds. Through Django a cached answer
+cost ~1.5 ms of CPU (request object, eight middleware, URL resolution, django-ninja's auth and path
+validation) to return a dict already in memory, which capped 2 cores near 1,300 requests/s.
+`EntitlementFastPath` wraps Django's WSGI application (config/wsgi.py) and answers the request
+itself when the key and the answer are both in the caches (this process's 2 s layer, then the
+shared cache), with the ninja view's own functions (`api_key_cached`, `entitlement_cached`,
+`entitlement_render`, `ENTITLEMENT_HEADERS`) and the headers Django's middleware would add: the
+same response byte for byte (tests/api/test_fastpath.py compares the two).
+
+Everything else goes to Django unchanged: other paths and methods, a missing, unknown or revoked
+key, a malformed or unknown tag, a cache miss (Django computes the answer and fills the cache for
+the next request), a Host outside ALLOWED_HOSTS, plain HTTP under SECURE_SSL_REDIRECT, a cache
+error. So the fast path never reads the database and never writes an error response: Django stays
+the one place that does both, and a revoked key stops working as soon as the caches forget it (at
+most LOCAL_AUTH_SECONDS = 2 s in other processes with Redis, as through Django; docs/api.md).
+"""
+
+import logging
+import re
+
+from django.conf import settings
+from django.core.exceptions import DisallowedHost
+from django.core.handlers.wsgi import WSGIRequest
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+from django.utils.module_loading import import_string
+
+from accounts.usage import TRACKING_TAG_RE, entitlement_cached
+
+from .api import ENTITLEMENT_HEADERS, entitlement_render
+from .services import api_key_cached
+
+logger = logging.getLogger(__name__)
+
+# What each middleware does to an authenticated GET of this path that sends no cookie, and so what
+# the fast path must do in its place. With any middleware not listed here the fast path stays off.
+MIDDLEWARE_EFFECT = {
+    # SSL redirect (left to Django); HSTS, nosniff, Referrer-Policy, COOP headers (replayed).
+    "django.middleware.security.SecurityMiddleware": "headers",
+    "whitenoise.middleware.WhiteNoiseMiddleware": None,  # serves STATIC_URL only
+    "django.contrib.sessions.middleware.SessionMiddleware": None,  # session never read: no cookie, no Vary
+    # Host check (the same get_host()); Content-Length (replayed); APPEND_SLASH acts on 404s only.
+    "django.middleware.common.CommonMiddleware": "headers",
+    "django.middleware.csrf.CsrfViewMiddleware": None,  # a GET, and no CSRF cookie is read or set
+    "django.contrib.auth.middleware.AuthenticationMiddleware": None,  # request.user is lazy and never read
+    "django.contrib.messages.middleware.MessageMiddleware": None,  # no message is stored
+    "django.middleware.clickjacking.XFrameOptionsMiddleware": "headers",
+}
+_TAG_RE = re.compile(TRACKING_TAG_RE.pattern.strip("^$"))  # used with fullmatch: `$` would allow a final \n
+
+
+def fast_path_blockers() -> list[str]:
+    """Why the fast path cannot answer like Django under these settings (empty when it can)."""
+    blockers = [f"{path} is in MIDDLEWARE" for path in settings.MIDDLEWARE if path not in MIDDLEWARE_EFFECT]
+    if settings.DISALLOWED_USER_AGENTS:
+        blockers.append("DISALLOWED_USER_AGENTS is set (CommonMiddleware answers 403)")
+    if settings.PREPEND_WWW:
+        blockers.append("PREPEND_WWW is set (CommonMiddleware redirects)")
+    return blockers
+
+
+class _Scheme(HttpRequest):
+    """A request whose scheme is given: enough for the middleware's process_response()."""
+
+    def __init__(self, secure: bool):
+        super().__init__()
+        self._secure = secure
+
+    def _get_scheme(self):
+        return "https" if self._secure else "http"
+
+
+def _response_headers(secure: bool) -> list[tuple[str, str]]:
+    """The headers of a 200 answer after Django's middleware: replayed once at start-up through the
+    middleware's own process_response(), in Django's order (innermost first)."""
+    response = HttpResponse(b"", headers=ENTITLEMENT_HEADERS)
+    request = _Scheme(secure)
+    for path in reversed(settings.MIDDLEWARE):
+        if MIDDLEWARE_EFFECT[path] == "headers":
+            response = import_string(path)(_not_called).process_response(request, response)
+    return list(response.items())
+
+
+def _not_called(request):
+    raise AssertionError("only process_response() is used")
+
+
+class EntitlementFastPath:
+    """WSGI middleware: cached entitlement answers here, every other request to `django_app`."""
+
+    def __init__(self, django_app):
+        self.django_app = django_app
+        blockers = fast_path_blockers()
+        if blockers:
+            logger.warning("Entitlement fast path off, every request goes through Django: %s", "; ".join(blockers))
+        self.enabled = not blockers
+        self.prefix = reverse("api:v1:entitlement", kwargs={"tracking_tag": "-"})[:-1]
+        self.ssl_redirect = settings.SECURE_SSL_REDIRECT
+        self.headers = {secure: _response_headers(secure) for secure in (False, True)} if self.enabled else {}
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if self.enabled and path.startswith(self.prefix) and environ.get("REQUEST_METHOD") == "GET":
+            answered = self.answer(environ, path[len(self.prefix):])
+            if answered is not None:
+                headers, body = answered
+                start_response("200 OK", headers)
+                return [body]
+        return self.django_app(environ, start_response)
+
+    def answer(self, environ, tag: str) -> tuple[list[tuple[str, str]], bytes] | None:
+        """Headers and body of the 200 answer, or None to let Django answer."""
+        authorization = environ.get("HTTP_AUTHORIZATION", "")
+        if not _TAG_RE.fullmatch(tag) or authorization[:7].lower() != "bearer ":
+            return None
+        request = WSGIRequest(environ)  # Django's own Host and scheme rules, without the handler
+        try:
+            request.get_host()
+        except DisallowedHost:
+            return None
+        secure = request.is_secure()
+        if self.ssl_redirect and not secure:
+            return None
+        try:
+            if api_key_cached(authorization[7:]) is None:
+                return None
+            answer = entitlement_cached(tag)
+        except Exception:  # the shared cache is down: Django answers (and logs) as it would without us
+            return None
+        if answer is None:
+            return None
+        body = entitlement_render(answer)
+        length = str(len(body))
+        return [(name, length if name == "Content-Length" else value) for name, value in self.headers[secure]], body
