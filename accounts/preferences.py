@@ -11,10 +11,6 @@ from django.utils import timezone
 from .models import Account
 from .services import AccountError, audit
 
-BILLING_DETAIL_FIELDS = ("company", "address", "country", "vat_id")
-# NOT-2: the non-billing e-mail kinds a customer may switch off. Billing e-mail has no switch (NOT-1).
-EMAIL_PREFERENCE_FIELDS = ("email_usage_alerts", "email_product_news")
-
 
 def _locked(account) -> Account:
     return Account.objects.select_for_update().get(pk=account.pk)
@@ -32,16 +28,7 @@ def billing_details_update(account, *, company: str, address: str, country: str,
     }
     if values["country"] and (len(values["country"]) != 2 or not values["country"].isalpha()):
         raise AccountError("Enter the country as a two-letter code, like US or DE.")
-    account = _locked(account)
-    before = {name: getattr(account, name) for name in BILLING_DETAIL_FIELDS}
-    if before == values:
-        return account
-    for name, value in values.items():
-        setattr(account, name, value)
-    account.save(update_fields=list(BILLING_DETAIL_FIELDS))
-    audit(account=account, actor=actor, action="billing_details.updated", obj=account, before=before,
-          after=values, now=now or timezone.now())
-    return account
+    return _update_audited(account, values, action="billing_details.updated", actor=actor, now=now)
 
 
 @transaction.atomic
@@ -49,15 +36,21 @@ def email_preferences_update(account, *, usage_alerts: bool, product_news: bool,
                              now=None, source: str = "billing page") -> Account:
     """NOT-2: switch the non-billing e-mail kinds on or off. Billing e-mail always goes out (NOT-1)."""
     values = {"email_usage_alerts": bool(usage_alerts), "email_product_news": bool(product_news)}
+    return _update_audited(account, values, action="email_preferences.updated", actor=actor, now=now,
+                           reason=source)
+
+
+def _update_audited(account, values: dict, *, action: str, actor, now, reason: str = "") -> Account:
+    """Set `values` on the locked account and audit the change; nothing when nothing changes."""
     account = _locked(account)
-    before = {name: getattr(account, name) for name in EMAIL_PREFERENCE_FIELDS}
+    before = {name: getattr(account, name) for name in values}
     if before == values:
         return account
     for name, value in values.items():
         setattr(account, name, value)
-    account.save(update_fields=list(EMAIL_PREFERENCE_FIELDS))
-    audit(account=account, actor=actor, action="email_preferences.updated", obj=account, before=before,
-          after=values, reason=source, now=now or timezone.now())
+    account.save(update_fields=list(values))
+    audit(account=account, actor=actor, action=action, obj=account, before=before, after=values, reason=reason,
+          now=now or timezone.now())
     return account
 
 
