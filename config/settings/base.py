@@ -75,14 +75,15 @@ DATABASES = {
 
 def tune_database(db: dict) -> dict:
     """SQLite: immediate transactions and a busy timeout, so webhooks, q2 workers and the web
-    server can write side by side without "database is locked" (WAL is set on connect)."""
+    server can write side by side without "database is locked" (WAL is set on connect).
+    Connections are kept for a minute on both: django-q2's ORM broker closes a connection that
+    may not be kept before every enqueue, which cost a reconnect per queued e-mail."""
     if db["ENGINE"].endswith("sqlite3"):
         db.setdefault("OPTIONS", {}).update(
             {"transaction_mode": "IMMEDIATE", "timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
         )
-    else:
-        db.setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
-        db.setdefault("CONN_HEALTH_CHECKS", True)
+    db.setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+    db.setdefault("CONN_HEALTH_CHECKS", True)
     return db
 
 
@@ -165,6 +166,7 @@ BILLING_RESTORE_WORKING_DAYS = env.int("BILLING_RESTORE_WORKING_DAYS", default=5
 BILLING_REFUND_WINDOW_DAYS = env.int("BILLING_REFUND_WINDOW_DAYS", default=30)  # REF-2
 BILLING_RUN_EVERY_MINUTES = env.int("BILLING_RUN_EVERY_MINUTES", default=15)
 BILLING_RUN_CHUNK_SIZE = env.int("BILLING_RUN_CHUNK_SIZE", default=250)
+BILLING_RUN_BATCH = env.int("BILLING_RUN_BATCH", default=500)  # renewals per transaction (set-wise path)
 BILLING_RUN_WAIT_MS = env.int("BILLING_RUN_WAIT_MS", default=600_000)  # how long a run waits for its chunks
 # PAY-2: an `unknown` payment younger than this may still be in flight on another worker.
 BILLING_SETTLE_GRACE_SECONDS = env.int("BILLING_SETTLE_GRACE_SECONDS", default=120)
