@@ -13,7 +13,15 @@ class AccountError(Exception):
 
 def audit(*, account, actor, action, obj, before=None, after=None, reason="", now=None) -> AuditEvent:
     """Append an audit row (ACC-3). `actor` None means the system (scheduler, webhooks)."""
-    return AuditEvent.objects.create(
+    event = audit_row(account=account, actor=actor, action=action, obj=obj, before=before, after=after,
+                      reason=reason, now=now)
+    event.save()
+    return event
+
+
+def audit_row(*, account, actor, action, obj, before=None, after=None, reason="", now=None) -> AuditEvent:
+    """An unsaved audit row, for `AuditEvent.objects.bulk_create` on set-wise paths."""
+    return AuditEvent(
         account=account,
         actor=actor,
         actor_label=actor_label(actor),

@@ -4,9 +4,17 @@
     .venv/bin/python bench/billing_run.py --n 100000 --only postgres --workers 2
 
 Creates N subscriptions due for renewal in a scratch database (tables made directly, no
-migrations), then times `billing_run` over them: in-process on SQLite, and on PostgreSQL with 1 and
-2 worker processes started at the same time (each claims rows with SKIP LOCKED). Prints renewals
-per second and checks that each subscription was renewed exactly once.
+migrations; each account has an owner, a sandbox card and no credit), then times `billing_run`
+over them: in-process on SQLite, and on PostgreSQL with 1 and 2 worker processes started at the
+same time (each claims rows with SKIP LOCKED). DEBUG is off, as in production. Prints renewals per
+second (process start-up subtracted) and checks that each subscription was renewed exactly once.
+
+At the period end a second run starts every renewed subscription's next period (the roll-over);
+it is timed too.
+
+The run announces the receipts through the events outbox; a worker renders and queues them
+afterwards. That delivery is timed separately (`events.drain` in one process) and printed as
+receipts per second, so that the run's figure hides no work.
 """
 
 import argparse
@@ -24,15 +32,8 @@ PG_ADMIN = "postgres://postgres@127.0.0.1:5432/postgres"
 
 def prepare(database_url: str, n: int) -> str:
     """A fresh scratch database holding `n` due subscriptions; returns its URL."""
-    code = f"""
-import os, sys
-sys.path.insert(0, {str(ROOT)!r})
-os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.local"
-os.environ["DATABASE_URL"] = {database_url!r}
-import django
-django.setup()
+    in_django(database_url, f"""
 from django.db import connection
-from django.core.management import call_command
 with connection.schema_editor() as editor:
     from django.apps import apps
     for model in apps.get_models():
@@ -40,14 +41,20 @@ with connection.schema_editor() as editor:
             editor.create_model(model)
 from tests.bulk import make_due_subscriptions
 make_due_subscriptions({n})
-"""
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=_env(database_url))
+""")
     return database_url
+
+
+def in_django(database_url: str, body: str) -> str:
+    """Run `body` in a fresh Python process set up for Django on that database; returns its output."""
+    code = f"import sys\nsys.path.insert(0, {str(ROOT)!r})\nimport django\ndjango.setup()\n{body}"
+    return subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=_env(database_url),
+                          stdout=subprocess.PIPE, text=True).stdout  # errors go to the terminal
 
 
 def _env(database_url: str) -> dict:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.local", "DATABASE_URL": database_url,
-           "LOG_LEVEL": "WARNING", "BILLING_RUN_CHUNK_SIZE": "1000000"}
+           "LOG_LEVEL": "WARNING", "BILLING_RUN_CHUNK_SIZE": "1000000", "DEBUG": "false"}
     env.pop("REDIS_URL", None)
     return env
 
@@ -71,18 +78,44 @@ def startup(database_url: str) -> float:
 
 
 def check(database_url: str, n: int) -> None:
-    code = f"""
-import os, sys
-sys.path.insert(0, {str(ROOT)!r})
-import django
-django.setup()
+    in_django(database_url, f"""
 from invoices.models import Invoice, SandboxCharge
 renewals = Invoice.objects.filter(kind="renewal")
 assert renewals.count() == {n}, renewals.count()
 assert renewals.values("subscription_id").distinct().count() == {n}
 assert SandboxCharge.objects.count() == {n}, SandboxCharge.objects.count()
-"""
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=_env(database_url))
+assert renewals.filter(status="paid").count() == {n}
+""")
+
+
+def check_rolled(database_url: str, n: int) -> None:
+    in_django(database_url, f"""
+from datetime import datetime, UTC
+from subscriptions.models import Subscription
+rolled = Subscription.objects.filter(current_period_start=datetime(2026, 5, 1, tzinfo=UTC),
+                                     current_period_end=datetime(2026, 6, 1, tzinfo=UTC), period_index=1)
+assert rolled.count() == {n}, rolled.count()
+""")
+
+
+ROLLOVER_AT = "2026-05-01T00:00:00+00:00"  # the period end: every renewed subscription starts its next period
+
+
+def time_drain(database_url: str, n: int) -> float:
+    """Deliver the run's receipts from the outbox in one process, as one worker would (render the
+    e-mail, log it, queue its send); returns the seconds."""
+    out = in_django(database_url, f"""
+import time
+from notifications.models import EmailLog
+from subscriptions import events
+start = time.perf_counter()
+delivered = events.drain(max_seconds=None)
+elapsed = time.perf_counter() - start
+assert delivered == {n}, delivered
+assert EmailLog.objects.filter(kind="payment.succeeded").count() == {n}
+print(elapsed)
+""")
+    return float(out.strip().splitlines()[-1])
 
 
 def pg_database(name: str) -> str:
@@ -99,6 +132,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000, help="due subscriptions (default 2000)")
     parser.add_argument("--only", choices=["sqlite", "postgres"], help="run one database only")
     parser.add_argument("--workers", type=int, nargs="*", default=[1, 2], help="PostgreSQL worker counts")
+    parser.add_argument("--no-receipts", dest="receipts", action="store_false",
+                        help="skip timing the delivery of the receipts")
     args = parser.parse_args()
     print(f"billing_run benchmark: {args.n} due subscriptions, sandbox gateway, {os.cpu_count()} cores")
     if args.only in (None, "sqlite"):
@@ -108,6 +143,12 @@ def main() -> None:
             elapsed = time_run(url, 1) - base
             check(url, args.n)
             print(f"  SQLite, in-process:      {args.n / elapsed:8.0f} renewals/s  ({elapsed:.1f} s)")
+            rolled = time_run(url, 1, now=ROLLOVER_AT) - base
+            check_rolled(url, args.n)
+            print(f"    then at the period end: {args.n / rolled:7.0f} roll-overs/s ({rolled:.1f} s)")
+            if args.receipts:
+                drain = time_drain(url, args.n)
+                print(f"    receipts, 1 worker:    {args.n / drain:8.0f} e-mails/s   ({drain:.1f} s)")
     if args.only in (None, "postgres"):
         for workers in args.workers:
             url = prepare(pg_database("prorata_bench_run"), args.n)
@@ -115,6 +156,12 @@ def main() -> None:
             elapsed = time_run(url, workers) - base
             check(url, args.n)
             print(f"  PostgreSQL, {workers} worker(s):  {args.n / elapsed:8.0f} renewals/s  ({elapsed:.1f} s)")
+            rolled = time_run(url, workers, now=ROLLOVER_AT) - base
+            check_rolled(url, args.n)
+            print(f"    then at the period end: {args.n / rolled:7.0f} roll-overs/s ({rolled:.1f} s)")
+            if args.receipts and workers == args.workers[0]:
+                drain = time_drain(url, args.n)
+                print(f"    receipts, 1 worker:    {args.n / drain:8.0f} e-mails/s   ({drain:.1f} s)")
 
 
 if __name__ == "__main__":

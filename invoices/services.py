@@ -20,8 +20,9 @@ from django.db import transaction
 from django.db.models import F
 
 from subscriptions.pricing import ZERO, QuoteLine, cents
+from subscriptions.sql import update_from_values
 
-from .gateways import ChargeResult, GatewayUnavailable, get_gateway
+from .gateways import ChargeRequest, ChargeResult, GatewayUnavailable, get_gateway
 from .models import (
     CreditApplication,
     CreditNote,
@@ -56,12 +57,17 @@ class Line:
 def next_number(series: str, year: int) -> int:
     """Gapless (INV-1): the counter row is locked until the caller's transaction ends, so a
     rollback gives the number back and two issuers never get the same one."""
+    return next_numbers(series, year, 1)[0]
+
+
+def next_numbers(series: str, year: int, count: int) -> range:
+    """`count` consecutive numbers, under the same lock as `next_number`."""
     Sequence.objects.get_or_create(series=series, year=year)
     seq = Sequence.objects.select_for_update().get(series=series, year=year)
-    seq.last = F("last") + 1
+    seq.last = F("last") + count
     seq.save(update_fields=["last"])
     seq.refresh_from_db(fields=["last"])
-    return seq.last
+    return range(seq.last - count + 1, seq.last + 1)
 
 
 def invoice_create(*, account, subscription, kind, lines: list[Line], currency: str, now,
@@ -73,20 +79,21 @@ def invoice_create(*, account, subscription, kind, lines: list[Line], currency: 
         period_start=period_start, period_end=period_end, dedupe_key=dedupe_key, notes=notes,
         pending_change=pending_change or {}, created_at=now, status=InvoiceStatus.DRAFT,
     )
-    InvoiceLine.objects.bulk_create([
-        InvoiceLine(
-            invoice=invoice, description=line.description[:300], computation=line.computation[:300],
-            quantity=line.quantity, unit_price=line.amount if line.unit_price is None else line.unit_price,
-            amount=line.amount, period_start=line.period_start or period_start,
-            period_end=line.period_end or period_end,
-        )
-        for line in lines
-    ])
+    InvoiceLine.objects.bulk_create([_line_row(invoice, line) for line in lines])
     invoice.subtotal = cents(sum((line.amount for line in lines), ZERO))
     invoice.credit_applied = credit_apply(invoice, now=now)
     invoice.total = invoice.subtotal - invoice.credit_applied
     invoice.save(update_fields=["subtotal", "credit_applied", "total"])
     return invoice
+
+
+def _line_row(invoice: Invoice, line: Line) -> InvoiceLine:
+    return InvoiceLine(
+        invoice=invoice, description=line.description[:300], computation=line.computation[:300],
+        quantity=line.quantity, unit_price=line.amount if line.unit_price is None else line.unit_price,
+        amount=line.amount, period_start=line.period_start or invoice.period_start,
+        period_end=line.period_end or invoice.period_end,
+    )
 
 
 def credit_apply(invoice: Invoice, *, now) -> Decimal:
@@ -122,9 +129,14 @@ def invoice_issue(invoice: Invoice, *, now) -> Invoice:
     INV-4). A zero invoice is paid at once without a charge (INV-5)."""
     if invoice.number:
         return invoice
-    account = invoice.account
     year = now.astimezone(UTC).year
-    invoice.number = f"{year}-{next_number('INV', year):06d}"
+    _issued(invoice, invoice.account, f"{year}-{next_number('INV', year):06d}", now)
+    invoice.save()
+    return invoice
+
+
+def _issued(invoice: Invoice, account, number: str, now) -> None:
+    invoice.number = number
     invoice.issued_at = now
     invoice.bill_to_name = account.name
     invoice.bill_to_company = account.company
@@ -135,8 +147,112 @@ def invoice_issue(invoice: Invoice, *, now) -> Invoice:
         invoice.status = InvoiceStatus.PAID if invoice.amount_due <= 0 else InvoiceStatus.OPEN
         if invoice.status == InvoiceStatus.PAID:
             invoice.paid_at = now
-    invoice.save()
-    return invoice
+
+
+# --- set-wise: the billing run issues and collects a chunk of invoices in a few statements ---------
+
+
+@dataclass(frozen=True)
+class Draft:
+    """An invoice to issue with `invoices_issue_many`."""
+
+    account: object
+    subscription: object
+    kind: str
+    lines: list[Line]
+    currency: str
+    period_start: object
+    period_end: object
+    dedupe_key: str
+
+
+def accounts_with_credit(account_ids) -> set[int]:
+    """Accounts holding unused credit: their invoices go through `invoice_create` (DWN-4)."""
+    return set(CreditNote.objects.filter(account_id__in=account_ids, remaining__gt=0)
+               .values_list("account_id", flat=True))
+
+
+def invoices_issue_many(drafts: list[Draft], *, now) -> list[Invoice]:
+    """`invoice_create` + `invoice_issue` for many invoices in four statements, for accounts
+    without credit (the caller checks `accounts_with_credit` in the same transaction). Numbers are
+    taken last, in one step, so the counter's lock is held only for the inserts (INV-1). A
+    duplicate `dedupe_key` raises IntegrityError for the whole set (REN-3)."""
+    if not drafts:
+        return []
+    invoices = []
+    for draft in drafts:
+        subtotal = cents(sum((line.amount for line in draft.lines), ZERO))
+        invoices.append(Invoice(
+            account=draft.account, subscription=draft.subscription, kind=draft.kind, currency=draft.currency,
+            period_start=draft.period_start, period_end=draft.period_end, dedupe_key=draft.dedupe_key,
+            created_at=now, status=InvoiceStatus.DRAFT, subtotal=subtotal, total=subtotal,
+        ))
+    year = now.astimezone(UTC).year
+    for invoice, draft, number in zip(invoices, drafts, next_numbers("INV", year, len(invoices)), strict=True):
+        _issued(invoice, draft.account, f"{year}-{number:06d}", now)
+    Invoice.objects.bulk_create(invoices)
+    InvoiceLine.objects.bulk_create([_line_row(invoice, line)
+                                     for invoice, draft in zip(invoices, drafts, strict=True)
+                                     for line in draft.lines])
+    return invoices
+
+
+def payments_begin_many(pairs: list[tuple[Invoice, PaymentMethod]], *, now) -> list[Payment]:
+    """Step 1 for the first attempt on many new invoices, in one statement."""
+    gateway = get_gateway().name
+    return Payment.objects.bulk_create([
+        Payment(invoice=invoice, account=invoice.account, payment_method=method, amount=invoice.amount_due,
+                currency=invoice.currency, idempotency_key=f"prorata-inv{invoice.pk}-a1", gateway=gateway,
+                status=PaymentStatus.UNKNOWN, attempted_at=now)
+        for invoice, method in pairs
+    ])
+
+
+def payments_send_many(payments: list[Payment]) -> list[ChargeResult | None]:
+    """Step 2 for many payments, outside any transaction: one call where the gateway takes a
+    batch (`charge_many`), else one `payment_send` each. None: still unknown (PAY-2)."""
+    if not payments:
+        return []
+    gateway = get_gateway(payments[0].gateway)
+    charge_many = getattr(gateway, "charge_many", None)
+    if charge_many is None or any(p.gateway != payments[0].gateway for p in payments):
+        return [payment_send(payment) for payment in payments]
+    requests = [ChargeRequest(customer_id=gateway.ensure_customer(p.account),
+                              payment_method_id=p.payment_method.gateway_id, amount=p.amount, currency=p.currency,
+                              idempotency_key=p.idempotency_key, description=f"Invoice {p.invoice_id}")
+                for p in payments]
+    try:
+        return charge_many(requests)
+    except GatewayUnavailable:
+        return [payment_lookup(payment, unseen_means_not_sent=False) for payment in payments]
+
+
+def payments_record_succeeded(pairs: list[tuple[Payment, ChargeResult]], *, now) -> list[Payment]:
+    """Step 3 for many succeeded charges, in the caller's transaction: the payments still
+    unknown are marked succeeded and their invoices paid. Returns those settled by this call
+    (a webhook or another worker may have settled some first)."""
+    done = update_from_values(  # one statement; only payments still unknown (PAY-2)
+        Payment, {"gateway_reference": "text"},
+        [(payment.pk, result.reference) for payment, result in pairs],
+        constants={"status": PaymentStatus.SUCCEEDED, "settled_at": now},
+        where="status = %s", where_params=(PaymentStatus.UNKNOWN,),
+    )
+    settled = []
+    for payment, result in pairs:
+        if payment.pk in done:
+            payment.status, payment.gateway_reference, payment.settled_at = (
+                PaymentStatus.SUCCEEDED, result.reference, now)
+            settled.append(payment)
+    by_amount: dict[Decimal, list[int]] = {}
+    for payment in settled:
+        by_amount.setdefault(payment.amount, []).append(payment.invoice_id)
+    for amount, invoice_ids in by_amount.items():
+        Invoice.objects.filter(pk__in=invoice_ids).update(amount_paid=F("amount_paid") + amount, paid_at=now)
+    Invoice.objects.filter(
+        pk__in=[payment.invoice_id for payment in settled], amount_paid__gte=F("total"),
+        status__in=[InvoiceStatus.OPEN, InvoiceStatus.DRAFT],
+    ).update(status=InvoiceStatus.PAID)
+    return settled
 
 
 def invoice_void(invoice: Invoice, *, now) -> None:

@@ -292,7 +292,17 @@ def event_context(event: Event, account) -> dict:
         ctx["dunning"] = invoice.kind in DUNNING_INVOICE_KINDS
     ctx["period_end_on"] = ""
     if subscription is not None and subscription.current_period_end:
-        ctx["period_end_on"] = human_date(local_day(subscription.current_period_end, zone))
+        next_renewal = subscription.current_period_end
+        if invoice is not None and invoice.period_end and invoice.period_end > next_renewal:
+            # A renewal is paid 24 hours ahead (REN-1): it pays for the next period, which ends at
+            # the following renewal, on the plan and cycle that period has (DWN-2).
+            next_renewal = invoice.period_end
+            if subscription.scheduled_plan_id:
+                cycle = subscription.scheduled_cycle or subscription.cycle
+                price = subscription.scheduled_plan.price_for(cycle)
+                ctx["price"] = money(price, invoice.currency) if price is not None else ""
+                ctx["cycle_unit"] = CYCLE_UNITS.get(cycle, cycle)
+        ctx["period_end_on"] = human_date(local_day(next_renewal, zone))
     if "trial_end" not in ctx:
         ctx["trial_end"] = human_date(local_day(subscription.trial_end, zone)) if subscription else ""
     return ctx

@@ -13,7 +13,7 @@ from plans.models import Cycle
 from subscriptions import pricing, staff
 from subscriptions.billing import BillingError
 
-from .models import BillingRunLock, RestoreRequest, Status, Subscription
+from .models import BillingRunLock, PendingEvent, RestoreRequest, Status, Subscription
 
 CYCLES, STATUSES = labels(Cycle), labels(Status)
 
@@ -188,4 +188,18 @@ class RestoreRequestAdmin(BackOfficeAdmin):
 class BillingRunLockAdmin(ReadOnlyAdmin):
     account_path = None
     search_fields = ("name", "holder")
+    search_help_text = "A lock name (billing_run) or its holder (host:pid)."
     list_display = ("name", "holder", "expires_at")
+
+
+@admin.register(PendingEvent)
+class PendingEventAdmin(ReadOnlyAdmin):
+    """Events written by set-wise paths and not yet delivered (the outbox; empty when the cluster
+    keeps up). `events.drain` delivers them; the e-mail retry schedule runs it every 10 minutes."""
+
+    account_path = None
+    search_fields = ("kind", "account_id")
+    search_help_text = "An event kind (payment.succeeded) or an account id."
+    list_display = ("id", "kind", "account_id", "occurred_at")
+    list_filter = ("kind",)
+    ordering = ("id",)

@@ -55,6 +55,9 @@ class Subscription(models.Model):
     )
     trial_reminded_at = models.DateTimeField(null=True, blank=True)  # TRI-7: 3 days before
     renewal_reminded_for = models.DateTimeField(null=True, blank=True)  # REN-5: the period end reminded of
+    # REN-3: the period end whose renewal invoice exists, so that the run stops selecting the
+    # subscription until the next period (the invoice's dedupe key stays the guarantee).
+    renewal_invoiced_for = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -126,3 +129,18 @@ class BillingRunLock(models.Model):
     name = models.CharField(max_length=50, primary_key=True)
     holder = models.CharField(max_length=100, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
+
+
+class PendingEvent(models.Model):
+    """A domain event written in the same transaction as the change it announces (a transactional
+    outbox), for set-wise paths such as the billing run's renewals: a worker delivers it to the
+    subscribers (`events.drain`) and deletes it, so no announcement is lost to a crash between
+    the commit and the delivery, and the run does not render e-mails itself."""
+
+    kind = models.CharField(max_length=50)
+    account_id = models.BigIntegerField()
+    data = models.JSONField(default=dict)
+    occurred_at = models.DateTimeField()
+
+    def __str__(self):
+        return f"{self.kind} for account {self.account_id}"

@@ -112,7 +112,8 @@ def due_renewals(now):
     return (Subscription.objects.filter(status=Status.ACTIVE, cancel_at_period_end=False,
                                         current_period_end__isnull=False,
                                         current_period_end__lte=now + _lead(), current_price__gt=0)
-            .exclude(scheduled_plan__monthly_price=0, scheduled_plan__yearly_price__isnull=True))
+            .exclude(scheduled_plan__monthly_price=0, scheduled_plan__yearly_price__isnull=True)
+            .exclude(renewal_invoiced_for=F("current_period_end")))
 
 
 def due_rollovers(now):
@@ -178,6 +179,11 @@ def run_chunk(step: str, ids: list[int], now) -> RunReport:
     if isinstance(now, str):
         now = datetime.fromisoformat(now)
     report = RunReport(now=now)
+    from .renewals import CHUNK_HANDLERS
+
+    if step in CHUNK_HANDLERS:  # set-wise: a few statements per chunk
+        CHUNK_HANDLERS[step](ids, now, report)
+        return report
     handler = HANDLERS[step]
     for pk in ids:
         try:
@@ -332,23 +338,34 @@ def renew(pk, now) -> bool:
         if sub is None:
             return False
         plan, cycle, extra, _anchor, _index, start, end = _next_terms(sub)
-        key = f"renewal:{sub.pk}:{start.isoformat()}"
+        key = renewal_key(sub, start)
+        Subscription.objects.filter(pk=sub.pk).update(renewal_invoiced_for=F("current_period_end"))
         if Invoice.objects.filter(dedupe_key=key).exists():
             return False
-        price = plan.price_for(cycle)
-        currency = plan.currency
-        lines = [ledger.Line(f"{plan.name} ({cycle}), {start:%Y-%m-%d} to {end:%Y-%m-%d}", price,
-                             f"{'monthly' if cycle == Cycle.MONTHLY else 'yearly'} price "
-                             f"{format_money(price, currency)}")]
-        if extra:
-            unit = plan.extra_property_monthly * (12 if cycle == Cycle.YEARLY else 1)
-            lines.append(ledger.Line(f"{extra} extra properties, {start:%Y-%m-%d} to {end:%Y-%m-%d}",
-                                     _addon_price(plan, cycle, extra),
-                                     f"{extra} × {format_money(unit, currency)}",
-                                     quantity=Decimal(extra), unit_price=unit))
-        payment = _issue_and_begin(sub, InvoiceKind.RENEWAL, lines, (start, end), key, now)
+        payment = _issue_and_begin(sub, InvoiceKind.RENEWAL, renewal_lines(plan, cycle, extra, start, end),
+                                   (start, end), key, now)
     _send(payment, now)
     return True
+
+
+def renewal_key(sub, start) -> str:
+    return f"renewal:{sub.pk}:{start.isoformat()}"
+
+
+def renewal_lines(plan, cycle, extra, start, end) -> list[ledger.Line]:
+    """The renewal invoice's lines: the plan for the period, and the extra properties (ADD-2)."""
+    price = plan.price_for(cycle)
+    currency = plan.currency
+    lines = [ledger.Line(f"{plan.name} ({cycle}), {start:%Y-%m-%d} to {end:%Y-%m-%d}", price,
+                         f"{'monthly' if cycle == Cycle.MONTHLY else 'yearly'} price "
+                         f"{format_money(price, currency)}")]
+    if extra:
+        unit = plan.extra_property_monthly * (12 if cycle == Cycle.YEARLY else 1)
+        lines.append(ledger.Line(f"{extra} extra properties, {start:%Y-%m-%d} to {end:%Y-%m-%d}",
+                                 _addon_price(plan, cycle, extra),
+                                 f"{extra} × {format_money(unit, currency)}",
+                                 quantity=Decimal(extra), unit_price=unit))
+    return lines
 
 
 def _issue_and_begin(sub, kind, lines, period, key, now):
@@ -404,7 +421,7 @@ def rollover(pk, now) -> bool:
                         to_plan="free", paused_properties=paused)
             return True
         plan, cycle, extra, anchor, index, start, end = _next_terms(sub)
-        invoice = Invoice.objects.filter(dedupe_key=f"renewal:{sub.pk}:{start.isoformat()}").first()
+        invoice = Invoice.objects.filter(dedupe_key=renewal_key(sub, start)).first()
         if invoice is None or invoice.status == InvoiceStatus.VOID:
             return False  # the renewal step has not run for it yet; next run
         from_plan = sub.plan
@@ -663,7 +680,7 @@ def _plan(now, report: RunReport) -> RunReport:
             report.planned.append(f"move {sub.account} (cancelled trial) to Free")
     for sub in due_renewals(now).select_related("plan", "account", "scheduled_plan"):
         plan, cycle, extra, *_rest, start, end = _next_terms(sub)
-        if Invoice.objects.filter(dedupe_key=f"renewal:{sub.pk}:{start.isoformat()}").exists():
+        if Invoice.objects.filter(dedupe_key=renewal_key(sub, start)).exists():
             continue
         report.add("renewals")
         amount = (plan.price_for(cycle) or ZERO) + _addon_price(plan, cycle, extra)

@@ -9,7 +9,10 @@ def scheduled_run() -> str:
 
 
 def scheduled_email_retries() -> str:
-    """Send e-mails whose retry is due (NOT-3)."""
+    """Deliver what the events outbox still holds, then send e-mails whose retry is due (NOT-3)."""
     from notifications.services import email_retry_due
 
-    return str(email_retry_due())
+    from .events import drain
+
+    delivered = drain()
+    return f"outbox {delivered}, {email_retry_due()}"

@@ -3,7 +3,9 @@
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from accounts.models import Account
+from django.contrib.auth import get_user_model
+
+from accounts.models import Account, Membership, Role
 from invoices.models import PaymentMethod, SandboxCard
 from plans.models import Plan
 from plans.services import DEMO_CATALOG, catalog_load_file
@@ -15,8 +17,8 @@ DUE_AT = datetime(2026, 4, 30, tzinfo=UTC)  # 24 hours before the period ends on
 
 
 def make_due_subscriptions(n: int, *, batch: int = 2000) -> list[int]:
-    """`n` accounts on Personal monthly (2026-04-01 → 05-01) with a working sandbox card, all due
-    for renewal at DUE_AT. Returns the subscription ids."""
+    """`n` accounts on Personal monthly (2026-04-01 → 05-01), each with an owner who gets the
+    receipt and a working sandbox card, all due for renewal at DUE_AT. Returns the subscription ids."""
     if not Plan.objects.filter(code="personal").exists():
         catalog_load_file(DEMO_CATALOG)
     plan = Plan.objects.get(code="personal")
@@ -30,6 +32,12 @@ def make_due_subscriptions(n: int, *, batch: int = 2000) -> list[int]:
         for account in accounts:
             account.gateway_customer_id = f"cus_sbx_{account.pk}"
         Account.objects.bulk_update(accounts, ["gateway_customer_id"])
+        owners = get_user_model().objects.bulk_create(
+            [get_user_model()(username=f"owner{a.pk}@bulk.example", email=f"owner{a.pk}@bulk.example",
+                              password="!") for a in accounts]
+        )
+        Membership.objects.bulk_create([Membership(user=user, account=a, role=Role.OWNER)
+                                        for user, a in zip(owners, accounts, strict=True)])
         SandboxCard.objects.bulk_create(
             [SandboxCard(gateway_id=f"pm_sbx_bulk{a.pk}", customer=a.gateway_customer_id, token="pm_card_visa")
              for a in accounts]

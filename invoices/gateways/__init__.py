@@ -7,6 +7,7 @@ from django.utils.module_loading import import_string
 from .base import (
     CardDeclined,
     CardDetails,
+    ChargeRequest,
     ChargeResult,
     Gateway,
     GatewayError,
@@ -34,6 +35,7 @@ def get_gateway(name: str | None = None) -> Gateway:
 __all__ = [
     "CardDeclined",
     "CardDetails",
+    "ChargeRequest",
     "ChargeResult",
     "Gateway",
     "GatewayError",

@@ -43,6 +43,18 @@ class ChargeResult:
 
 
 @dataclass(frozen=True)
+class ChargeRequest:
+    """One charge of a batch (`charge_many`): the arguments of `charge`."""
+
+    customer_id: str
+    payment_method_id: str
+    amount: Decimal
+    currency: str
+    idempotency_key: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class RefundResult:
     reference: str
     amount: Decimal
@@ -69,6 +81,10 @@ class Gateway(Protocol):
     ) -> ChargeResult:
         """Charge off-session, confirmed at once. The same key never charges twice: a repeat
         returns the first attempt's result. Raises GatewayUnavailable when the outcome is unknown."""
+
+    # Optional: `charge_many(requests: list[ChargeRequest]) -> list[ChargeResult | None]`, the
+    # results in the order of the requests, None where the outcome is unknown. The billing run
+    # uses it when a gateway has it (the sandbox); otherwise it calls `charge` once per payment.
 
     def find_charge(self, idempotency_key: str) -> ChargeResult | None:
         """The outcome of the attempt made with this key, or None if the gateway never saw it.

@@ -18,7 +18,15 @@ from django.utils import timezone
 
 from invoices.models import SandboxCard, SandboxCharge, SandboxRefund
 
-from .base import CardDeclined, CardDetails, ChargeResult, GatewayError, GatewayUnavailable, RefundResult
+from .base import (
+    CardDeclined,
+    CardDetails,
+    ChargeRequest,
+    ChargeResult,
+    GatewayError,
+    GatewayUnavailable,
+    RefundResult,
+)
 
 
 @dataclass(frozen=True)
@@ -119,8 +127,7 @@ class SandboxGateway:
                 raise GatewayError("Idempotency key reused with a different amount.")
             return self._result(existing)
         stored_card = SandboxCard.objects.filter(gateway_id=payment_method_id, customer=customer_id).first()
-        test_card = TEST_CARDS.get(stored_card.token.split(":", 1)[0]) if stored_card else None
-        decline = "card_declined" if test_card is None else test_card.charge_decline
+        decline = self._decline_for(stored_card)
         try:
             with transaction.atomic():
                 record = SandboxCharge.objects.create(
@@ -143,6 +150,49 @@ class SandboxGateway:
                 raise SimulatedCrash("Simulated crash after charging (sandbox fault).")
             state["crash_after_charges"] -= 1
         return self._result(record)
+
+    def charge_many(self, requests: list[ChargeRequest]) -> list[ChargeResult | None]:
+        """`charge` for many payments in three statements (the billing run). The same
+        idempotency rules: a key seen before returns its first result."""
+        if _state():  # injected faults are counted per charge: keep their exact behaviour
+            return [self._charge_or_unknown(request) for request in requests]
+        keys = [request.idempotency_key for request in requests]
+        records = {c.idempotency_key: c for c in SandboxCharge.objects.filter(idempotency_key__in=keys)}
+        cards = {(card.gateway_id, card.customer): card for card in SandboxCard.objects.filter(
+            gateway_id__in={request.payment_method_id for request in requests})}
+        new = []
+        for request in requests:
+            existing = records.get(request.idempotency_key)
+            if existing is not None:
+                if existing.amount != request.amount:
+                    raise GatewayError("Idempotency key reused with a different amount.")
+                continue
+            card = cards.get((request.payment_method_id, request.customer_id))
+            decline = self._decline_for(card)
+            new.append(SandboxCharge(reference="ch_sbx_" + secrets.token_hex(10),
+                                     idempotency_key=request.idempotency_key, card=card,
+                                     amount=request.amount, currency=request.currency, succeeded=not decline,
+                                     decline_code=decline))
+        try:
+            with transaction.atomic():
+                SandboxCharge.objects.bulk_create(new)
+        except IntegrityError:  # a concurrent caller used some of these keys: one at a time
+            return [self._charge_or_unknown(request) for request in requests]
+        records.update((record.idempotency_key, record) for record in new)
+        return [self._result(records[key]) for key in keys]
+
+    def _charge_or_unknown(self, request: ChargeRequest) -> ChargeResult | None:
+        try:
+            return self.charge(customer_id=request.customer_id, payment_method_id=request.payment_method_id,
+                               amount=request.amount, currency=request.currency,
+                               idempotency_key=request.idempotency_key, description=request.description)
+        except GatewayUnavailable:
+            return None
+
+    @staticmethod
+    def _decline_for(stored_card) -> str:
+        test_card = TEST_CARDS.get(stored_card.token.split(":", 1)[0]) if stored_card else None
+        return "card_declined" if test_card is None else test_card.charge_decline
 
     def find_charge(self, idempotency_key: str) -> ChargeResult | None:
         self._check_reachable()

@@ -227,6 +227,21 @@ def test_ren5_renewal_receipt_with_the_invoice_pdf(account, committed):
     invoice = Invoice.objects.get(account=account, kind=InvoiceKind.RENEWAL)
     assert message.subject == f"Receipt for invoice {invoice.number}: $14.00 paid"
     assert pdf_names(message) == [f"invoice-{invoice.number}.pdf"]
+    # It pays for May: the next renewal is at the end of May, not at the end of April.
+    assert "renews automatically on June 1, 2026 at $14.00 per month" in message.body
+
+
+def test_ren5_renewal_receipt_after_a_scheduled_downgrade_names_the_next_periods_price(account, committed):
+    sub = subscribed(account, committed, plan="advanced")
+    with committed():
+        billing.change_plan(sub, "personal", "monthly", now=at("2026-04-11"))
+    mail.outbox.clear()
+    with committed():
+        scheduler.run(now=at("2026-04-30T01:00"))
+
+    message = only("payment.succeeded")
+    assert "$14.00 paid" in message.subject
+    assert "renews automatically on June 1, 2026 at $14.00 per month" in message.body
 
 
 def test_ren5_yearly_renewal_email_7_days_ahead(account, committed):

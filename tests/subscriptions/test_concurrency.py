@@ -1,6 +1,8 @@
 """Exactly once under concurrency, with real connections and processes on PostgreSQL (REN-3, PAY-2)."""
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -45,6 +47,34 @@ def assert_each_renewed_once(ids):
     assert numbers == list(range(1, len(ids) + 1))  # INV-1: gapless under concurrency
 
 
+def wait_for_outbox_drained(timeout: float) -> int:
+    """Wait until the cluster has delivered the events outbox; returns the receipts logged."""
+    from notifications.models import EmailLog
+    from subscriptions.models import PendingEvent
+
+    deadline = time.monotonic() + timeout
+    while PendingEvent.objects.exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not PendingEvent.objects.exists(), f"{PendingEvent.objects.count()} events still in the outbox"
+    return EmailLog.objects.filter(kind="payment.succeeded", related_type="invoice").count()
+
+
+def stop_cluster(cluster: subprocess.Popen) -> None:
+    """Stop the cluster and every process it started (its workers are in its session), then end
+    any connection they left, so that the test database can be flushed for the next test."""
+    cluster.terminate()
+    try:
+        cluster.wait(30)
+    except subprocess.TimeoutExpired:
+        pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(cluster.pid, signal.SIGKILL)  # workers a slow graceful stop left behind
+    cluster.wait(10)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+
+
 def test_upg2_two_racing_change_plan_calls_make_one_change_and_one_charge(catalog):
     from tests.factories import AccountFactory
 
@@ -80,7 +110,8 @@ def test_upg2_two_racing_change_plan_calls_make_one_change_and_one_charge(catalo
 def test_ren3_two_billing_run_processes_at_once_renew_each_subscription_exactly_once(catalog):
     ids = make_due_subscriptions(1000)
     cmd = [sys.executable, "manage.py", "billing_run", "--now", DUE_AT.isoformat()]
-    procs = [subprocess.Popen(cmd, cwd=ROOT, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    env = subprocess_env(BILLING_RUN_BATCH="25")  # small transactions, so that both processes get a share
+    procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True) for _ in range(2)]
     outputs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
@@ -91,7 +122,7 @@ def test_ren3_two_billing_run_processes_at_once_renew_each_subscription_exactly_
 
 
 @pytest.mark.slow
-def test_ren3_a_django_q2_cluster_on_redis_with_two_workers_renews_each_subscription_exactly_once(catalog):
+def test_ren3_a_django_q2_cluster_on_redis_with_two_workers_renews_each_subscription_exactly_once(catalog, tmp_path):
     redis = pytest.importorskip("redis")
     try:
         redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=2).ping()
@@ -101,20 +132,20 @@ def test_ren3_a_django_q2_cluster_on_redis_with_two_workers_renews_each_subscrip
     name = f"prorata-test-{uuid.uuid4().hex[:8]}"
     env = subprocess_env(REDIS_URL="redis://127.0.0.1:6379/3", Q_WORKERS="2", Q_CLUSTER_NAME=name,
                          BILLING_RUN_CHUNK_SIZE="100")
-    cluster = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    cluster_log = tmp_path / "qcluster.log"  # a file, not a pipe: a full pipe would block its logging
+    with cluster_log.open("w") as out:
+        cluster = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env,
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         time.sleep(3)
-        assert cluster.poll() is None, cluster.stdout.read()
+        assert cluster.poll() is None, cluster_log.read_text()
         run = subprocess.run([sys.executable, "manage.py", "billing_run", "--now", DUE_AT.isoformat(), "--fan-out"],
                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
         assert run.returncode == 0, run.stdout + run.stderr
+        receipts_logged = wait_for_outbox_drained(timeout=240)
     finally:
-        cluster.terminate()
-        try:
-            cluster.wait(20)
-        except subprocess.TimeoutExpired:
-            cluster.kill()
+        stop_cluster(cluster)
+    assert receipts_logged == 1000  # each renewal's receipt rendered exactly once by the two workers' drains
     assert_each_renewed_once(ids)
     from django_q.models import Task
 

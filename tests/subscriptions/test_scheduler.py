@@ -9,7 +9,9 @@ from django.core.management import call_command
 from accounts.models import PropertyStatus, UsageMonth
 from invoices.gateways import sandbox
 from invoices.models import Invoice, Payment, SandboxCharge
+from notifications.models import EmailLog
 from subscriptions import billing, events, scheduler
+from subscriptions.models import Subscription
 
 from .conftest import add_properties, at, current
 
@@ -147,14 +149,26 @@ def test_ren3_a_run_that_crashes_half_way_finishes_the_rest_and_charges_nobody_t
         accounts.append(acct)
     with sandbox.faults(crash_after_charges=2), pytest.raises(sandbox.SimulatedCrash):
         run(at("2026-04-30"))
-    assert Payment.objects.filter(status="unknown").count() == 1  # charged at the bank, not recorded
+    # The set-wise run records every attempt before it charges: the crash leaves six unknown
+    # payments, three of them charged at the bank (the third crashed before being recorded).
+    assert Payment.objects.filter(status="unknown").count() == 6
+    begun = Payment.objects.filter(invoice__kind="renewal").values("idempotency_key")
+    assert SandboxCharge.objects.filter(idempotency_key__in=begun).count() == 3
     report = run(at("2026-04-30T00:15"))
-    assert report.counts["settle"] == 1
+    assert report.counts["settle"] == 6  # each settled with the gateway before anything else (PAY-2)
+    assert report.counts["retries"] == 3  # the three the bank never saw are sent again at once
     assert Invoice.objects.filter(kind="renewal", status="paid").count() == 6
     keys = Payment.objects.filter(invoice__kind="renewal").values("idempotency_key")
     renewals = SandboxCharge.objects.filter(idempotency_key__in=keys)
     assert renewals.count() == 6  # one charge per subscription
-    assert Payment.objects.filter(invoice__kind="renewal").count() == 6  # no second attempt anywhere
+    for acct in accounts:
+        assert SandboxCharge.objects.filter(idempotency_key__in=keys, succeeded=True,
+                                            card__customer=f"cus_sbx_{acct.pk}").count() == 1
+    assert Payment.objects.filter(invoice__kind="renewal", status="succeeded").count() == 6
+    unsent = Payment.objects.filter(invoice__kind="renewal", status="failed")
+    assert unsent.count() == 3 and {p.decline_code for p in unsent} == {"not_sent"}
+    assert not EmailLog.objects.filter(kind="payment.failed").exists()  # not a decline: nobody is told so
+    assert Subscription.objects.filter(status="active").count() == 6
 
 
 def test_ren5_yearly_renewal_reminder_seven_days_before(account, emitted):
