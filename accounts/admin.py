@@ -330,7 +330,8 @@ class UsageDayAdmin(ReadOnlyAdmin):
 
 @admin.register(UsageMonth)
 class UsageMonthAdmin(ReadOnlyAdmin):
-    list_display = ("month", "account", "sessions", "sessions_included", "alert_80_at", "alert_100_at")
+    list_display = ("month", "account", "sessions", "sessions_included", "sessions_billed", "alert_80_at",
+                    "alert_100_at")
     list_filter = (("month", DateFieldListFilter),)
     list_select_related = ("account",)
     ordering = ("-month", "-id")

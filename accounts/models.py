@@ -204,6 +204,9 @@ class UsageMonth(models.Model):
     month = models.DateField()
     sessions = models.PositiveBigIntegerField(default=0)
     sessions_included = models.PositiveBigIntegerField(null=True, blank=True)
+    # The count the month's overage invoices were made for (USE-3): sessions reported later, up to
+    # 35 days after the month, are billed on the next overage invoice. None: nothing invoiced yet.
+    sessions_billed = models.PositiveBigIntegerField(null=True, blank=True)
     alert_80_at = models.DateTimeField(null=True, blank=True)  # USE-6, once per month
     alert_100_at = models.DateTimeField(null=True, blank=True)  # USE-6, once per month
 

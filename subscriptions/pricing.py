@@ -492,6 +492,38 @@ def overage_line(
     return QuoteLine(description, amount, computation)
 
 
+def late_overage_line(
+    sessions: int, billed: int, included: int, per_1000: Decimal, currency: str = "USD"
+) -> QuoteLine:
+    """Sessions of a month reported after its overage was invoiced (USE-3; events may arrive up
+    to 35 days late): the month's whole overage less what was invoiced for it, so that the
+    invoices of a month always add up to the overage of its final count, cent for cent.
+
+    Personal, 10,000 included, 12,500 invoiced ($5.00), 12,800 counted since: $5.60 - $5.00.
+
+    >>> line = late_overage_line(12_800, 12_500, 10_000, Decimal("2.00"))
+    >>> line.amount, line.description
+    (Decimal('0.60'), '300 sessions reported after the invoice')
+    >>> line.computation
+    '2,800 sessions × $2.00 / 1,000 = $5.60, less $5.00 invoiced for 12,500 sessions = $0.60'
+    """
+    if isinstance(billed, bool) or not isinstance(billed, int):
+        raise TypeError(f"billed must be an int, not {type(billed).__name__}")
+    billed = max(billed, included)
+    if sessions < billed:
+        raise ValueError(f"sessions ({sessions:,}) must not be below the sessions invoiced ({billed:,})")
+    whole = overage_line(sessions, included, per_1000, currency)
+    before = overage_line(billed, included, per_1000, currency).amount
+    late = sessions - billed
+    amount = whole.amount - before
+    description = f"{late:,} session{'' if late == 1 else 's'} reported after the invoice"
+    if before == 0:
+        return QuoteLine(description, amount, whole.computation)
+    computation = (f"{whole.computation}, less {format_money(before, currency)} invoiced for {billed:,} sessions"
+                   f" = {format_money(amount, currency)}")
+    return QuoteLine(description, amount, computation)
+
+
 # --- quotes -------------------------------------------------------------------------
 
 

@@ -23,6 +23,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import Account, AccountStatus, SuspensionReason, UsageMonth
@@ -171,7 +172,7 @@ def anything_due(now) -> bool:
         subscriptions = subscriptions | selector(now)
     return (subscriptions.exists()
             or Payment.objects.filter(status=PaymentStatus.UNKNOWN, attempted_at__lte=now - grace).exists()
-            or overage_candidates(previous_month(now)).exists())
+            or overage_owed(previous_month(now)).exists())
 
 
 def run_chunk(step: str, ids: list[int], now) -> RunReport:
@@ -611,11 +612,21 @@ def previous_month(now) -> date:
     return (first - timedelta(days=1)).replace(day=1)
 
 
+LATE_USAGE_MONTHS = 2  # usage events are accepted 35 days late: a month grows until early in the month after next
+
+
+def overage_months(month: date) -> list[date]:
+    """The months the overage invoice made for `month` covers: `month` itself, and the late usage of
+    the months before that may still have grown since their own invoice."""
+    return [pricing.add_months(month, -back) for back in range(LATE_USAGE_MONTHS, -1, -1)]
+
+
 def overage_run(now) -> RunReport:
-    """On the 1st (and after, until done): one overage invoice per account for the previous month."""
+    """On the 1st (and after, until done): one overage invoice per account for the previous month,
+    with the sessions of earlier months reported after their invoice."""
     report = RunReport(now=now)
     month = previous_month(now)
-    for account_id in list(overage_candidates(month).values_list("account_id", flat=True)):
+    for account_id in overage_candidates(month):
         try:
             if overage_invoice(account_id, month, now):
                 report.add("overage")
@@ -625,27 +636,55 @@ def overage_run(now) -> RunReport:
     return report
 
 
-def overage_candidates(month: date):
-    """Usage rows of `month` over their quota whose account has no overage invoice for it yet: a
-    cheap query, so that the run can look every 15 minutes."""
+def overage_owed(month: date):
+    """Usage rows with sessions over what was invoiced (or, if nothing was, over the quota) in
+    `month` or in the months before it that may still grow, of accounts with no overage invoice
+    made for `month` yet: a cheap query, so that the run can look every 15 minutes."""
     invoiced = Invoice.objects.filter(kind=InvoiceKind.OVERAGE, dedupe_key__endswith=f":{month:%Y-%m}")
-    return (UsageMonth.objects.filter(month=month)
-            .filter(sessions__gt=F("sessions_included"))
-            .exclude(account_id__in=invoiced.values("account_id")).order_by("account_id"))
+    return (UsageMonth.objects.filter(month__in=overage_months(month))
+            .filter(sessions__gt=Coalesce("sessions_billed", "sessions_included"))
+            .exclude(account_id__in=invoiced.values("account_id")))
 
 
-def overage_terms(account, month: date):
-    """(sessions, included, price per 1,000, line) for the month, or None if nothing is owed."""
-    usage = UsageMonth.objects.filter(account=account, month=month).first()
+def overage_candidates(month: date) -> list[int]:
+    return sorted(set(overage_owed(month).values_list("account_id", flat=True)))
+
+
+@dataclass(frozen=True)
+class OverageTerms:
+    subscription: Subscription
+    lines: list  # ledger.Line, one per month owed
+    counted: dict  # UsageMonth id -> the sessions these lines bill it for
+
+
+def overage_terms(account, month: date) -> OverageTerms | None:
+    """What the overage invoice made for `month` bills, or None if nothing is owed. The price is
+    the current plan's (a plan without overage price bills none)."""
     sub = Subscription.objects.filter(account=account).order_by("-id").select_related("plan").first()
-    if usage is None or sub is None:
+    if sub is None:
         return None
     plan = sub.plan
-    included = usage.sessions_included if usage.sessions_included is not None else (plan.limit_sessions or 0)
-    if plan.limit_sessions is None or plan.overage_per_1000 is None or usage.sessions <= included:
+    if plan.limit_sessions is None or plan.overage_per_1000 is None:
         return None
-    line = pricing.overage_line(usage.sessions, included, plan.overage_per_1000, plan.currency)
-    return (sub, line) if line.amount > 0 else None
+    lines, counted = [], {}
+    for usage in UsageMonth.objects.filter(account=account, month__in=overage_months(month)).order_by("month"):
+        included = usage.sessions_included if usage.sessions_included is not None else plan.limit_sessions
+        billed = max(usage.sessions_billed or 0, included)
+        if usage.sessions <= billed:
+            continue
+        start = datetime(usage.month.year, usage.month.month, 1, tzinfo=UTC)
+        period = (start, pricing.add_months(start, 1))
+        if usage.sessions_billed is None and usage.month == month:
+            line = pricing.overage_line(usage.sessions, included, plan.overage_per_1000, plan.currency)
+            label = f"Overage {usage.month:%B %Y}"
+        else:
+            line = pricing.late_overage_line(usage.sessions, billed, included, plan.overage_per_1000, plan.currency)
+            label = f"Late usage {usage.month:%B %Y}"
+        if line.amount > 0:
+            lines.append(ledger.Line(f"{label}: {line.description}", line.amount, line.computation,
+                                     period_start=period[0], period_end=period[1]))
+            counted[usage.pk] = usage.sessions
+    return OverageTerms(sub, lines, counted) if lines else None
 
 
 def overage_invoice(account_id, month: date, now) -> bool:
@@ -657,11 +696,11 @@ def overage_invoice(account_id, month: date, now) -> bool:
         terms = overage_terms(account, month)
         if terms is None:
             return False
-        sub, line = terms
         start = datetime(month.year, month.month, 1, tzinfo=UTC)
-        end = pricing.add_months(start, 1)
-        line = ledger.Line(f"Overage {month:%B %Y}: {line.description}", line.amount, line.computation)
-        payment = _issue_and_begin(sub, InvoiceKind.OVERAGE, [line], (start, end), key, now)
+        payment = _issue_and_begin(terms.subscription, InvoiceKind.OVERAGE, terms.lines,
+                                   (start, pricing.add_months(start, 1)), key, now)
+        for usage_id, sessions in terms.counted.items():  # the counts read, not the rows' current ones
+            UsageMonth.objects.filter(pk=usage_id).update(sessions_billed=sessions)
     _send(payment, now)
     return True
 
@@ -698,12 +737,12 @@ def _plan(now, report: RunReport) -> RunReport:
         report.planned.append(f"retry {sub.account}: {format_money(owed, sub.plan.currency)} "
                               f"(attempt {sub.retry_count + 2})")
     month = previous_month(now)
-    for usage in overage_candidates(month).select_related("account"):
-        terms = overage_terms(usage.account, month)
+    for account in Account.objects.filter(pk__in=overage_candidates(month)).order_by("pk"):
+        terms = overage_terms(account, month)
         if terms:
             report.add("overage")
-            report.planned.append(f"invoice overage to {usage.account} for {month:%B %Y}: "
-                                  f"{terms[1].computation}")
+            report.planned.append(f"invoice overage to {account} for {month:%B %Y}: "
+                                  + "; ".join(line.computation for line in terms.lines))
     report.add("settle", Payment.objects.filter(status=PaymentStatus.UNKNOWN).count())
     return report
 

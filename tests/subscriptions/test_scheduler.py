@@ -345,6 +345,86 @@ def test_use3_quota_is_the_highest_plan_of_the_month_and_hard_caps_pay_nothing(a
     assert not Invoice.objects.filter(kind="overage").exists()  # Free: hard cap, no overage (USE-4)
 
 
+def _overage_usage(account, month, sessions, included=10_000):
+    return UsageMonth.objects.update_or_create(account=account, month=month,
+                                               defaults={"sessions": sessions, "sessions_included": included})[0]
+
+
+def test_use3_sessions_reported_after_the_overage_invoice_are_billed_on_the_next_one(account):
+    billing.subscribe(account, "personal", "yearly", now=at("2026-01-15"))
+    november = _overage_usage(account, date(2026, 11, 1), 12_500)
+    run(at("2026-12-01"))
+    november.refresh_from_db()
+    assert november.sessions_billed == 12_500
+    UsageMonth.objects.filter(pk=november.pk).update(sessions=12_800)  # 300 November sessions arrive on Dec 3
+    _overage_usage(account, date(2026, 12, 1), 10_500)
+    assert run(at("2026-12-15")).counts["overage"] == 0  # not before the next 1st
+    assert run(at("2027-01-01")).counts["overage"] == 1
+    invoice = Invoice.objects.get(kind="overage", issued_at=at("2027-01-01"))
+    lines = [(line.description, line.amount, line.computation) for line in invoice.lines.order_by("id")]
+    assert lines == [
+        ("Late usage November 2026: 300 sessions reported after the invoice", Decimal("0.60"),
+         "2,800 sessions × $2.00 / 1,000 = $5.60, less $5.00 invoiced for 12,500 sessions = $0.60"),
+        ("Overage December 2026: 500 sessions over the 10,000 included", Decimal("1.00"),
+         "500 sessions × $2.00 / 1,000 = $1.00"),
+    ]
+    assert (invoice.total, invoice.status) == (Decimal("1.60"), "paid")
+    november_lines = invoice.lines.get(description__startswith="Late")
+    assert (november_lines.period_start, november_lines.period_end) == (at("2026-11-01"), at("2026-12-01"))
+    assert sum(i.lines.filter(period_start=at("2026-11-01")).get().amount
+               for i in Invoice.objects.filter(kind="overage")) == Decimal("5.60")  # = the final count's overage
+    assert UsageMonth.objects.get(pk=november.pk).sessions_billed == 12_800
+    assert run(at("2027-01-01T00:15")).counts["overage"] == 0
+    assert run(at("2027-02-01")).counts["overage"] == 0  # nothing new: no invoice
+
+
+def test_use3_late_sessions_alone_make_an_overage_invoice_even_for_a_month_under_quota_at_its_1st(account):
+    billing.subscribe(account, "personal", "yearly", now=at("2026-01-15"))
+    october = _overage_usage(account, date(2026, 10, 1), 9_900)
+    run(at("2026-11-01"))
+    assert not Invoice.objects.filter(kind="overage").exists()  # under quota on the 1st
+    UsageMonth.objects.filter(pk=october.pk).update(sessions=10_400)  # late October sessions
+    run(at("2026-12-01"))
+    invoice = Invoice.objects.get(kind="overage")
+    line = invoice.lines.get()
+    assert (line.description, line.amount) == ("Late usage October 2026: 400 sessions reported after the invoice",
+                                               Decimal("0.80"))
+    assert line.computation == "400 sessions × $2.00 / 1,000 = $0.80"
+
+
+def test_use3_a_late_event_through_the_usage_api_is_billed_on_the_next_overage_invoice(account):
+    from accounts.usage import usage_ingest
+    from tests.factories import PropertyFactory
+
+    billing.subscribe(account, "personal", "yearly", now=at("2026-01-15"))
+    prop = PropertyFactory(account=account)
+    _overage_usage(account, date(2026, 11, 1), 12_000)
+    run(at("2026-12-01"))
+    assert Invoice.objects.get(kind="overage").total == Decimal("4.00")
+    late = [{"id": f"late-{n}", "tracking_tag": prop.tracking_tag, "type": "session",
+             "timestamp": "2026-11-30T22:00:00Z"} for n in range(500)]
+    assert usage_ingest(late, now=at("2026-12-03")).accepted == 500  # 3 days late, for November
+    run(at("2027-01-01"))
+    follow_up = Invoice.objects.get(kind="overage", issued_at=at("2027-01-01"))
+    assert follow_up.total == Decimal("1.00")  # 500 × $2.00 / 1,000
+
+
+def test_use3_months_invoiced_before_the_late_usage_check_count_as_billed(account):
+    import importlib
+
+    from django.apps import apps
+
+    billing.subscribe(account, "personal", "yearly", now=at("2026-01-15"))
+    november = _overage_usage(account, date(2026, 11, 1), 12_500)
+    run(at("2026-12-01"))
+    UsageMonth.objects.filter(pk=november.pk).update(sessions_billed=None)  # as before the field existed
+    migration = importlib.import_module("accounts.migrations.0005_usage_month_sessions_billed")
+    migration.mark_invoiced_months(apps, None)
+    assert UsageMonth.objects.get(pk=november.pk).sessions_billed == 12_500
+    run(at("2027-01-01"))
+    assert Invoice.objects.filter(kind="overage").count() == 1  # November's overage not billed twice
+
+
 # --- the command -------------------------------------------------------------------------------------
 
 
