@@ -5,6 +5,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.timezone import now as tz_now
 
+from .countries import country_choices
+
 
 class AccountStatus(models.TextChoices):
     ACTIVE = "active", "Active"  # properties may track
@@ -23,7 +25,7 @@ class Account(models.Model):
     name = models.CharField(max_length=200)
     company = models.CharField(max_length=200, blank=True)
     address = models.TextField(blank=True)
-    country = models.CharField(max_length=2, blank=True, help_text="ISO 3166-1 alpha-2 code.")
+    country = models.CharField(max_length=2, blank=True, choices=country_choices, help_text="ISO 3166-1 alpha-2 code.")
     vat_id = models.CharField("VAT ID", max_length=30, blank=True)
     timezone = models.CharField(max_length=64, default="UTC", help_text="Billing time zone (D-2).")
     status = models.CharField(max_length=20, choices=AccountStatus, default=AccountStatus.ACTIVE)

@@ -8,6 +8,7 @@ so a change shows on later invoices only: issued invoices never change (INV-2).
 from django.db import transaction
 from django.utils import timezone
 
+from .countries import COUNTRIES
 from .models import Account
 from .services import AccountError, audit
 
@@ -26,8 +27,8 @@ def billing_details_update(account, *, company: str, address: str, country: str,
         "country": (country or "").strip().upper(),
         "vat_id": "".join((vat_id or "").split()).upper(),  # "DE 123 456 789" -> "DE123456789"
     }
-    if values["country"] and (len(values["country"]) != 2 or not values["country"].isalpha()):
-        raise AccountError("Enter the country as a two-letter code, like US or DE.")
+    if values["country"] and values["country"] not in COUNTRIES:
+        raise AccountError(f"{values['country']!r} is not a country code (ISO 3166-1 alpha-2, like US or DE).")
     return _update_audited(account, values, action="billing_details.updated", actor=actor, now=now)
 
 

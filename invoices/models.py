@@ -7,6 +7,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from accounts.countries import country_name
+
 MONEY = {"max_digits": 12, "decimal_places": 2}
 
 
@@ -90,6 +92,10 @@ class Invoice(models.Model):
     @property
     def is_issued(self) -> bool:
         return self.number is not None
+
+    @property
+    def bill_to_country_name(self) -> str:
+        return country_name(self.bill_to_country)
 
 
 class InvoiceLine(models.Model):

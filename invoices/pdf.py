@@ -20,6 +20,7 @@ from django.conf import settings
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
+from accounts.countries import country_name
 from subscriptions.pricing import format_money
 
 from .models import CreditNote, Invoice
@@ -207,7 +208,7 @@ def _bill_to(document: Invoice) -> list[str]:
     """As stored on the invoice at issue (INV-4), not the account's current details."""
     rows = [document.bill_to_name, document.bill_to_company, *document.bill_to_address.splitlines()]
     if document.bill_to_country:
-        rows.append(document.bill_to_country)
+        rows.append(country_name(document.bill_to_country))
     if document.bill_to_vat_id:
         rows.append(f"VAT ID {document.bill_to_vat_id}")
     return [row for row in rows if row.strip()] or [document.account.name]

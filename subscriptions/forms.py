@@ -4,6 +4,7 @@ from decimal import Decimal
 
 from django import forms
 
+from accounts.countries import country_choices
 from plans.models import Cycle
 
 # PAY-1: Stripe's test payment-method tokens the sandbox gateway understands, and what each does.
@@ -53,14 +54,23 @@ class SandboxPaymentMethodForm(forms.Form):
                               initial="pm_card_visa")
 
 
+class CountryField(forms.TypedChoiceField):
+    """A select of ISO 3166-1 countries; a posted code is accepted in any case ("de")."""
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=[("", "(none)"), *country_choices()], **kwargs)
+
+    def to_python(self, value):
+        return super().to_python(value).strip().upper()
+
+
 class BillingDetailsForm(forms.Form):
     """INV-4: shown on invoices issued from now on."""
 
     company = forms.CharField(label="Company", max_length=200, required=False)
     address = forms.CharField(label="Address", required=False, max_length=1000,
                               widget=forms.Textarea(attrs={"rows": 3}))
-    country = forms.CharField(label="Country", max_length=2, required=False,
-                              help_text="Two-letter code, like US, DE or FR.")
+    country = CountryField(label="Country", required=False)
     vat_id = forms.CharField(label="VAT ID", max_length=30, required=False)
 
 

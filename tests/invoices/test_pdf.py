@@ -46,7 +46,7 @@ def test_inv1_invoice_pdf_states_number_parties_lines_totals_and_payments(paid_i
     assert data.startswith(b"%PDF-")
     text = pdf_text(data, tmp_path)
     assert paid_invoice.number in text
-    for fact in ("Prorata", "Acme GmbH", "Hauptstrasse 1", "10115 Berlin", "VAT ID DE123456789",
+    for fact in ("Prorata", "Acme GmbH", "Hauptstrasse 1", "10115 Berlin", "Germany", "VAT ID DE123456789",
                  "2026-04-16", "Paid", "$29.00", "Subtotal", "Credit applied", "Total", "Amount paid", "Succeeded",
                  "Visa"):
         assert fact in text, fact

@@ -1,5 +1,6 @@
 """Billing details (INV-4) and e-mail settings (NOT-2) on the billing page."""
 
+import pytest
 from django.urls import reverse
 
 from accounts.models import AuditEvent
@@ -27,12 +28,29 @@ def test_inv4_billing_details_are_saved_audited_and_on_later_invoices_only(accou
     first, later = Invoice.objects.filter(account=account).order_by("id")
     assert first.bill_to_company == "" and later.bill_to_company == "Acme GmbH"
     html = client_owner.get(reverse("invoices:detail", args=[later.pk])).content.decode()
-    assert "Acme GmbH" in html and "VAT ID DE123456789" in html
+    assert "Acme GmbH" in html and "Germany" in html and "VAT ID DE123456789" in html
 
 
-def test_inv4_a_bad_country_code_is_refused(account, client_owner):
-    response = client_owner.post(reverse("billing:billing_details"), {"company": "Acme", "country": "D1"})
-    assert response.status_code == 200 and "two-letter code" in response.content.decode()
+def test_inv4_the_country_is_chosen_from_the_iso_list(account, client_owner):
+    page = client_owner.get(reverse("billing:billing_details")).content.decode()
+    assert '<select name="country"' in page and '<option value="DE">Germany (DE)</option>' in page
+
+
+def test_inv4_a_country_code_that_is_no_country_is_refused_and_nothing_is_saved(account, client_owner):
+    for code in ("D1", "XX", "ZZ"):  # two letters are not enough: it must be an ISO 3166-1 country
+        response = client_owner.post(reverse("billing:billing_details"), {"company": "Acme", "country": code})
+        assert response.status_code == 200 and "Select a valid choice" in response.content.decode()
+    account.refresh_from_db()
+    assert (account.company, account.country) == ("", "")
+    assert not AuditEvent.objects.filter(action="billing_details.updated").exists()
+
+
+def test_inv4_the_service_refuses_an_unknown_country_with_a_clear_message(account):
+    from accounts.preferences import billing_details_update
+    from accounts.services import AccountError
+
+    with pytest.raises(AccountError, match="'XX' is not a country code"):
+        billing_details_update(account, company="Acme", address="", country="xx", vat_id="")
     account.refresh_from_db()
     assert account.company == ""
 
