@@ -184,6 +184,9 @@ class UsageEvent(models.Model):
     occurred_at = models.DateTimeField()
     received_at = models.DateTimeField(default=tz_now)
 
+    class Meta:
+        indexes = [models.Index(fields=["occurred_at"], name="usage_event_occurred")]  # the hourly prune
+
 
 class UsageDay(models.Model):
     """Sessions per property per UTC day."""

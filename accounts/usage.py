@@ -535,6 +535,21 @@ def _iso(name: str, value: datetime | None) -> dict:
 
 
 @transaction.atomic
+def usage_events_prune(*, now: datetime | None = None, batch: int = 10_000) -> int:
+    """Delete the event IDs kept to refuse replays (USE-1) once no replay of them can count: an event
+    older than MAX_EVENT_AGE is refused for its age, so its ID is no longer needed a day after that.
+    Deletes in batches, each its own short statement, so that ingest is never held up; returns how
+    many. Hourly by the schedule `usage-events-prune` (setup_schedules)."""
+    cutoff = (now or timezone.now()) - MAX_EVENT_AGE - timedelta(days=1)
+    deleted = 0
+    while True:
+        ids = list(UsageEvent.objects.filter(occurred_at__lt=cutoff).order_by().values_list("pk", flat=True)[:batch])
+        if ids:
+            deleted += UsageEvent.objects.filter(pk__in=ids).delete()[0]
+        if len(ids) < batch:
+            return deleted
+
+
 def usage_month_note_plan(account_id: int, *, now: datetime | None = None) -> None:
     """Raise this month's included sessions to the current plan's quota (USE-3: the highest of
     the plans active in the month). Called when a subscription starts or changes plan."""

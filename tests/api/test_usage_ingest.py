@@ -77,6 +77,24 @@ def test_use1_partial_rejection_keeps_the_good_events(client, auth, personal_pro
     assert month_row(personal_prop).sessions == 3
 
 
+def test_use1_event_ids_are_pruned_only_once_a_replay_would_be_refused_for_its_age(personal_prop):
+    from accounts.tasks import scheduled_usage_events_prune
+    from accounts.usage import usage_events_prune
+
+    old, recent = event(personal_prop, NOW - timedelta(days=30)), event(personal_prop, NOW - timedelta(days=2))
+    assert usage_ingest([old, recent], now=NOW).accepted == 2
+    later = NOW + timedelta(days=5)  # `old` is 35 days old: a replay is still refused as a duplicate
+    assert usage_events_prune(now=later) == 0
+    assert usage_ingest([old], now=later).duplicate == 1
+    much_later = NOW + timedelta(days=6, minutes=1)  # 36 days and a minute: a replay is refused for its age
+    assert usage_events_prune(now=much_later, batch=1) == 1
+    assert list(UsageEvent.objects.values_list("event_id", flat=True)) == [recent["id"]]
+    replay = usage_ingest([old], now=much_later)
+    assert (replay.accepted, replay.duplicate, replay.rejected) == (0, 0, 1)  # never counted twice
+    assert month_row(personal_prop, date(2026, 10, 1)).sessions == 1
+    assert scheduled_usage_events_prune() == "0 usage event IDs past the replay window deleted"
+
+
 def test_use1_age_window_edges(personal_prop):
     oldest = event(personal_prop, at=NOW - MAX_EVENT_AGE)
     skewed = event(personal_prop, at=NOW + timedelta(minutes=4))  # clock skew tolerated

@@ -12,6 +12,7 @@ def ensure_schedules() -> list[str]:
         # (name, function, minutes between runs)
         ("billing-run", "subscriptions.tasks.scheduled_run", settings.BILLING_RUN_EVERY_MINUTES),
         ("email-retries", "subscriptions.tasks.scheduled_email_retries", 10),  # NOT-3: failed sends again
+        ("usage-events-prune", "accounts.tasks.scheduled_usage_events_prune", 60),  # USE-1: old replay IDs
     ]
     done = []
     for name, func, minutes in every:
@@ -24,7 +25,8 @@ def ensure_schedules() -> list[str]:
 
 
 class Command(BaseCommand):
-    help = "Create or update the scheduled tasks (billing run, e-mail retries, payment reconciliation)."
+    help = ("Create or update the scheduled tasks (billing run, e-mail retries, usage-event pruning, "
+            "payment reconciliation).")
 
     def handle(self, *args, **options):
         for line in ensure_schedules():
