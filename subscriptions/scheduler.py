@@ -696,9 +696,8 @@ def overage_invoice(account_id, month: date, now) -> bool:
         terms = overage_terms(account, month)
         if terms is None:
             return False
-        start = datetime(month.year, month.month, 1, tzinfo=UTC)
-        payment = _issue_and_begin(terms.subscription, InvoiceKind.OVERAGE, terms.lines,
-                                   (start, pricing.add_months(start, 1)), key, now)
+        period = (min(line.period_start for line in terms.lines), max(line.period_end for line in terms.lines))
+        payment = _issue_and_begin(terms.subscription, InvoiceKind.OVERAGE, terms.lines, period, key, now)
         for usage_id, sessions in terms.counted.items():  # the counts read, not the rows' current ones
             UsageMonth.objects.filter(pk=usage_id).update(sessions_billed=sessions)
     _send(payment, now)

@@ -49,13 +49,16 @@ def test_not2_usage_alert_carries_the_signed_link_in_body_and_headers(account, u
 
 
 def test_not1_billing_emails_have_no_unsubscribe_link(account, committed):
+    account.name = "Acme Inc."  # a name that ends with a full stop reads well in the footer
+    account.save(update_fields=["name"])
     with committed():
         billing.start_trial(account, "personal", now=at("2026-04-01"))
 
     message = only("trial.started")
     assert "List-Unsubscribe" not in message.extra_headers
     assert "/notifications/unsubscribe/" not in message.body
-    assert "cannot be turned off" in message.body
+    assert "This billing e-mail for Acme Inc. goes to the account's owner" in message.body
+    assert "cannot be turned off" in message.body and ".." not in message.body
 
 
 def test_not2_one_click_unsubscribe_stops_usage_alerts_but_not_billing(account, committed, client, usage_alert):

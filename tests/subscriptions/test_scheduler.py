@@ -369,6 +369,7 @@ def test_use3_sessions_reported_after_the_overage_invoice_are_billed_on_the_next
          "500 sessions × $2.00 / 1,000 = $1.00"),
     ]
     assert (invoice.total, invoice.status) == (Decimal("1.60"), "paid")
+    assert (invoice.period_start, invoice.period_end) == (at("2026-11-01"), at("2027-01-01"))  # both months
     november_lines = invoice.lines.get(description__startswith="Late")
     assert (november_lines.period_start, november_lines.period_end) == (at("2026-11-01"), at("2026-12-01"))
     assert sum(i.lines.filter(period_start=at("2026-11-01")).get().amount
@@ -390,6 +391,7 @@ def test_use3_late_sessions_alone_make_an_overage_invoice_even_for_a_month_under
     assert (line.description, line.amount) == ("Late usage October 2026: 400 sessions reported after the invoice",
                                                Decimal("0.80"))
     assert line.computation == "400 sessions × $2.00 / 1,000 = $0.80"
+    assert (invoice.period_start, invoice.period_end) == (at("2026-10-01"), at("2026-11-01"))  # the month billed
 
 
 def test_use3_a_late_event_through_the_usage_api_is_billed_on_the_next_overage_invoice(account):
