@@ -325,6 +325,23 @@ def test_sus1_suspended_for_non_payment_says_why(account):
     assert "failed" in account.suspension_note and account.suspension_reason == "non_payment"
 
 
+def test_inv5_a_renewal_that_credit_brings_to_zero_is_paid_without_a_charge(account):
+    from invoices import services as ledger
+
+    billing.subscribe(account, "personal", now=at("2026-04-01"))
+    first = Invoice.objects.get(kind="subscription")
+    ledger.credit_note_issue(account=account, invoice=first, kind="correction", amount=Decimal("20.00"),
+                             reason="Goodwill", now=at("2026-04-10"))
+    charges = SandboxCharge.objects.count()
+    assert run(at("2026-04-30")).counts["renewals"] == 1
+    renewal = Invoice.objects.get(kind="renewal")
+    assert (renewal.credit_applied, renewal.total, renewal.status) == (Decimal("14.00"), Decimal("0.00"), "paid")
+    assert renewal.paid_at == at("2026-04-30") and renewal.number  # issued, numbered, paid at once
+    assert not Payment.objects.filter(invoice=renewal).exists()  # no attempt, and no gateway call
+    assert SandboxCharge.objects.count() == charges
+    assert current(account).status == "active"
+
+
 # --- USE-3 --------------------------------------------------------------------------------------
 
 
