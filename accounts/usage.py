@@ -534,7 +534,6 @@ def _iso(name: str, value: datetime | None) -> dict:
     return {name: value.isoformat() if value else None}
 
 
-@transaction.atomic
 def usage_events_prune(*, now: datetime | None = None, batch: int = 10_000) -> int:
     """Delete the event IDs kept to refuse replays (USE-1) once no replay of them can count: an event
     older than MAX_EVENT_AGE is refused for its age, so its ID is no longer needed a day after that.
@@ -550,6 +549,7 @@ def usage_events_prune(*, now: datetime | None = None, batch: int = 10_000) -> i
             return deleted
 
 
+@transaction.atomic
 def usage_month_note_plan(account_id: int, *, now: datetime | None = None) -> None:
     """Raise this month's included sessions to the current plan's quota (USE-3: the highest of
     the plans active in the month). Called when a subscription starts or changes plan."""

@@ -240,6 +240,19 @@ def test_use3_month_quota_is_the_highest_plan_of_the_month(catalog, free_prop):
     assert month_row(free_prop).sessions_included == 10_000  # a downgrade does not lower this month's quota
 
 
+@pytest.mark.django_db(transaction=True)
+def test_use3_a_plan_started_raises_the_months_quota_from_the_event_after_the_commit(catalog, free_prop):
+    """The listener runs after the billing action's commit, outside any transaction: it must open
+    its own (it locks the month's row)."""
+    from subscriptions import billing
+
+    usage_ingest(events(free_prop, 10), now=NOW)
+    assert month_row(free_prop).sessions_included == 1000
+    billing.set_payment_method(free_prop.account, "pm_card_visa", now=NOW)
+    billing.subscribe(free_prop.account, "personal", now=NOW)  # commits; subscription.started follows
+    assert month_row(free_prop).sessions_included == 10_000
+
+
 # --- USE-5: first event --------------------------------------------------------------------------
 
 
