@@ -54,7 +54,7 @@ class SandboxPaymentMethodForm(forms.Form):
                               initial="pm_card_visa")
 
 
-class CountryField(forms.TypedChoiceField):
+class CountryField(forms.ChoiceField):
     """A select of ISO 3166-1 countries; a posted code is accepted in any case ("de")."""
 
     def __init__(self, **kwargs):

@@ -6,6 +6,8 @@ instead; PostgreSQL and SQLite 3.33+ both have it, and `RETURNING` (SQLite 3.35+
 matched.
 """
 
+from datetime import datetime
+
 from django.db import connection
 
 # How a parameter is typed inside VALUES on PostgreSQL (SQLite stores what it is given).
@@ -44,8 +46,6 @@ def update_from_values(model, columns: dict[str, str], rows: list[tuple], *, con
 
 
 def _adapt(value):
-    from datetime import datetime
-
     if isinstance(value, datetime):
         return connection.ops.adapt_datetimefield_value(value)
     return value

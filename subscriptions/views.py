@@ -154,13 +154,9 @@ def change_confirm(request):
         messages.error(request, str(exc))
         return redirect("billing:plans")
     context = _plan_quote_context(request, sub, plan_code, cycle, quote)
-    if quote.amount_due != quoted:
-        # PAY-3: the customer confirms what they saw, nothing else.
-        context["changed_from"] = _money(quoted, quote.currency)
-        return _render(request, "billing/quote.html", context, status=409)
-    try:
+    try:  # PAY-3: the engine applies the change only at the amount the customer saw, under its lock
         result = billing.change_plan(sub, plan_code, cycle, actor=request.user, expected_amount=quoted)
-    except billing.QuoteChanged as exc:  # changed between the check above and the lock
+    except billing.QuoteChanged as exc:
         context = _plan_quote_context(request, sub, plan_code, cycle, exc.quote)
         context["changed_from"] = _money(quoted, exc.quote.currency)
         return _render(request, "billing/quote.html", context, status=409)
@@ -304,10 +300,7 @@ def extra_properties_confirm(request):
         messages.error(request, str(exc))
         return redirect("billing:extra_properties")
     context = _extra_quote_context(sub, quantity, quote)
-    if quote.amount_due != quoted:
-        context["changed_from"] = _money(quoted, quote.currency)
-        return _render(request, "billing/quote.html", context, status=409)
-    try:
+    try:  # PAY-3, as for plan changes
         result = billing.set_extra_properties(sub, quantity, actor=request.user, expected_amount=quoted)
     except billing.QuoteChanged as exc:
         context = _extra_quote_context(sub, quantity, exc.quote)
