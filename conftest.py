@@ -28,3 +28,31 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "postgres_only" in item.keywords and not on_pg:
             item.add_marker(skip_pg)
+
+
+MONEY_CALLS = ("attach", "charge", "charge_many", "refund")
+
+
+@pytest.fixture(autouse=True)
+def gateway_never_called_in_a_transaction(monkeypatch):
+    """Safety: the gateway is never called inside an open transaction (record the intent, commit,
+    call, record the outcome). Every test checks it: a money call made while a transaction other
+    than the test harness's own is open on this thread fails the test."""
+    from django.db import connections
+
+    from invoices.gateways.sandbox import SandboxGateway
+    from invoices.gateways.stripe import StripeGateway
+
+    def guarded(method):
+        def call(self, *args, **kwargs):
+            for conn in connections.all(initialized_only=True):
+                open_blocks = [block for block in conn.atomic_blocks if not getattr(block, "_from_testcase", False)]
+                assert not open_blocks, f"{type(self).__name__}.{method.__name__} called inside a transaction"
+            return method(self, *args, **kwargs)
+
+        return call
+
+    for gateway in (SandboxGateway, StripeGateway):
+        for name in MONEY_CALLS:
+            if hasattr(gateway, name):
+                monkeypatch.setattr(gateway, name, guarded(getattr(gateway, name)))

@@ -11,10 +11,11 @@ from django.db.models import Exists, OuterRef, Q, Subquery
 from django.urls import path
 from django.utils.html import format_html, format_html_join
 
+from core.admin_base import ReadOnlyInline, changelist_url, link, links
 from notifications.models import EmailLog
 
 from . import admin_views
-from .admin_base import BackOfficeAdmin, ReadOnlyAdmin, ReadOnlyInline, changelist_url, link, links
+from .admin_base import BackOfficeAdmin, ReadOnlyAdmin
 from .models import (
     Account,
     AccountFlag,

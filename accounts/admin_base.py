@@ -1,20 +1,15 @@
-"""Building blocks shared by the back-office admins (accounts, plans, subscriptions, invoices).
-
-Made for large tables: a paginator that never counts a whole table, one search box that
-recognises what was typed (an invoice number, a credit-note number, a tracking tag, an e-mail
-address or an account name) and turns it into one indexed lookup instead of OR-ing LIKEs across
-joins, and a read-only base for the money records (INV-2) and the audit log (ACC-3).
+"""The account-aware admin base shared by the back-office admins (accounts, plans, subscriptions,
+invoices): one search box that recognises what was typed (an invoice number, a credit-note number,
+a tracking tag, an e-mail address or an account name) and turns it into one indexed lookup instead
+of OR-ing LIKEs across joins. The app-independent pieces (paginator, read-only bases, links) are
+in core.admin_base.
 """
 
 import re
 
 from django.contrib import admin
-from django.core.paginator import Paginator
-from django.urls import reverse
-from django.utils import timezone
-from django.utils.functional import cached_property
-from django.utils.html import format_html, format_html_join
-from django.utils.http import urlencode
+
+from core.admin_base import CappedCountPaginator, ReadOnlyMixin
 
 from .models import Account, Membership, Property, Role, normalise_email
 
@@ -24,23 +19,6 @@ TRACKING_TAG = re.compile(r"^PR-[\w-]{4,}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 SEARCH_HELP = ("Account name, owner e-mail, invoice number (2026-000123), credit note (CN-2026-000012), "
                "tracking tag (PR-…) or #account id.")
-
-
-class CappedCountPaginator(Paginator):
-    """Counts at most `cap` + 1 rows (COUNT over a LIMITed subquery of primary keys), so a changelist
-    of a million rows costs a few milliseconds instead of a full count. Past the cap the
-    changelist says "more than 10,000" (templates/admin/<app>/pagination.html)."""
-
-    cap = 10_000
-
-    @cached_property
-    def count(self) -> int:
-        # No ORDER BY: any cap + 1 matching rows will do, so PostgreSQL may stop at the first ones.
-        return self.object_list.values("pk").order_by()[: self.cap + 1].count()
-
-    @property
-    def capped(self) -> bool:
-        return self.count > self.cap
 
 
 MATCH_LIMIT = 1000
@@ -120,64 +98,5 @@ class BackOfficeAdmin(admin.ModelAdmin):
         return super().lookup_allowed(lookup, value, request)
 
 
-def when(moment) -> str:
-    """A datetime for a changelist cell: cheaper than the admin's localized formatting, which
-    dominates a 50-row page's rendering time."""
-    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M") if moment else "—"
-
-
-def labels(choices) -> dict:
-    return dict(choices.choices)
-
-
-class ReadOnlyAdmin(BackOfficeAdmin):
+class ReadOnlyAdmin(ReadOnlyMixin, BackOfficeAdmin):
     """Issued money records and the audit log never change here (INV-2, ACC-3)."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def get_readonly_fields(self, request, obj=None):
-        return self.fields or [f.name for f in self.model._meta.fields]
-
-
-def changelist_url(model, **filters) -> str:
-    opts = model._meta
-    url = reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
-    return f"{url}?{urlencode(filters)}" if filters else url
-
-
-def change_url(obj) -> str:
-    opts = obj._meta
-    return reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
-
-
-def link(obj, text=None) -> str:
-    if obj is None:
-        return "—"
-    return format_html('<a href="{}">{}</a>', change_url(obj), text if text is not None else str(obj))
-
-
-def links(pairs) -> str:
-    """An inline list of (url, text) links."""
-    return format_html_join(" · ", '<a href="{}">{}</a>', pairs)

@@ -14,13 +14,14 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
+from core.admin_base import CappedCountPaginator, change_url
+from core.money import format_money
 from invoices.models import Invoice, InvoiceStatus, Payment, PaymentStatus
 from plans.models import Plan
-from subscriptions import pricing, staff
-from subscriptions.billing import BillingError, current_period, local_date
+from subscriptions import staff, terms
+from subscriptions.errors import BillingError
 from subscriptions.models import Status
 
-from .admin_base import CappedCountPaginator, change_url
 from .admin_evidence import identity_matches, trial_abuse_candidates
 from .models import Account, AccountFlag, FlagKind
 
@@ -65,7 +66,7 @@ class RefundInvoiceForm(ReasonForm):
                                    number__isnull=False).order_by("-issued_at", "-id")
         )
         self.fields["invoice"].label_from_instance = lambda inv: (
-            f"{inv.number} · {inv.get_kind_display()} · {pricing.format_money(inv.total, inv.currency)} paid "
+            f"{inv.number} · {inv.get_kind_display()} · {format_money(inv.total, inv.currency)} paid "
             f"{inv.paid_at:%Y-%m-%d}" if inv.paid_at else inv.number
         )
 
@@ -173,17 +174,15 @@ def _downgrade_choices(account, sub, now=None) -> list[tuple[str, str]]:
         return []
     from django.utils import timezone
 
-    today = local_date(account, now or timezone.now())
+    now = now or timezone.now()
     choices = []
     plans = Plan.objects.filter(Q(public=True) | Q(account=account)).exclude(pk=sub.plan_id).order_by("-rank", "code")
     for plan in plans:
         price = plan.price_for(sub.cycle)
-        if plan.is_free or price is None or plan.rank > sub.plan.rank or (
-            plan.rank == sub.plan.rank and price >= sub.current_price
-        ):
+        if plan.is_free or price is None or terms.is_upgrade(sub, plan, sub.cycle) is not False:
             continue
-        credit = pricing.unused_credit_line(sub.current_price, price, current_period(sub), today, plan.currency)
-        choices.append((plan.code, f"{plan.name} at {pricing.format_money(price, plan.currency)} per "
+        credit = staff.downgrade_credit(sub, plan, now)
+        choices.append((plan.code, f"{plan.name} at {format_money(price, plan.currency)} per "
                                    f"{'month' if sub.cycle == 'monthly' else 'year'}: credit {credit.computation}"))
     return choices
 
@@ -233,7 +232,7 @@ def account_refund_invoice(model_admin, request, object_id):
         refunds = staff.refund_invoice(data["invoice"], reason=data["reason"], actor=request.user)
         amount = sum((r.amount for r in refunds), Decimal("0"))
         notes = ", ".join(r.credit_note.number for r in refunds)
-        return (f"Refunded {pricing.format_money(amount, data['invoice'].currency)} on invoice "
+        return (f"Refunded {format_money(amount, data['invoice'].currency)} on invoice "
                 f"{data['invoice'].number}; credit note {notes}.")
 
     return _confirm(

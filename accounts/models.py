@@ -5,6 +5,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.timezone import now as tz_now
 
+from core import zones
+
 from .countries import country_choices
 
 
@@ -48,6 +50,12 @@ class Account(models.Model):
 
     def __str__(self):
         return self.name
+
+    @property
+    def zone(self):
+        """The billing time zone (D-2, D-5): the one place an account's zone is read. Dates a
+        customer reads and the days proration counts are dates of this zone."""
+        return zones.zone(self.timezone)
 
     @property
     def is_suspended(self) -> bool:

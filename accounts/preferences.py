@@ -8,9 +8,10 @@ so a change shows on later invoices only: issued invoices never change (INV-2).
 from django.db import transaction
 from django.utils import timezone
 
+from .audit import audit
 from .countries import COUNTRIES
 from .models import Account
-from .services import AccountError, audit
+from .services import AccountError
 
 
 def _locked(account) -> Account:

@@ -4,49 +4,18 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from .models import Account, AuditEvent, Membership, Property, PropertyStatus, Role, normalise_email
+from .audit import audit
+from .models import Account, Membership, Property, PropertyStatus, Role, normalise_email
 
 
 class AccountError(Exception):
     """A refused request; the message is fit to show the user."""
 
 
-def audit(*, account, actor, action, obj, before=None, after=None, reason="", now=None) -> AuditEvent:
-    """Append an audit row (ACC-3). `actor` None means the system (scheduler, webhooks)."""
-    event = audit_row(account=account, actor=actor, action=action, obj=obj, before=before, after=after,
-                      reason=reason, now=now)
-    event.save()
-    return event
-
-
-def audit_row(*, account, actor, action, obj, before=None, after=None, reason="", now=None) -> AuditEvent:
-    """An unsaved audit row, for `AuditEvent.objects.bulk_create` on set-wise paths."""
-    return AuditEvent(
-        account=account,
-        actor=actor,
-        actor_label=actor_label(actor),
-        action=action,
-        object_type=type(obj).__name__,
-        object_id=str(obj.pk),
-        before=before or {},
-        after=after or {},
-        reason=reason,
-        created_at=now or timezone.now(),
-    )
-
-
-def actor_label(actor) -> str:
-    if actor is None:
-        return "system"
-    role = "staff" if actor.is_staff else "customer"
-    return f"{actor.get_username()} ({role})"
-
-
 @transaction.atomic
-def account_sign_up(*, email: str, password: str, account_name: str, now=None):
-    """Create a user, an account on the Free plan and the owner membership."""
-    from subscriptions import billing  # the engine owns subscriptions
-
+def account_create(*, email: str, password: str, account_name: str, now=None):
+    """Create a user, an account and the owner membership. Sign-up (subscriptions.billing.sign_up)
+    puts the account on the Free plan in the same transaction."""
     User = get_user_model()
     email = email.strip().lower()
     if User.objects.filter(username__iexact=email).exists():
@@ -56,17 +25,14 @@ def account_sign_up(*, email: str, password: str, account_name: str, now=None):
         name=account_name.strip() or email, identity_email=normalise_email(email), created_at=now or timezone.now()
     )
     Membership.objects.create(user=user, account=account, role=Role.OWNER)
-    billing.start_free(account, actor=user, now=now)
     audit(account=account, actor=user, action="account.signed_up", obj=account, after={"name": account.name})
     return user, account
 
 
 def property_limit(account) -> int | None:
-    """The plan's property limit plus extra properties bought (ADD-1); None is unlimited."""
+    """The properties the account may have now (Subscription.property_limit); None is unlimited."""
     subscription = account.subscription
-    if subscription is None or subscription.plan.limit_properties is None:
-        return None
-    return subscription.plan.limit_properties + subscription.extra_properties
+    return None if subscription is None else subscription.property_limit
 
 
 @transaction.atomic

@@ -12,8 +12,8 @@ Ingest is built for throughput and for being run twice at once:
    rows are locked in (account, month) order (hard caps and alerts need the running total), then
    updated with F() expressions and one upsert for the days. All in one transaction.
 
-The quota arithmetic (`month_included`, `hard_cap_room`, `alert_thresholds_crossed`,
-`overage_amount`) is pure and has no ORM or clock.
+The quota arithmetic (`month_included`, `hard_cap_room`, `alert_thresholds_crossed`) is pure and
+has no ORM or clock; the overage's money is the engine's (`subscriptions.pricing.overage_amount`).
 """
 
 import logging
@@ -22,14 +22,14 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
 
 from django.db import connection, transaction
 from django.utils import timezone
 
-from subscriptions import events
+from core import events
+from core.cache import LayeredCache
 
-from .layered_cache import LayeredCache
+from .audit import audit
 from .models import (
     Account,
     AccountStatus,
@@ -39,7 +39,6 @@ from .models import (
     UsageEvent,
     UsageMonth,
 )
-from .services import audit
 
 log = logging.getLogger(__name__)
 
@@ -138,17 +137,6 @@ def alert_thresholds_crossed(before: int, after: int, included: int | None) -> l
     if not included:
         return []
     return [t for t in ALERT_THRESHOLDS if before * 100 < t * included <= after * 100]
-
-
-def overage_amount(sessions: int, included: int | None, price_per_1000: Decimal | None) -> Decimal:
-    """Overage for a month, pro rata per session, rounded half up to the cent (USE-3).
-
-    Personal: 12,500 sessions, 10,000 included, $2.00 per 1,000 -> 2,500 x 2.00 / 1,000 = 5.00
-    Hard cap (no price) or unlimited quota -> 0.00
-    """
-    if price_per_1000 is None or included is None or sessions <= included:
-        return Decimal("0.00")
-    return (Decimal(sessions - included) * price_per_1000 / 1000).quantize(Decimal("0.01"), ROUND_HALF_UP)
 
 
 @dataclass(frozen=True)
@@ -607,9 +595,7 @@ def entitlement_compute(tracking_tag: str, *, now: datetime | None = None) -> di
 
     limits = {"properties": None, "sessions": None, "integrations": None}
     if plan is not None:
-        limits = plan.limits()
-        if limits["properties"] is not None:
-            limits["properties"] += subscription.extra_properties
+        limits = plan.limits(subscription.extra_properties)
     return {
         "tracking_tag": tracking_tag,
         "active": reason is None,

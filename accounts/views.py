@@ -3,6 +3,8 @@ from django.contrib.auth import login
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
+from subscriptions import billing
+
 from . import services
 from .decorators import account_required
 from .forms import PropertyForm, SignUpForm
@@ -16,7 +18,7 @@ def sign_up(request):
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            user, _account = services.account_sign_up(
+            user, _account = billing.sign_up(
                 email=form.cleaned_data["email"],
                 password=form.cleaned_data["password"],
                 account_name=form.cleaned_data["account_name"],

@@ -21,7 +21,7 @@ class ApiConfig(AppConfig):
         from django.db.models.signals import post_save
 
         from accounts.models import Account, Property
-        from subscriptions import events
+        from core import events
         from subscriptions.models import Subscription
 
         from . import handlers

@@ -5,8 +5,8 @@ import secrets
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.layered_cache import LayeredCache
-from accounts.services import audit
+from accounts.audit import audit
+from core.cache import LayeredCache
 
 from .models import ApiKey, api_key_hash
 

@@ -107,7 +107,7 @@ def time_drain(database_url: str, n: int) -> float:
     out = in_django(database_url, f"""
 import time
 from notifications.models import EmailLog
-from subscriptions import events
+from core import events
 start = time.perf_counter()
 delivered = events.drain(max_seconds=None)
 elapsed = time.perf_counter() - start

@@ -9,22 +9,11 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 
-from accounts.admin_base import (
-    CREDIT_NOTE_NUMBER,
-    INVOICE_NUMBER,
-    BackOfficeAdmin,
-    ReadOnlyAdmin,
-    ReadOnlyInline,
-    change_url,
-    changelist_url,
-    labels,
-    link,
-    links,
-    when,
-)
+from accounts.admin_base import CREDIT_NOTE_NUMBER, INVOICE_NUMBER, BackOfficeAdmin, ReadOnlyAdmin
+from core.admin_base import ReadOnlyInline, change_url, changelist_url, labels, link, links, when
+from core.money import format_money
 from subscriptions import staff
-from subscriptions.billing import BillingError
-from subscriptions.pricing import format_money
+from subscriptions.errors import BillingError
 
 from .models import (
     CreditApplication,

@@ -216,14 +216,37 @@ class Payment(models.Model):
         return f"{self.amount} {self.currency} {self.status} ({self.idempotency_key})"
 
 
+class RefundStatus(models.TextChoices):
+    UNKNOWN = "unknown", "Unknown"  # recorded before the gateway call; settled by reconcile_payments
+    SUCCEEDED = "succeeded", "Succeeded"  # money returned; the refund credit note is issued
+    FAILED = "failed", "Failed"  # the gateway refused it; nothing was returned
+
+
 class Refund(models.Model):
+    """Money paid back through the gateway, in three steps like a charge (PAY-2): the intent is
+    recorded and committed, the gateway is called outside any transaction with the idempotency key,
+    and the outcome is recorded once. The refund credit note (INV-2) is issued with the outcome."""
+
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
     amount = models.DecimalField(**MONEY)
     idempotency_key = models.CharField(max_length=120, unique=True)
+    status = models.CharField(max_length=10, choices=RefundStatus, default=RefundStatus.UNKNOWN)
     gateway_reference = models.CharField(max_length=100, blank=True)
+    failure_message = models.CharField(max_length=300, blank=True)
     credit_note = models.OneToOneField(CreditNote, null=True, on_delete=models.PROTECT, related_name="refund")
     reason = models.TextField()
+    # The trial-refund request it carries out (REF-2), whose decision e-mails the owner; None for a
+    # staff refund of one invoice (REF-4), whose credit note is e-mailed.
+    refund_request = models.ForeignKey("RefundRequest", null=True, blank=True, on_delete=models.PROTECT,
+                                       related_name="refunds")
+    issued_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now)
+    settled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "created_at"])]
 
 
 class RefundRequestStatus(models.TextChoices):

@@ -21,7 +21,7 @@ from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
 from accounts.countries import country_name
-from subscriptions.pricing import format_money
+from core.money import format_money
 
 from .models import CreditNote, Invoice
 
@@ -181,13 +181,6 @@ def _heading_style(family: str):
 # --- formatting ------------------------------------------------------------------------------
 
 
-def _zone(account) -> ZoneInfo:
-    try:
-        return ZoneInfo(getattr(account, "timezone", "") or "UTC")
-    except (ValueError, KeyError):
-        return ZoneInfo("UTC")
-
-
 def _day(value: datetime | None, zone: ZoneInfo) -> str:
     if value is None:
         return ""
@@ -247,7 +240,7 @@ def credit_note_pdf(credit_note: CreditNote, *, unicode_font: bool | None = None
 
 def _draw_invoice(invoice: Invoice, *, unicode_font: bool) -> _Document:
     money = lambda amount: format_money(amount, invoice.currency)  # noqa: E731
-    zone = _zone(invoice.account)
+    zone = invoice.account.zone
     number = invoice.number or f"Draft #{invoice.pk}"
     pdf = _Document(title="Invoice" if invoice.number else "Draft invoice", number=number, unicode_font=unicode_font)
     pdf.heading(invoice.get_kind_display())
@@ -309,7 +302,7 @@ def _draw_invoice(invoice: Invoice, *, unicode_font: bool) -> _Document:
 def _draw_credit_note(credit_note: CreditNote, *, unicode_font: bool) -> _Document:
     money = lambda amount: format_money(amount, credit_note.currency)  # noqa: E731
     invoice = credit_note.invoice
-    zone = _zone(credit_note.account)
+    zone = credit_note.account.zone
     pdf = _Document(title="Credit note", number=credit_note.number, unicode_font=unicode_font)
     pdf.heading(credit_note.get_kind_display())
     pdf.parties(_bill_to(invoice), [

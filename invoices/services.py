@@ -1,6 +1,6 @@
 """Invoices, credit notes and charge attempts: the money ledger under the engine.
 
-Only the engine (subscriptions/billing.py and subscriptions/scheduler.py) calls these. A charge is
+Only the engine (subscriptions: charges, lifecycle, renewals, overage) calls these. A charge is
 three steps so that no crash or timeout can charge twice (PAY-2, REN-3):
 
 1. `payment_begin` (in the caller's transaction): a Payment row in status `unknown` with a
@@ -16,13 +16,12 @@ from dataclasses import dataclass
 from datetime import UTC
 from decimal import Decimal
 
-from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 
-from subscriptions.pricing import ZERO, QuoteLine, cents
-from subscriptions.sql import update_from_values
+from core.money import ZERO, cents
+from core.sql import update_from_values
 
-from .gateways import ChargeRequest, ChargeResult, GatewayUnavailable, get_gateway
+from .gateways import ChargeRequest, ChargeResult, GatewayError, GatewayUnavailable, RefundResult, get_gateway
 from .models import (
     CreditApplication,
     CreditNote,
@@ -32,6 +31,8 @@ from .models import (
     Payment,
     PaymentMethod,
     PaymentStatus,
+    Refund,
+    RefundStatus,
     Sequence,
 )
 
@@ -49,7 +50,8 @@ class Line:
     period_end: object = None
 
     @classmethod
-    def from_quote(cls, line: QuoteLine, period_start=None, period_end=None) -> "Line":
+    def from_quote(cls, line, period_start=None, period_end=None) -> "Line":
+        """From a quote line (description, amount, computation), for the span it charges."""
         return cls(line.description, line.amount, line.computation, period_start=period_start,
                    period_end=period_end)
 
@@ -335,20 +337,64 @@ def payment_record(payment: Payment, result: ChargeResult, *, now) -> bool:
     return bool(updated)
 
 
-@transaction.atomic
-def payment_refund(payment: Payment, amount: Decimal, *, reason: str, key: str, now, issued_by=None):
-    """Refund through the gateway and issue the refund credit note (REF-2, REF-4). Idempotent by
-    `key`: a second call with the same key returns the first refund."""
-    from .models import Refund
+# --- refunds: three steps like a charge (PAY-2, REF-2, REF-4) ----------------------------------------
 
-    existing = Refund.objects.filter(idempotency_key=key).first()
-    if existing:
-        return existing
-    result = get_gateway(payment.gateway).refund(reference=payment.gateway_reference, amount=amount,
-                                                 idempotency_key=key)
-    note = credit_note_issue(account=payment.account, invoice=payment.invoice, kind="refund", amount=amount,
-                             remaining=ZERO, reason=reason, now=now, issued_by=issued_by)
-    Payment.objects.filter(pk=payment.pk).update(refunded_amount=F("refunded_amount") + amount)
-    return Refund.objects.create(payment=payment, amount=amount, idempotency_key=key,
-                                 gateway_reference=result.reference, credit_note=note, reason=reason,
-                                 created_at=now)
+
+def refund_begin(payment: Payment, amount: Decimal, *, key: str, reason: str, now, issued_by=None,
+                 request=None) -> Refund:
+    """Step 1, in the caller's transaction: the refund's intent, committed before the gateway is
+    called. Idempotent by `key`: the same key returns the refund recorded first."""
+    refund, _created = Refund.objects.get_or_create(
+        idempotency_key=key,
+        defaults={"payment": payment, "amount": amount, "reason": reason, "issued_by": issued_by,
+                  "refund_request": request, "status": RefundStatus.UNKNOWN, "created_at": now},
+    )
+    return refund
+
+
+def refund_send(refund: Refund) -> RefundResult | GatewayError | None:
+    """Step 2, outside any transaction: the gateway refunds with the refund's key (never twice for
+    one key, so sending an unknown refund again is how it is settled). Returns the result, the
+    gateway's refusal, or None when the answer was lost (the refund stays unknown)."""
+    payment = refund.payment
+    try:
+        return get_gateway(payment.gateway).refund(reference=payment.gateway_reference, amount=refund.amount,
+                                                   idempotency_key=refund.idempotency_key)
+    except GatewayUnavailable:
+        return None
+    except GatewayError as exc:
+        return exc
+
+
+def refund_record(refund: Refund, outcome: RefundResult | GatewayError, *, now) -> bool:
+    """Step 3, in the caller's transaction: the outcome is written once (a conditional update of
+    an unknown refund). On success the refund credit note is issued and the payment's refunded
+    amount grows. Returns True when this call recorded it."""
+    succeeded = isinstance(outcome, RefundResult)
+    updated = Refund.objects.filter(pk=refund.pk, status=RefundStatus.UNKNOWN).update(
+        status=RefundStatus.SUCCEEDED if succeeded else RefundStatus.FAILED, settled_at=now,
+        gateway_reference=outcome.reference if succeeded else "",
+        failure_message="" if succeeded else str(outcome)[:300],
+    )
+    refund.refresh_from_db()
+    if not updated or not succeeded:
+        return bool(updated)
+    payment = refund.payment
+    note = credit_note_issue(account=payment.account, invoice=payment.invoice, kind="refund", amount=refund.amount,
+                             remaining=ZERO, reason=refund.reason, now=now, issued_by=refund.issued_by)
+    Refund.objects.filter(pk=refund.pk).update(credit_note=note)
+    Payment.objects.filter(pk=payment.pk).update(refunded_amount=F("refunded_amount") + refund.amount)
+    refund.refresh_from_db()
+    return True
+
+
+def refund_record_external(payment: Payment, amount: Decimal, reference: str, *, reason: str, now) -> Refund:
+    """A refund made at the gateway outside Prorata (the Stripe dashboard): recorded once, as
+    succeeded, with its refund credit note."""
+    existing = Refund.objects.filter(Q(gateway_reference=reference) | Q(idempotency_key=f"external-{reference}"))
+    if existing.exists():
+        return existing.first()
+    refund = Refund.objects.create(payment=payment, amount=amount, idempotency_key=f"external-{reference}",
+                                   status=RefundStatus.UNKNOWN, reason=reason, created_at=now)
+    refund_record(refund, RefundResult(reference, amount), now=now)
+    return refund

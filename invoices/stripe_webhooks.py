@@ -8,6 +8,8 @@ two events about one object, late or out of order: it looks at the object as Str
 engine (subscriptions.billing), whose functions settle a payment or record a refund once.
 
 A failure raises: dj-stripe rolls the event back and answers 500, and Stripe delivers it again.
+Work that calls the gateway (taking a new default card, which may retry a charge) runs after
+dj-stripe's transaction commits, since the gateway is never called inside an open transaction.
 """
 
 import logging
@@ -15,8 +17,8 @@ import logging
 from django.db import transaction
 from djstripe.event_handlers import djstripe_receiver
 
+from accounts.audit import audit
 from accounts.models import Account, AccountFlag, FlagKind
-from accounts.services import audit
 from invoices.gateways import get_gateway
 from invoices.gateways.stripe import METADATA_KEY, from_minor
 from invoices.models import Payment, PaymentMethod, PaymentStatus
@@ -74,15 +76,16 @@ def on_payment_intent(sender, event, **kwargs):
 def settle_from_stripe(payment: Payment, intent_id: str) -> bool:
     """Settle an unknown payment from its PaymentIntent as Stripe has it now; False while the
     intent has no final outcome (processing, requires_action)."""
-    from subscriptions import billing
+    from subscriptions import charges
+    from subscriptions.errors import PaymentDeclined
 
     gateway = _gateway()
     intent = gateway.retrieve_intent(intent_id)
     if intent.get("status") not in SETTLED_INTENT_STATUSES:
         return False
     try:
-        billing.payment_settle(payment, gateway.result_of(intent))
-    except billing.PaymentDeclined:
+        charges.payment_settle(payment, gateway.result_of(intent))
+    except PaymentDeclined:
         pass  # the decline is recorded; nobody is waiting for the message
     return True
 
@@ -103,7 +106,7 @@ def on_charge_refunded(sender, event, **kwargs):
 def record_external_refunds(payment: Payment) -> list:
     """Record the refunds made at Stripe (the dashboard, support) that Prorata did not make.
     Ours carry our key in their metadata and are recorded by the engine when it makes them."""
-    from subscriptions import billing
+    from subscriptions import charges
 
     recorded = []
     for refund in _gateway().list_refunds(payment.gateway_reference):
@@ -112,7 +115,7 @@ def record_external_refunds(payment: Payment) -> list:
         if payment.refunds.filter(gateway_reference=refund["id"]).exists():
             continue
         amount = from_minor(refund["amount"], refund["currency"])
-        recorded.append(billing.payment_record_external_refund(payment, amount, refund["id"]))
+        recorded.append(charges.payment_record_external_refund(payment, amount, refund["id"]))
     return recorded
 
 
@@ -201,7 +204,7 @@ def on_payment_method_attached(sender, event, **kwargs):
     pm = _object(event)
     account = account_for_customer(pm.get("customer"))
     if account is not None:
-        mirror_default_card(account, pm["customer"])
+        mirror_default_card_after_commit(account, pm["customer"])
 
 
 @djstripe_receiver("customer.updated")
@@ -209,7 +212,14 @@ def on_customer_updated(sender, event, **kwargs):
     customer = _object(event)
     account = account_for_customer(customer.get("id"))
     if account is not None:
-        mirror_default_card(account, customer["id"])
+        mirror_default_card_after_commit(account, customer["id"])
+
+
+def mirror_default_card_after_commit(account: Account, customer_id: str) -> None:
+    """dj-stripe runs the receivers inside its transaction; taking a card may charge it (DUN-4), and
+    the gateway is never called inside an open transaction. So the card is taken once the event is
+    stored; if that fails it is logged, and the daily reconciliation takes it (reconcile_payments)."""
+    transaction.on_commit(lambda: mirror_default_card(account, customer_id), robust=True)
 
 
 def mirror_default_card(account: Account, customer_id: str) -> PaymentMethod | None:

@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from accounts.decorators import account_required
-from subscriptions import billing, selectors
+from subscriptions import selectors
 
 from .models import CreditNote, Invoice, InvoiceKind
 from .pdf import credit_note_pdf, invoice_pdf
@@ -18,7 +18,7 @@ from .pdf import credit_note_pdf, invoice_pdf
 def _render(request, template: str, context: dict):
     context.setdefault("account", request.account)
     context.setdefault("can", selectors.role_flags(request.membership))
-    with timezone.override(billing.account_tz(request.account)):
+    with timezone.override(request.account.zone):
         return render(request, template, context)
 
 

@@ -6,7 +6,7 @@ class NotificationsConfig(AppConfig):
     verbose_name = "Notifications"
 
     def ready(self):
-        from subscriptions import events
+        from core import events
 
         from .services import notify_event
 

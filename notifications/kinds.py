@@ -17,8 +17,9 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.utils import dateformat, timezone
 
-from subscriptions.events import KINDS, Event
-from subscriptions.pricing import format_money
+from core import zones
+from core.events import KINDS, Event
+from core.money import format_money
 
 from .models import Category
 
@@ -132,10 +133,8 @@ if missing:  # every event the engine can emit must become an e-mail (NOT-1)
 
 
 def account_zone(account) -> ZoneInfo:
-    try:
-        return ZoneInfo(getattr(account, "timezone", None) or "UTC")
-    except (ValueError, KeyError):
-        return ZoneInfo("UTC")
+    """The account's billing time zone (Account.zone); UTC without an account."""
+    return account.zone if account is not None else zones.UTC_ZONE
 
 
 def parse_moment(value) -> datetime | date | None:

@@ -1,7 +1,7 @@
 """Writes for notifications: turn a domain event into logged e-mails, send them, retry them, and
 change the opt-out preferences (NOT-1..3).
 
-Flow: the engine emits an event; after its transaction commits `subscriptions.events` calls
+Flow: the engine emits an event; after its transaction commits the outbox (`core.events`) calls
 `notify_event`, which renders the e-mail once per recipient, stores an `EmailLog` row (queued) and,
 after that row commits, enqueues the django-q2 task `notifications.tasks.email_send`. The task
 sends through Django's e-mail backend. A failure is recorded on the row (failed, error, next
@@ -24,9 +24,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
+from accounts.audit import audit
 from accounts.models import Account
-from accounts.services import audit
-from subscriptions.events import Event
+from core.events import Event
 
 from .kinds import NOTIFICATIONS, PRODUCT_NEWS, Kind, billing_url, event_context, related_of
 from .models import Category, EmailLog, EmailStatus, ProductNews

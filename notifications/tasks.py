@@ -3,9 +3,9 @@
 from django.utils import timezone
 
 from .models import EmailLog, EmailStatus
-from .services import EmailNotSent, email_deliver, email_retry_due
+from .services import EmailNotSent, email_deliver
 
-__all__ = ["EmailNotSent", "email_send", "emails_retry_due"]
+__all__ = ["EmailNotSent", "email_send"]
 
 
 def email_send(log_id: int) -> str:
@@ -19,7 +19,3 @@ def email_send(log_id: int) -> str:
         raise EmailNotSent(f"E-mail {log_id} failed; see its log entry")
     return outcome
 
-
-def emails_retry_due() -> dict[str, int]:
-    """For a django-q2 schedule: send the e-mails whose retry is due."""
-    return email_retry_due()

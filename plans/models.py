@@ -70,9 +70,20 @@ class Plan(models.Model):
     def offers(self, cycle: str) -> bool:
         return self.price_for(cycle) is not None
 
-    def limits(self) -> dict:
+    def property_limit(self, extra_properties: int = 0) -> int | None:
+        """The properties an account on this plan may have: the plan's limit plus the extra
+        properties bought, where the plan offers them (ADD-1). None is unlimited. The one
+        computation of the limit: pages, quotes, the fit check (DWN-3) and the API call it.
+
+        Advanced (10) with 2 extra properties -> 12; Personal (3, no add-on) with 2 -> 3.
+        """
+        if self.limit_properties is None:
+            return None
+        return self.limit_properties + (extra_properties if self.extra_property_monthly is not None else 0)
+
+    def limits(self, extra_properties: int = 0) -> dict:
         return {
-            "properties": self.limit_properties,
+            "properties": self.property_limit(extra_properties),
             "sessions": self.limit_sessions,
             "integrations": self.limit_integrations,
         }

@@ -8,12 +8,13 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 
-from accounts.admin_base import BackOfficeAdmin, ReadOnlyAdmin, change_url, changelist_url, labels, link, links, when
+from accounts.admin_base import BackOfficeAdmin, ReadOnlyAdmin
+from core.admin_base import change_url, changelist_url, labels, link, links, when
 from plans.models import Cycle
-from subscriptions import pricing, staff
-from subscriptions.billing import BillingError
+from subscriptions import pricing, staff, terms
+from subscriptions.errors import BillingError
 
-from .models import BillingRunLock, PendingEvent, RestoreRequest, Status, Subscription
+from .models import BillingRunLock, RestoreRequest, Status, Subscription
 
 CYCLES, STATUSES = labels(Cycle), labels(Status)
 
@@ -150,11 +151,7 @@ class RestoreRequestAdmin(BackOfficeAdmin):
             sub = obj.subscription
             new_end = None
             if sub.anchor_at is not None and sub.cycle == "yearly":
-                from datetime import timedelta
-
-                from subscriptions.billing import period_bounds
-
-                new_end = period_bounds(sub.anchor_at + timedelta(days=obj.days), sub.cycle, sub.period_index)[1]
+                new_end = terms.anchor_moved(sub, obj.days)[1]
             extra = {"decision_form": DecisionForm(), "new_period_end": new_end,
                      "decide_url": reverse("admin:subscriptions_restorerequest_decide", args=[obj.pk])}
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
@@ -190,16 +187,3 @@ class BillingRunLockAdmin(ReadOnlyAdmin):
     search_fields = ("name", "holder")
     search_help_text = "A lock name (billing_run) or its holder (host:pid)."
     list_display = ("name", "holder", "expires_at")
-
-
-@admin.register(PendingEvent)
-class PendingEventAdmin(ReadOnlyAdmin):
-    """Events written by set-wise paths and not yet delivered (the outbox; empty when the cluster
-    keeps up). `events.drain` delivers them; the e-mail retry schedule runs it every 10 minutes."""
-
-    account_path = None
-    search_fields = ("kind", "account_id")
-    search_help_text = "An event kind (payment.succeeded) or an account id."
-    list_display = ("id", "kind", "account_id", "occurred_at")
-    list_filter = ("kind",)
-    ordering = ("id",)

@@ -85,6 +85,11 @@ class Subscription(models.Model):
         return not self.plan.is_free
 
     @property
+    def property_limit(self) -> int | None:
+        """Properties allowed now: the plan's limit plus the extra properties bought (ADD-1)."""
+        return self.plan.property_limit(self.extra_properties)
+
+    @property
     def has_pending_change(self) -> bool:
         return bool(
             self.cancel_at_period_end or self.scheduled_plan_id or self.scheduled_extra_properties is not None
@@ -129,18 +134,3 @@ class BillingRunLock(models.Model):
     name = models.CharField(max_length=50, primary_key=True)
     holder = models.CharField(max_length=100, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
-
-
-class PendingEvent(models.Model):
-    """A domain event written in the same transaction as the change it announces (a transactional
-    outbox), for set-wise paths such as the billing run's renewals: a worker delivers it to the
-    subscribers (`events.drain`) and deletes it, so no announcement is lost to a crash between
-    the commit and the delivery, and the run does not render e-mails itself."""
-
-    kind = models.CharField(max_length=50)
-    account_id = models.BigIntegerField()
-    data = models.JSONField(default=dict)
-    occurred_at = models.DateTimeField()
-
-    def __str__(self):
-        return f"{self.kind} for account {self.account_id}"

@@ -21,11 +21,9 @@ from calendar import monthrange
 from dataclasses import dataclass
 from datetime import MAXYEAR, MINYEAR, date, datetime, timedelta
 from decimal import Decimal
-from fractions import Fraction
 from typing import TypeVar
 
-CENT = Decimal("0.01")
-ZERO = Decimal("0.00")
+from core.money import ZERO, cents, currency_code, decimal_of, format_money, share
 
 MONTHLY = "monthly"
 YEARLY = "yearly"
@@ -37,126 +35,14 @@ QUOTE_KINDS = ("upgrade", "downgrade", "trial_change", "add_on", "new")
 MINUS = "\u2212"
 TIMES = "\u00d7"
 
-_SYMBOLS = {"USD": "$", "EUR": "\u20ac", "GBP": "\u00a3"}
-
 _D = TypeVar("_D", date, datetime)
 
 
-# --- money -------------------------------------------------------------------
-
-
-def _decimal(amount: Decimal | int, what: str = "amount") -> Decimal:
-    """`amount` as a finite Decimal; anything else (a float above all) is refused (D-3)."""
-    if isinstance(amount, bool) or not isinstance(amount, Decimal | int):
-        raise TypeError(f"{what} must be a Decimal, not {type(amount).__name__} (D-3)")
-    value = Decimal(amount)
-    if not value.is_finite():
-        raise ValueError(f"{what} must be a finite number, got {value}")
-    return value
-
-
 def _price(amount: Decimal | int, what: str = "price") -> Decimal:
-    value = _decimal(amount, what)
+    value = decimal_of(amount, what)
     if value < 0:
         raise ValueError(f"{what} must not be negative, got {value}")
     return value
-
-
-def _currency(code: str) -> str:
-    if not isinstance(code, str) or len(code) != 3 or not code.isalpha():
-        raise ValueError(f"currency must be a 3-letter code, got {code!r}")
-    return code.upper()
-
-
-def _round_cents(exact: Fraction) -> Decimal:
-    """`exact` rounded to the cent, half up (away from zero), without a float or a context."""
-    scaled = abs(exact) * 100
-    units = (2 * scaled.numerator + scaled.denominator) // (2 * scaled.denominator)
-    if units == 0:
-        return ZERO  # never "-0.00"
-    # Built from a string so no decimal context can round the digits again.
-    return Decimal(f"{'-' if exact < 0 else ''}{units}E-2")
-
-
-def cents(amount: Decimal) -> Decimal:
-    """`amount` rounded to the cent, half up (D-3).
-
-    The same as `amount.quantize(CENT, ROUND_HALF_UP)`, exact at any magnitude.
-
-    >>> cents(Decimal("7.505")), cents(Decimal("2.675")), cents(Decimal("-3.005"))
-    (Decimal('7.51'), Decimal('2.68'), Decimal('-3.01'))
-    """
-    return _round_cents(Fraction(_decimal(amount)))
-
-
-def share(amount: Decimal, part: int, whole: int) -> Decimal:
-    """`amount x part / whole`, rounded once, at the end, to the cent half up (D-3).
-
-    15.00 x 15/30 = 7.50; 15.00 x 7/31 = 3.3870... -> 3.39
-
-    >>> share(Decimal("15.00"), 15, 30), share(Decimal("15.00"), 7, 31)
-    (Decimal('7.50'), Decimal('3.39'))
-    """
-    value = _decimal(amount)
-    if whole <= 0:
-        raise ValueError(f"whole must be positive, got {whole}")
-    if part < 0:
-        raise ValueError(f"part must not be negative, got {part}")
-    return _round_cents(Fraction(value) * part / whole)
-
-
-def format_money(amount: Decimal, currency: str = "USD") -> str:
-    """`amount` for people: symbol, thousands separators, two decimals, half up.
-
-    Formatting goes through Decimal's own `format`, never through a float.
-
-    >>> format_money(Decimal("7.5")), format_money(Decimal("1234")), format_money(Decimal("-3"))
-    ('$7.50', '$1,234.00', '-$3.00')
-    >>> format_money(Decimal("7.50"), "EUR"), format_money(Decimal("7.50"), "chf")
-    ('€7.50', '7.50 CHF')
-    """
-    code = _currency(currency)
-    rounded = cents(amount)
-    sign = "-" if rounded < 0 else ""
-    digits = format(abs(rounded), ",f")  # already two places: no rounding here
-    symbol = _SYMBOLS.get(code)
-    if symbol is None:
-        return f"{sign}{digits} {code}"
-    return f"{sign}{symbol}{digits}"
-
-
-@dataclass(frozen=True)
-class Money:
-    """An amount in one currency; adding two currencies is an error, not a conversion."""
-
-    amount: Decimal
-    currency: str
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "amount", _decimal(self.amount))
-        object.__setattr__(self, "currency", _currency(self.currency))
-
-    def _same_currency(self, other: Money) -> None:
-        if other.currency != self.currency:
-            raise ValueError(f"cannot combine {self.currency} and {other.currency}")
-
-    def __add__(self, other: object) -> Money:
-        if not isinstance(other, Money):
-            return NotImplemented
-        self._same_currency(other)
-        return Money(self.amount + other.amount, self.currency)
-
-    def __sub__(self, other: object) -> Money:
-        if not isinstance(other, Money):
-            return NotImplemented
-        self._same_currency(other)
-        return Money(self.amount - other.amount, self.currency)
-
-    def __neg__(self) -> Money:
-        return Money(-self.amount, self.currency)
-
-    def __str__(self) -> str:
-        return format_money(self.amount, self.currency)
 
 
 # --- periods and days ---------------------------------------------------------
@@ -201,18 +87,15 @@ class Period:
         return dataclasses.replace(self, end=self.end + timedelta(days=days))
 
 
-def add_months(value: _D, n: int, anchor_day: int | None = None) -> _D:
-    """`value` moved `n` calendar months, the day clamped to the month's length (D-1).
+def add_months(value: _D, n: int) -> _D:
+    """`value` moved `n` calendar months, the day clamped to the month's length (D-1). Periods
+    count from their anchor (`add_months(anchor, n)`), so a clamped day returns to the anchor's:
+    Jan 31 -> Feb 28 -> Mar 31.
 
-    `anchor_day` (default `value.day`) is the day the series is anchored on, so a
-    clamped date can return to it: Jan 31 -> Feb 28 -> Mar 31.
-
-    >>> add_months(date(2026, 1, 31), 1), add_months(date(2026, 2, 28), 1, anchor_day=31)
+    >>> add_months(date(2026, 1, 31), 1), add_months(date(2026, 1, 31), 2)
     (datetime.date(2026, 2, 28), datetime.date(2026, 3, 31))
     """
-    day = value.day if anchor_day is None else anchor_day
-    if not 1 <= day <= 31:
-        raise ValueError(f"anchor_day must be between 1 and 31, got {day}")
+    day = value.day
     year, month_index = divmod(value.year * 12 + value.month - 1 + n, 12)
     if not MINYEAR <= year <= MAXYEAR:
         raise ValueError(f"{value} + {n} months is out of range")
@@ -406,6 +289,36 @@ def unused_credit_line(
     return QuoteLine(description, amount, computation)
 
 
+def addon_unit(unit_monthly: Decimal, cycle: str) -> Decimal:
+    """One extra property for one period: the monthly price, or 12x it per year (ADD-1).
+
+    >>> addon_unit(Decimal("30.00"), "monthly"), addon_unit(Decimal("30.00"), "yearly")
+    (Decimal('30.00'), Decimal('360.00'))
+    """
+    monthly = _price(unit_monthly, "unit_monthly")
+    if cycle == MONTHLY:
+        return monthly
+    if cycle == YEARLY:
+        return monthly * 12
+    raise ValueError(f"unknown billing cycle {cycle!r}; expected one of {CYCLES}")
+
+
+def addon_period_amount(quantity: int, unit_monthly: Decimal | None, cycle: str) -> Decimal:
+    """Extra properties for one whole period, as a renewal charges them (ADD-1, ADD-2, REN-2);
+    nothing where the plan offers none (`unit_monthly` None).
+
+    Advanced yearly with 2 extra properties at $30/month: 2 x 360.00 = 720.00.
+
+    >>> addon_period_amount(2, Decimal("30.00"), "yearly"), addon_period_amount(2, None, "monthly")
+    (Decimal('720.00'), Decimal('0.00'))
+    """
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 0:
+        raise ValueError(f"quantity must be a whole number of zero or more, got {quantity!r}")
+    if not quantity or unit_monthly is None:
+        return ZERO
+    return cents(addon_unit(unit_monthly, cycle) * quantity)
+
+
 def addon_line(
     quantity: int,
     unit_monthly: Decimal,
@@ -430,13 +343,8 @@ def addon_line(
         raise TypeError(f"quantity must be an int, not {type(quantity).__name__}")
     if quantity < 0:
         raise ValueError(f"quantity must not be negative, got {quantity}")
-    monthly = _price(unit_monthly, "unit_monthly")
-    if cycle == MONTHLY:
-        unit, per = monthly, "month"
-    elif cycle == YEARLY:
-        unit, per = monthly * 12, "year"
-    else:
-        raise ValueError(f"unknown billing cycle {cycle!r}; expected one of {CYCLES}")
+    unit = addon_unit(unit_monthly, cycle)
+    per = "month" if cycle == MONTHLY else "year"
     _, remaining, total = day_split(period, on)
     amount = share(quantity * unit, remaining, total)  # one rounding for the whole line
     computation = (
@@ -449,6 +357,21 @@ def addon_line(
         f"({_span(period, on)})"
     )
     return QuoteLine(description, amount, computation)
+
+
+def overage_amount(sessions: int, included: int | None, per_1000: Decimal | None) -> Decimal:
+    """Overage for a month, pro rata per session, rounded half up to the cent (USE-3): what the
+    overage invoice charges and what the billing page projects.
+
+    Personal, 12,500 sessions, 10,000 included, $2.00 per 1,000: 2,500 x 2.00 / 1,000 = 5.00.
+    A hard cap (no price, USE-4) or an unlimited quota: nothing.
+
+    >>> overage_amount(12_500, 10_000, Decimal("2.00")), overage_amount(12_500, None, Decimal("2.00"))
+    (Decimal('5.00'), Decimal('0.00'))
+    """
+    if per_1000 is None or included is None or sessions <= included:
+        return ZERO
+    return share(_price(per_1000, "per_1000"), sessions - included, 1000)
 
 
 def overage_line(
@@ -482,7 +405,7 @@ def overage_line(
             ZERO,
             f"{sessions:,} of {included:,} included sessions used, no overage",
         )
-    amount = share(price, over, 1000)
+    amount = overage_amount(sessions, included, price)
     computation = (
         f"{over:,} session{'' if over == 1 else 's'} {TIMES} {format_money(price, currency)}"
         f" / 1,000"
@@ -547,7 +470,7 @@ class Quote:
         object.__setattr__(self, "amount_due", _price(self.amount_due, "amount_due"))
         if self.forfeited_days < 0:
             raise ValueError(f"forfeited_days must not be negative, got {self.forfeited_days}")
-        object.__setattr__(self, "currency", _currency(self.currency))
+        object.__setattr__(self, "currency", currency_code(self.currency))
         object.__setattr__(self, "lines", tuple(self.lines))
         object.__setattr__(self, "notes", tuple(self.notes))
 

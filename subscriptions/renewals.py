@@ -1,7 +1,8 @@
-"""Set-wise renewals (REN-1..3) and period roll-overs: the billing run renews a chunk of due
-subscriptions in a fixed number of statements, not ~40 per subscription.
+"""Renewals (REN-1..3) and period roll-overs (DWN-2, DWN-3, CAN-2, ADD-2, ADD-3). The billing run
+renews a chunk of due subscriptions set-wise, in a fixed number of statements, not ~40 per
+subscription; what is not plain goes through the one-by-one `renew` and `rollover` below.
 
-The same three steps as one renewal (`scheduler.renew`), each for the whole chunk:
+The same three steps as one renewal (`renew`), each for the whole chunk:
 
 1. claim (`SELECT … FOR UPDATE SKIP LOCKED`, or the run lock on SQLite), skip the periods already
    invoiced (the `dedupe_key`), issue the invoices (numbers taken last, in one step), the audit
@@ -17,8 +18,9 @@ hits another worker's invoice (IntegrityError on the dedupe key) is redone one b
 
 Roll-overs at the period end (`rollover_chunk`) are set-wise when nothing changes but the period:
 no cancellation, no scheduled plan, cycle or add-on change, and no more active properties than the
-plan allows; the rest (CAN-2, DWN-3, ADD-2, ADD-3) go through `scheduler.rollover`.
+plan allows; the rest (CAN-2, DWN-3, ADD-2, ADD-3) go through `rollover`.
 """
+
 
 import logging
 
@@ -26,16 +28,99 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F
 
+from accounts.audit import audit, audit_row
 from accounts.models import AuditEvent, Property, PropertyStatus
-from accounts.services import audit_row
+from accounts.services import pause_excess
+from core import events
+from core.sql import update_from_values
 from invoices import services as ledger
 from invoices.models import Invoice, InvoiceKind, InvoiceStatus, PaymentMethod
 
-from . import events
+from . import charges, lifecycle, terms
+from .locks import invoices_lock, subscription_claim, subscriptions_claim, subscriptions_lock
 from .models import Status, Subscription
-from .sql import update_from_values
+from .selectors import due_renewals, due_rollovers
 
 log = logging.getLogger(__name__)
+
+
+# --- one by one: every case ---------------------------------------------------------------------
+
+
+def renew(pk, now) -> bool:
+    """REN-1: the renewal invoice for the next period, charged 24 hours before the period ends."""
+    with transaction.atomic():
+        sub = subscription_claim(pk, due_renewals(now))
+        if sub is None:
+            return False
+        upcoming = terms.next_terms(sub)
+        key = terms.renewal_key(sub, upcoming.start)
+        Subscription.objects.filter(pk=sub.pk).update(renewal_invoiced_for=F("current_period_end"))
+        if Invoice.objects.filter(dedupe_key=key).exists():
+            return False
+        payment = charges.invoice_issue_and_begin(sub, InvoiceKind.RENEWAL, upcoming.lines(),
+                                                  (upcoming.start, upcoming.end), key, now)
+    charges.payment_send_and_settle(payment, now)
+    return True
+
+
+def rollover(pk, now) -> bool:
+    """At the period end: cancellations and downgrades take effect, the next period starts."""
+    with transaction.atomic():
+        sub = subscription_claim(pk, due_rollovers(now))
+        if sub is None:
+            return False
+        account = sub.account
+        before = terms.snapshot(sub)
+        if sub.cancel_at_period_end:  # CAN-2: the subscription ends; the account moves to Free
+            free = lifecycle.subscription_move_to_free(sub, now=now)
+            paused = list(account.properties.live().filter(status="paused").values_list("name", flat=True))
+            audit(account=account, actor=None, action="cancellation.effective", obj=sub, before=before,
+                  after=terms.snapshot(free), now=now)
+            events.emit("cancellation.effective", account.pk, now=now, subscription_id=sub.pk, plan=sub.plan.code,
+                        paused_properties=paused)
+            return True
+        if sub.scheduled_plan_id and sub.scheduled_plan.is_free:  # DWN-1 to Free
+            to_free(sub, now)
+            return True
+        upcoming = terms.next_terms(sub)
+        invoice = Invoice.objects.filter(dedupe_key=terms.renewal_key(sub, upcoming.start)).first()
+        if invoice is None or invoice.status == InvoiceStatus.VOID:
+            return False  # the renewal step has not run for it yet; next run
+        from_plan = sub.plan
+        sub.plan, sub.cycle, sub.anchor_at, sub.period_index = (upcoming.plan, upcoming.cycle, upcoming.anchor,
+                                                                upcoming.index)
+        sub.current_period_start, sub.current_period_end = upcoming.start, upcoming.end
+        sub.current_price = terms.plan_price(upcoming.plan, upcoming.cycle)
+        sub.extra_properties, sub.scheduled_extra_properties = upcoming.extra_properties, None
+        sub.scheduled_plan, sub.scheduled_cycle = None, ""
+        sub.save()
+        paused = pause_excess(account, upcoming.property_limit, now=now)  # DWN-3 at effect time: pause, never delete
+        audit(account=account, actor=None, action="period.started", obj=sub, before=before,
+              after=terms.snapshot(sub), now=now)
+        if from_plan.pk != upcoming.plan.pk or before["cycle"] != upcoming.cycle:
+            events.emit("downgrade.applied", account.pk, now=now, subscription_id=sub.pk, from_plan=from_plan.code,
+                        to_plan=upcoming.plan.code, paused_properties=[p.name for p in paused])
+        return True
+
+
+def to_free(sub, now) -> None:
+    """DWN-1 to Free at the period (or trial) end: the subscription ends, the account is on Free
+    with its excess properties paused (DWN-3)."""
+    before = terms.snapshot(sub)
+    free = lifecycle.subscription_move_to_free(sub, now=now)
+    audit(account=sub.account, actor=None, action="downgrade.applied", obj=free, before=before,
+          after=terms.snapshot(free), now=now)
+    paused = list(sub.account.properties.live().filter(status="paused"))
+    events.emit("downgrade.applied", sub.account_id, now=now, subscription_id=sub.pk, from_plan=sub.plan.code,
+                to_plan="free", paused_properties=[p.name for p in paused])
+
+
+ONE_BY_ONE = {"renewals": renew, "rollovers": rollover}
+
+
+# --- set-wise: the plain cases of a chunk -------------------------------------------------------
+
 
 def renew_chunk(ids: list[int], now, report) -> None:
     """Renew the due subscriptions among `ids`; counts and failures go to `report`."""
@@ -61,11 +146,9 @@ def rollover_chunk(ids: list[int], now, report) -> None:
 
 
 def _each(step, ids, now, report) -> None:
-    from .scheduler import HANDLERS
-
     for pk in ids:
         try:
-            if HANDLERS[step](pk, now):
+            if ONE_BY_ONE[step](pk, now):
                 report.add(step)
         except Exception as exc:  # one bad subscription never stops the run; it is reported
             log.exception("billing run: %s failed for subscription %s", step, pk)
@@ -74,41 +157,37 @@ def _each(step, ids, now, report) -> None:
 
 def _roll(ids, now):
     """Returns how many rolled over here and the ids to roll over one by one."""
-    from .billing import _limit, snapshot
-    from .scheduler import _next_terms, due_rollovers, renewal_key
-
     with transaction.atomic():
-        subs = list(due_rollovers(now).filter(pk__in=ids).select_for_update(skip_locked=True, of=("self",))
-                    .select_related("plan", "account", "scheduled_plan").order_by("pk"))
-        terms = {sub.pk: _next_terms(sub) for sub in subs}
+        subs = subscriptions_claim(due_rollovers(now).filter(pk__in=ids))
+        upcoming = {sub.pk: terms.next_terms(sub) for sub in subs}
         plain, one_by_one = [], []
         for sub in subs:  # only the period changes: anything else is rolled over one by one
             if (sub.cancel_at_period_end or sub.scheduled_plan_id or sub.scheduled_cycle
-                    or terms[sub.pk][2] != sub.extra_properties):
+                    or upcoming[sub.pk].extra_properties != sub.extra_properties):
                 one_by_one.append(sub.pk)
             else:
                 plain.append(sub)
-        keys = {sub.pk: renewal_key(sub, terms[sub.pk][5]) for sub in plain}
+        keys = {sub.pk: terms.renewal_key(sub, upcoming[sub.pk].start) for sub in plain}
         invoiced = set(Invoice.objects.filter(dedupe_key__in=keys.values()).exclude(status=InvoiceStatus.VOID)
                        .values_list("dedupe_key", flat=True))
         plain = [sub for sub in plain if keys[sub.pk] in invoiced]  # not renewed yet: a later run
         active = dict(Property.objects.live().filter(account_id__in=[sub.account_id for sub in plain],
                                                      status=PropertyStatus.ACTIVE)
                       .values("account_id").annotate(n=Count("id")).values_list("account_id", "n"))
-        over = {sub.pk for sub in plain if (limit := _limit(sub.plan, sub.extra_properties)) is not None
+        over = {sub.pk for sub in plain if (limit := sub.property_limit) is not None
                 and active.get(sub.account_id, 0) > limit}
         one_by_one += sorted(over)
         plain = [sub for sub in plain if sub.pk not in over]
         rows, audits = [], []
         for sub in plain:
-            before = snapshot(sub)
-            plan, cycle, _extra, anchor, index, start, end = terms[sub.pk]
-            sub.anchor_at, sub.period_index = anchor, index
-            sub.current_period_start, sub.current_period_end = start, end
-            sub.current_price, sub.scheduled_extra_properties = plan.price_for(cycle), None
-            rows.append((sub.pk, anchor, index, start, end, sub.current_price))
+            before = terms.snapshot(sub)
+            nxt = upcoming[sub.pk]
+            sub.anchor_at, sub.period_index = nxt.anchor, nxt.index
+            sub.current_period_start, sub.current_period_end = nxt.start, nxt.end
+            sub.current_price, sub.scheduled_extra_properties = terms.plan_price(nxt.plan, nxt.cycle), None
+            rows.append((sub.pk, nxt.anchor, nxt.index, nxt.start, nxt.end, sub.current_price))
             audits.append(audit_row(account=sub.account, actor=None, action="period.started", obj=sub,
-                                    before=before, after=snapshot(sub), now=now))
+                                    before=before, after=terms.snapshot(sub), now=now))
         update_from_values(Subscription, {"anchor_at": "datetime", "period_index": "int",
                                           "current_period_start": "datetime", "current_period_end": "datetime",
                                           "current_price": "decimal"}, rows,
@@ -119,13 +198,10 @@ def _roll(ids, now):
 
 def _issue(ids, now):
     """Step 1. Returns the (payment, subscription) pairs to collect and the ids to renew one by one."""
-    from .scheduler import _next_terms, due_renewals, renewal_key, renewal_lines
-
     with transaction.atomic():
-        subs = list(due_renewals(now).filter(pk__in=ids).select_for_update(skip_locked=True, of=("self",))
-                    .select_related("plan", "account", "scheduled_plan").order_by("pk"))
-        terms = {sub.pk: _next_terms(sub) for sub in subs}
-        keys = {sub.pk: renewal_key(sub, terms[sub.pk][5]) for sub in subs}
+        subs = subscriptions_claim(due_renewals(now).filter(pk__in=ids))
+        upcoming = {sub.pk: terms.next_terms(sub) for sub in subs}
+        keys = {sub.pk: terms.renewal_key(sub, upcoming[sub.pk].start) for sub in subs}
         invoiced = set(Invoice.objects.filter(dedupe_key__in=keys.values()).values_list("dedupe_key", flat=True))
         done_before = [sub.pk for sub in subs if keys[sub.pk] in invoiced]
         subs = [sub for sub in subs if keys[sub.pk] not in invoiced]
@@ -135,15 +211,15 @@ def _issue(ids, now):
             account_id__in=account_ids, is_default=True, detached_at__isnull=True)}
         drafts, plain, one_by_one = [], [], []
         for sub in subs:
-            plan, cycle, extra, _anchor, _index, start, end = terms[sub.pk]
-            lines = renewal_lines(plan, cycle, extra, start, end)
+            nxt = upcoming[sub.pk]
+            lines = nxt.lines()
             total = sum(line.amount for line in lines)
             if sub.account_id in with_credit or sub.account_id not in methods or total <= 0:
                 one_by_one.append(sub.pk)
                 continue
             plain.append(sub)
             drafts.append(ledger.Draft(account=sub.account, subscription=sub, kind=InvoiceKind.RENEWAL, lines=lines,
-                                       currency=sub.plan.currency, period_start=start, period_end=end,
+                                       currency=sub.plan.currency, period_start=nxt.start, period_end=nxt.end,
                                        dedupe_key=keys[sub.pk]))
         invoices = ledger.invoices_issue_many(drafts, now=now)
         Subscription.objects.filter(pk__in=done_before + [sub.pk for sub in plain]).update(
@@ -160,9 +236,6 @@ def _issue(ids, now):
 
 def _collect(pairs, now, report) -> None:
     """Steps 2 and 3 for (payment, subscription) pairs."""
-    from .billing import payment_settle
-    from .scheduler import _collected
-
     if not pairs:
         return
     payments = [payment for payment, _sub in pairs]
@@ -175,15 +248,17 @@ def _collect(pairs, now, report) -> None:
                  if result is not None and result.succeeded]
     sub_of = {payment.pk: sub for payment, sub in pairs}
     with transaction.atomic():
+        # Lock order (subscriptions.locks): the subscriptions, then the invoices, then the payments
+        # (which the conditional update locks); the accounts are not written here.
+        locked = {sub.pk: sub for sub in subscriptions_lock([sub_of[p.pk].pk for p, _r in succeeded])}
+        invoices_lock(Invoice.objects.filter(pk__in=[payment.invoice_id for payment, _r in succeeded]))
         settled = ledger.payments_record_succeeded(succeeded, now=now)
-        past_due = set(Subscription.objects.filter(pk__in=[sub_of[p.pk].pk for p in settled],
-                                                   status=Status.PAST_DUE).values_list("pk", flat=True))
         receipts = []
         for payment in settled:
-            sub = sub_of[payment.pk]
-            if sub.pk in past_due:  # paid up while past due: the one-by-one outcome (and its receipt)
-                _collected(Invoice.objects.get(pk=payment.invoice_id), payment,
-                           Subscription.objects.select_for_update(of=("self",)).get(pk=sub.pk), now)
+            sub = locked[sub_of[payment.pk].pk]
+            if sub.status == Status.PAST_DUE:  # paid up while past due: the one-by-one outcome (and its receipt)
+                lifecycle.dunning_collected(Invoice.objects.select_related("account").get(pk=payment.invoice_id),
+                                            payment, sub, now)
             else:
                 receipts.append((payment.account_id, {"invoice_id": payment.invoice_id, "payment_id": payment.pk,
                                                        "amount": str(payment.amount)}))
@@ -196,7 +271,7 @@ def _collect(pairs, now, report) -> None:
         elif result.succeeded:
             continue
         try:
-            payment_settle(payment, result, now=now)  # a decline starts dunning (DUN-1)
+            charges.payment_settle(payment, result, now=now)  # a decline starts dunning (DUN-1)
         except Exception as exc:
             log.exception("billing run: settling payment %s failed", payment.pk)
             report.failures.append(("renewals", sub.pk, f"{type(exc).__name__}: {exc}"))

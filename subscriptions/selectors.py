@@ -1,29 +1,28 @@
-"""Reads for the customer billing page. Nothing here changes state.
+"""Reads: what is due for the billing run, and what the customer billing page shows. Nothing here
+changes state.
 
 The overview reads a fixed number of rows whatever the account's history: invoices are limited,
-sums are aggregates, and usage comes from the monthly counter (accounts.selectors_usage), never
-from the per-day rows.
+sums are aggregates, and usage comes from the monthly counter, never from the per-day rows.
 """
 
+import calendar
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Q, Sum
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 
-from accounts.models import ROLE_PERMISSIONS, SuspensionReason
-from accounts.selectors_usage import usage_summary
+from accounts.models import ROLE_PERMISSIONS, SuspensionReason, UsageMonth
+from accounts.usage import month_included, month_label, month_start
+from core.money import ZERO, format_money
 from invoices import services as ledger
 from invoices.models import CreditNote, Invoice, InvoiceKind, InvoiceStatus, Payment, PaymentStatus
 from plans.models import Cycle, Plan
 
-from . import billing
-from . import staff as _staff  # noqa: F401  (re-exports request_refund, refund_refusal, ... into billing)
+from . import pricing, terms
 from .models import Status, Subscription
-from .pricing import ZERO
-from .scheduler import _next_terms
 
 RECENT_INVOICES = 5
 
@@ -33,20 +32,52 @@ def role_flags(membership) -> dict[str, bool]:
     return {permission: True for permission in ROLE_PERMISSIONS[membership.role]}
 
 
+# --- what the billing run has to do at `now` (REN-1, TRI-3, TRI-7, REN-5, DUN-2) -----------------------
+
+
+def due_trial_reminders(now):
+    return Subscription.objects.filter(status=Status.TRIALING, trial_reminded_at__isnull=True,
+                                       trial_end__gt=now, trial_end__lte=now + timedelta(days=3))
+
+
+def due_trials(now):
+    return Subscription.objects.filter(
+        Q(status=Status.TRIALING) | Q(status=Status.CANCELED, ended_at__isnull=True, trial_start__isnull=False,
+                                      current_price=0),
+        trial_end__lte=now,
+    )
+
+
+def due_renewal_reminders(now):
+    return Subscription.objects.filter(status=Status.ACTIVE, cycle=Cycle.YEARLY, cancel_at_period_end=False,
+                                       current_period_end__lte=now + timedelta(days=7),
+                                       current_period_end__gt=now).exclude(renewal_reminded_for=F("current_period_end"))
+
+
+def due_renewals(now):
+    # A past-due subscription does not renew again: dunning settles it first (DUN-3).
+    return (Subscription.objects.filter(status=Status.ACTIVE, cancel_at_period_end=False,
+                                        current_period_end__isnull=False,
+                                        current_period_end__lte=now + terms.renewal_lead(), current_price__gt=0)
+            .exclude(scheduled_plan__monthly_price=0, scheduled_plan__yearly_price__isnull=True)
+            .exclude(renewal_invoiced_for=F("current_period_end")))
+
+
+def due_rollovers(now):
+    return Subscription.objects.filter(status__in=[Status.ACTIVE, Status.PAST_DUE], current_period_end__lte=now,
+                                       current_price__gt=0)
+
+
+def due_retries(now):
+    return Subscription.objects.filter(status=Status.PAST_DUE, next_retry_at__lte=now)
+
+
 # --- the current subscription ----------------------------------------------------------------------
 
 
 def subscription_current(account) -> Subscription | None:
     return (Subscription.objects.filter(account=account).select_related("plan", "scheduled_plan")
             .order_by("-id").first())
-
-
-def trial_reactivable_until(sub: Subscription | None, now: datetime) -> datetime | None:
-    """TRI-5: a cancelled trial can be reactivated until its original end date."""
-    if (sub is not None and sub.status == Status.CANCELED and sub.trial_start and sub.trial_end
-            and not sub.current_price and not sub.ended_at and sub.trial_end > now):
-        return sub.trial_end
-    return None
 
 
 def next_charge_at(sub: Subscription | None) -> datetime | None:
@@ -95,12 +126,6 @@ class Upcoming:
     overage_sessions: int = 0
 
 
-def _addon_total(plan: Plan, cycle: str, quantity: int) -> Decimal:
-    if not quantity or plan.extra_property_monthly is None:
-        return ZERO
-    return plan.extra_property_monthly * (12 if cycle == Cycle.YEARLY else 1) * quantity
-
-
 def upcoming_charges(sub: Subscription | None, *, credit_balance: Decimal, usage: dict, now: datetime) -> Upcoming:
     """The next renewal (plan at today's catalog price, CAT-4), extra properties, the scheduled
     plan, the credit that will be applied, and this month's projected overage."""
@@ -110,10 +135,13 @@ def upcoming_charges(sub: Subscription | None, *, credit_balance: Decimal, usage
         if sub.status == Status.TRIALING:
             plan, cycle, extra = sub.plan, sub.cycle, 0
             start = sub.trial_end
-            end = billing.period_bounds(start, cycle, 0)[1]
-            up.notes.append(f"Your free trial ends on {_day(sub, start)}; the first {_unit(cycle)} is charged then.")
+            end = pricing.period_bounds(start, cycle, 0)[1]
+            up.notes.append(f"Your free trial ends on {_day(sub, start)}; "
+                            f"the first {terms.cycle_unit(cycle)} is charged then.")
         else:
-            plan, cycle, extra, _anchor, _index, start, end = _next_terms(sub)
+            upcoming = terms.next_terms(sub)
+            plan, cycle, extra, start, end = (upcoming.plan, upcoming.cycle, upcoming.extra_properties,
+                                              upcoming.start, upcoming.end)
             if plan.pk != sub.plan_id or cycle != sub.cycle:
                 up.notes.append(f"From {_day(sub, start)} you move to {plan.name} ({cycle}), as you scheduled.")
         price = plan.price_for(cycle) or ZERO
@@ -122,31 +150,27 @@ def upcoming_charges(sub: Subscription | None, *, credit_balance: Decimal, usage
         if (sub.status == Status.ACTIVE and plan.pk == sub.plan_id and cycle == sub.cycle
                 and price != sub.current_price):
             # CAT-4: a catalog price change applies from the next renewal.
-            up.notes.append(f"New price from {_day(sub, start)}: {billing.format_money(price, plan.currency)} per "
-                            f"{_unit(cycle)} (you paid {billing.format_money(sub.current_price, plan.currency)} "
+            up.notes.append(f"New price from {_day(sub, start)}: {format_money(price, plan.currency)} per "
+                            f"{terms.cycle_unit(cycle)} (you paid {format_money(sub.current_price, plan.currency)} "
                             "for the current period).")
-        addon = _addon_total(plan, cycle, extra)
+        addon = terms.addon_price(plan, cycle, extra)
         if addon:
-            unit = plan.extra_property_monthly * (12 if cycle == Cycle.YEARLY else 1)
+            unit = pricing.addon_unit(plan.extra_property_monthly, cycle)
             up.lines.append(ChargeLine(f"{extra} extra propert{'y' if extra == 1 else 'ies'}", addon,
-                                       f"{extra} × {billing.format_money(unit, plan.currency)}"))
+                                       f"{extra} × {format_money(unit, plan.currency)}"))
         up.subtotal = sum((line.amount for line in up.lines), ZERO)
         up.credit = min(credit_balance, up.subtotal)
         up.total = up.subtotal - up.credit
     if usage.get("overage_per_1000") and usage.get("projected_overage_amount"):
         up.overage_amount = usage["projected_overage_amount"]
         up.overage_sessions = usage["projected_overage_sessions"]
-        first = timezone.localdate(now, timezone=billing.account_tz(sub.account) if sub else None)
+        first = terms.local_date(sub.account, now) if sub else now.date()
         up.overage_on = (first.replace(day=1) + timedelta(days=32)).replace(day=1)
     return up
 
 
-def _unit(cycle: str) -> str:
-    return "month" if cycle == Cycle.MONTHLY else "year"
-
-
 def _day(sub: Subscription, moment: datetime) -> str:
-    return f"{billing.local_date(sub.account, moment):%Y-%m-%d}"
+    return f"{terms.local_date(sub.account, moment):%Y-%m-%d}"
 
 
 # --- pending changes (DWN-1, CAN-3, ADD-2, TRI-5) --------------------------------------------------
@@ -164,7 +188,7 @@ def pending_changes(sub: Subscription | None, now: datetime) -> list[PendingChan
     if sub is None:
         return []
     changes = []
-    until = trial_reactivable_until(sub, now)
+    until = terms.trial_reactivable_until(sub, now)
     if until:
         changes.append(PendingChange(
             "trial_cancelled",
@@ -248,7 +272,7 @@ def credit_balance(account, currency: str) -> Decimal:
 
 def trial_offer(account) -> tuple[str, str]:
     """("eligible" | "needs_card" | "refused", reason)."""
-    refusal = billing.trial_refusal(account)
+    refusal = terms.trial_refusal(account)
     if refusal:
         return "refused", refusal[0]
     if ledger.default_payment_method(account) is None:
@@ -290,14 +314,6 @@ def plan_action(sub: Subscription | None, plan: Plan, cycle: str, trial: str) ->
     if plan.price_for(cycle) > sub.current_price:
         return "upgrade", f"Upgrade to {plan.name}"
     return "downgrade", f"Downgrade to {plan.name}"
-
-
-def plan_for(account, code: str) -> Plan:
-    """A plan the account may choose: public, or its own custom plan (CAT-3)."""
-    plan = Plan.objects.filter(code=code).filter(Q(public=True) | Q(account=account)).first()
-    if plan is None:
-        raise billing.InvalidChange(f"There is no plan called {code!r}.")
-    return plan
 
 
 @dataclass
@@ -348,7 +364,7 @@ def trial_conversion_invoices(account):
 
 def refund_offer(invoice: Invoice, now: datetime) -> tuple[bool, str]:
     """(may request, why not) for one invoice, from the engine's read helper (REF-2, REF-3)."""
-    reason = billing.refund_refusal(invoice, now=now)
+    reason = terms.refund_refusal(invoice, now=now)
     return reason is None, reason or ""
 
 
@@ -356,11 +372,73 @@ def restore_offer(sub: Subscription | None, now: datetime) -> tuple[bool, str]:
     """(may request, why not) for the forfeited days of a monthly→yearly upgrade (UPG-3)."""
     if sub is None:
         return False, ""
-    reason = billing.restore_refusal(sub, now=now)
+    reason = terms.restore_refusal(sub, now=now)
     return reason is None, reason or ""
 
 
 # --- usage (USE-2) -----------------------------------------------------------------------------
+
+
+# --- usage (USE-2) -----------------------------------------------------------------------------
+
+
+def projected_sessions(sessions: int, now: datetime) -> int:
+    """This month's sessions extrapolated linearly to the month's end (UTC, USE-1).
+
+    3,000 sessions by 2026-11-10T00:00Z (9 of 30 days elapsed) -> 3,000 x 30 / 9 = 10,000
+    """
+    start = datetime.combine(month_start(now), datetime.min.time(), tzinfo=UTC)
+    days = calendar.monthrange(start.year, start.month)[1]
+    elapsed = now.astimezone(UTC) - start
+    if sessions == 0 or elapsed <= timedelta(0):
+        return sessions
+    month_length = timedelta(days=days)
+    # Less than a day elapsed: extrapolating from a few hours is noise; count one day.
+    elapsed = max(elapsed, timedelta(days=1))
+    return max(sessions, round(sessions * (month_length / elapsed)))
+
+
+def usage_summary(account, now: datetime | None = None) -> dict:
+    """This month's usage against the quota and the projected overage (USE-2, USE-3), priced as
+    the overage invoice will price it (`pricing.overage_amount`).
+
+    sessions_included None means unlimited. Amounts are Decimal in the plan's currency.
+    """
+    now = now or timezone.now()
+    subscription = account.subscription
+    plan = subscription.plan if subscription else None
+    month = month_start(now)
+    row = UsageMonth.objects.filter(account=account, month=month).values_list("sessions", "sessions_included").first()
+    plan_limit = plan.limit_sessions if plan else None
+    sessions = row[0] if row else 0
+    included = month_included(row[1], plan_limit) if row else plan_limit
+    hard_capped = plan.hard_capped if plan else True
+    price = None if hard_capped or plan is None else plan.overage_per_1000
+    projected = projected_sessions(sessions, now)
+    if hard_capped and included is not None:
+        projected = min(projected, included)  # USE-4: nothing beyond the cap is counted
+    overage_sessions = max(0, sessions - included) if included is not None else 0
+    projected_overage_sessions = max(0, projected - included) if included is not None else 0
+    return {
+        "month": month_label(month),
+        "plan": plan.code if plan else None,
+        "currency": plan.currency if plan else "USD",
+        "sessions_used": sessions,
+        "sessions_included": included,
+        "percent": (sessions * 100 // included) if included else None,
+        "hard_capped": hard_capped,
+        "quota_exhausted": bool(hard_capped and included is not None and sessions >= included),
+        "properties_used": account.properties.live().count(),
+        "properties_limit": subscription.property_limit if subscription else None,
+        "integrations_used": account.integrations.filter(disconnected_at__isnull=True).count(),
+        "integrations_limit": plan.limit_integrations if plan else None,
+        "overage_per_1000": price,
+        "overage_sessions": overage_sessions,
+        "overage_amount": pricing.overage_amount(sessions, included, price),
+        "projected_sessions": projected,
+        "projected_overage_sessions": projected_overage_sessions,
+        "projected_overage_amount": pricing.overage_amount(projected, included, price),
+    }
 
 
 @dataclass

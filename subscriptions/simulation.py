@@ -2,7 +2,7 @@
 
 Accounts start trials, subscribe, upgrade, downgrade, cancel and resume, buy extra properties,
 add properties, report usage through the usage API's ingest service, run out of card funds and fix
-their cards; `billing.run` is called for every simulated hour. Everything goes through the public
+their cards; `scheduler.run` is called for every simulated hour. Everything goes through the public
 API, as customers and the scheduler would. Same seed, same history.
 """
 
@@ -65,15 +65,13 @@ def _setup_catalog() -> None:
 
 
 def simulate(accounts: int, days: int, seed: int = 1, *, start: datetime = START) -> SimulationResult:
-    from accounts.services import account_sign_up
-
     rng = random.Random(seed)
     _setup_catalog()
     result = SimulationResult(accounts, days, seed)
     ids = []
     for i in range(accounts):
-        _user, account = account_sign_up(email=f"sim{seed}-{i}@example.com", password="simulation-password-1",
-                                         account_name=f"Sim {i}", now=start)
+        _user, account = billing.sign_up(email=f"sim{seed}-{i}@example.com", password="simulation-password-1",
+                                          account_name=f"Sim {i}", now=start)
         ids.append(account.pk)
     event_seq = 0
     for day in range(days):

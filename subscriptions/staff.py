@@ -1,68 +1,45 @@
-"""The engine's staff and request functions: refund requests and decisions (REF-2..5), restore-days
-requests (UPG-3), policy suspensions (SUS-2), immediate downgrades with a credit note (DWN-4),
-period extensions and one-invoice refunds for a system failure (REF-4), custom plans (CAT-3).
+"""Staff decisions, made in the admin (ACC-2): refund requests (REF-2, REF-5), restore-days requests
+(UPG-3), policy suspensions (SUS-2), immediate downgrades with a credit note (DWN-4), period
+extensions and one-invoice refunds for a system failure (REF-4), custom plans (CAT-3).
 
-Same contract as the rest of the engine (subscriptions.billing): each function is atomic, takes
-`actor` and `now` (D-4), writes an audit row with before/after and the reason (ACC-3), and emits
-the domain event the notifications app turns into the owner's e-mail. Staff functions check the
-actor's permission themselves (ACC-2), so an admin view, a shell or a command cannot skip it.
-There is deliberately no function that cancels a subscription on a customer's behalf (CAN-1).
+Same contract as the customer commands (subscriptions.billing): each function takes `actor` and
+`now` (D-4), locks in the one order (`locks`), writes an audit row with before/after and the reason
+(ACC-3), and announces what the owner is e-mailed through the events outbox. Refunds move money
+in three steps (`charges`): never inside an open transaction. Staff functions check the actor's
+permission themselves (ACC-2), so an admin view, a shell or a command cannot skip it. There is
+deliberately no function that cancels a subscription on a customer's behalf (CAN-1).
 """
 
-# Imported first and as a module: see the note at the end of this file.
-from . import billing as _engine  # isort: skip
-
 import re
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Q
 
-from accounts.models import Account, AccountFlag, FlagKind, SuspensionReason
-from accounts.services import audit
-from invoices import services as ledger
-from invoices.gateways import GatewayError, GatewayUnavailable
+from accounts.audit import audit
+from accounts.models import Account, SuspensionReason
+from core import events
 from invoices.models import (
-    CreditNoteKind,
     Invoice,
     InvoiceKind,
     InvoiceStatus,
-    Payment,
-    PaymentStatus,
+    Refund,
     RefundRequest,
     RefundRequestStatus,
+    RefundStatus,
 )
 from plans.models import Cycle, Plan
 
-from . import events, pricing
-from .billing import (
-    BillingError,
-    InvalidChange,
-    LimitExceeded,
-    NotEligible,
-    _downgrade_now,
-    _is_upgrade,
-    _lift,
-    _lock,
-    _now,
-    _plan,
-    _suspend,
-    current_period,
-    fit_problem,
-    local_date,
-    move_to_free,
-    period_bounds,
-    snapshot,
-)
+from . import charges, lifecycle, pricing, terms
+from .errors import BillingError, InvalidChange, LimitExceeded, NotPermitted
+from .locks import account_lock, invoice_lock, refund_request_lock, restore_request_lock, subscription_lock_current
 from .models import RequestStatus, RestoreRequest, Status, Subscription
 
 __all__ = [
-    "NotPermitted", "create_custom_plan", "decide_refund", "decide_restore", "downgrade_now", "extend_period",
-    "lift_suspension", "refund_invoice", "refund_refusal", "request_refund", "request_restore_days",
-    "restore_refusal", "suspend_account",
+    "create_custom_plan", "decide_refund", "decide_restore", "downgrade_credit", "downgrade_now", "extend_period",
+    "lift_suspension", "refund_invoice", "refund_request_complete", "refunds_settle", "suspend_account",
 ]
 
 # ACC-2: what each staff function needs. The groups (accounts.groups) hand these out.
@@ -79,9 +56,8 @@ PERMISSION_LABELS = {
 MAX_EXTENSION_DAYS = 366
 _BASE = object()  # create_custom_plan: "as on the base plan"
 
-
-class NotPermitted(BillingError, PermissionDenied):
-    """The acting staff user lacks the permission for this decision (REF-5, ACC-2)."""
+REFUND_PENDING = ("The payment provider did not confirm the refund yet. It is recorded and is finished with the "
+                  "provider by the reconciliation (reconcile_payments); do not refund again.")
 
 
 def _require(actor, *perms: str) -> None:
@@ -99,256 +75,160 @@ def _reason(reason: str, what: str) -> str:
     return text[:2000]
 
 
-def _gateway_failure(exc: GatewayError) -> BillingError:
-    if isinstance(exc, GatewayUnavailable):
-        return BillingError("The payment provider did not answer. Nothing was refunded or changed; try again.")
-    return BillingError(f"The payment provider refused the refund: {exc}. Nothing was changed.")
+def _refunds_to_begin(invoice: Invoice, refunds) -> list:
+    """(payment, amount) for what is left to refund on `invoice`, leaving out payments that already
+    have a refund succeeded or under way in `refunds` (a queryset)."""
+    busy = set(refunds.exclude(status=RefundStatus.FAILED).values_list("payment_id", flat=True))
+    return [(payment, payment.amount - payment.refunded_amount)
+            for payment in terms.refundable_payments(invoice) if payment.pk not in busy]
 
 
-def _refundable_payments(invoice: Invoice) -> list[Payment]:
-    return [p for p in Payment.objects.filter(invoice=invoice, status=PaymentStatus.SUCCEEDED).order_by("id")
-            if p.amount > p.refunded_amount]
+def _refund_failures(refunds) -> str:
+    return "; ".join(refund.failure_message for refund in refunds if refund.status == RefundStatus.FAILED)
 
 
-def _charged_at(invoice: Invoice) -> datetime | None:
-    if invoice.paid_at:
-        return invoice.paid_at
-    payment = (Payment.objects.filter(invoice=invoice, status=PaymentStatus.SUCCEEDED)
-               .order_by("settled_at").first())
-    return payment.settled_at if payment else None
-
-
-# --- refunds (REF-2..5) ------------------------------------------------------------------------
-
-
-def refund_refusal(invoice, now=None) -> str | None:
-    """Why the owner may not ask for a refund of `invoice` now (REF-2, REF-3), or None."""
-    now = _now(now)
-    account = invoice.account
-    if invoice.kind != InvoiceKind.TRIAL_CONVERSION:
-        return "Only the charge made when your free trial ended can be refunded; other payments are final."
-    if invoice.status != InvoiceStatus.PAID or not Payment.objects.filter(
-        invoice=invoice, status=PaymentStatus.SUCCEEDED
-    ).exists():
-        return "This invoice was not paid by card, so there is nothing to refund."
-    refunded = invoice.credit_notes.filter(kind=CreditNoteKind.REFUND).exists() or Payment.objects.filter(
-        invoice=invoice, refunded_amount__gt=0
-    ).exists()
-    if refunded:
-        return "This charge was already refunded."
-    earlier = (RefundRequest.objects.filter(invoice=invoice).exclude(status=RefundRequestStatus.REFUSED)
-               .order_by("requested_at", "id").first())
-    if earlier is not None:
-        return (f"A refund of this charge was already requested on {local_date(account, earlier.requested_at)} "
-                f"({earlier.get_status_display().lower()}).")
-    if AccountFlag.objects.filter(account=account, kind=FlagKind.TRIAL_ABUSE, resolved_at__isnull=True).exists():
-        return ("This account is flagged for review of its free trial, so the refund cannot be requested here. "
-                "Please contact support.")
-    charged_at = _charged_at(invoice)
-    charged_on = local_date(account, charged_at)
-    last_day = charged_on + timedelta(days=settings.BILLING_REFUND_WINDOW_DAYS)
-    if local_date(account, now) > last_day:
-        return (f"A refund can be requested within {settings.BILLING_REFUND_WINDOW_DAYS} days of the charge. "
-                f"This charge was made on {charged_on:%Y-%m-%d}, so the last day to ask was {last_day:%Y-%m-%d}.")
-    return None
-
-
-def request_refund(invoice, *, message: str = "", actor=None, now=None) -> RefundRequest:
-    """The owner asks for the trial-conversion charge back (REF-2). An ineligible request is kept,
-    refused at once with its reason (REF-3), and NotEligible is raised with that reason."""
-    now = _now(now)
-    with transaction.atomic():
-        invoice = Invoice.objects.select_for_update().select_related("account").get(pk=invoice.pk)
-        refusal = refund_refusal(invoice, now)
-        request = RefundRequest.objects.create(
-            account=invoice.account, invoice=invoice, message=(message or "").strip()[:5000], requested_by=actor,
-            requested_at=now, status=RefundRequestStatus.REFUSED if refusal else RefundRequestStatus.PENDING,
-            refusal_reason=refusal or "",
-        )
-        audit(account=invoice.account, actor=actor, action="refund.refused" if refusal else "refund.requested",
-              obj=request, after={"invoice": invoice.number, "amount": str(invoice.total), "status": request.status},
-              reason=refusal or request.message, now=now)
-    if refusal:  # raised after the commit: the refused request stays on record
-        exc = NotEligible(refusal)
-        exc.refund_request = request
-        raise exc
-    return request
+# --- refunds of a trial conversion (REF-2..5) ------------------------------------------------------
 
 
 def decide_refund(request, *, approve: bool, reason: str = "", actor, now=None) -> RefundRequest:
     """Staff decide a pending refund request (REF-2, REF-5).
 
     Approving needs "approve refunds": the charge is refunded in full through the gateway (one
-    idempotency key per request and payment), a refund credit note is issued, the subscription the
-    charge paid for ends and the account moves to Free. Rejecting needs a reason; support staff
-    ("review refunds") may reject. Either way who, when and why are recorded and the owner is e-mailed.
-    """
-    now = _now(now)
+    idempotency key per request, attempt and payment; recorded before the call, settled after it),
+    a refund credit note is issued, the subscription the charge paid for ends and the account moves
+    to Free. Rejecting needs a reason; support staff ("review refunds") may reject. Either way who,
+    when and why are recorded and the owner is e-mailed."""
+    now = terms.clock(now)
     if approve:
         _require(actor, "invoices.approve_refund")
         reason = (reason or "").strip()[:2000] or "Refund approved (REF-2)."
     else:
         _require(actor, "invoices.review_refund", "invoices.approve_refund")
         reason = _reason(reason, "for rejecting the refund")
-    try:
-        with transaction.atomic():
-            req = RefundRequest.objects.select_for_update().get(pk=request.pk)
-            if req.status != RefundRequestStatus.PENDING:
-                raise InvalidChange(f"This request was already decided: {req.get_status_display().lower()}.")
-            invoice = Invoice.objects.select_for_update().select_related("account").get(pk=req.invoice_id)
-            account = invoice.account
-            req.decided_by, req.decided_at, req.decision_reason = actor, now, reason
-            if not approve:
-                req.status = RefundRequestStatus.REJECTED
-                req.save(update_fields=["status", "decided_by", "decided_at", "decision_reason"])
-                audit(account=account, actor=actor, action="refund.rejected", obj=req, before={"status": "pending"},
-                      after={"status": req.status, "invoice": invoice.number}, reason=reason, now=now)
-                events.emit("refund.decided", account.pk, now=now, refund_request_id=req.pk, approved=False,
-                            amount=str(invoice.total), reason=reason)
-                return req
-            payments = _refundable_payments(invoice)
-            if not payments:
-                raise InvalidChange("Nothing is left to refund on this invoice.")
-            refunds = [
-                ledger.payment_refund(payment, payment.amount - payment.refunded_amount,
-                                      reason=f"Trial refund approved: {reason}",
-                                      key=f"refund-request-{req.pk}-p{payment.pk}", now=now, issued_by=actor)
-                for payment in payments
-            ]
-            amount = sum((refund.amount for refund in refunds), Decimal("0"))
-            req.status, req.refund = RefundRequestStatus.REFUNDED, refunds[0]
-            req.save(update_fields=["status", "decided_by", "decided_at", "decision_reason", "refund"])
-            for refund in refunds:
-                audit(account=account, actor=actor, action="credit_note.issued", obj=refund.credit_note,
-                      after={"number": refund.credit_note.number, "amount": str(refund.amount), "kind": "refund"},
-                      reason=reason, now=now)
-            ended = _end_refunded_subscription(invoice, actor=actor, reason=reason, now=now)
-            audit(account=account, actor=actor, action="refund.approved", obj=req, before={"status": "pending"},
-                  after={"status": req.status, "invoice": invoice.number, "amount": str(amount),
-                         "credit_notes": [r.credit_note.number for r in refunds],
-                         "gateway_references": [r.gateway_reference for r in refunds],
-                         "subscription_ended": ended.pk if ended else None},
+    with transaction.atomic():
+        invoice = invoice_lock(RefundRequest.objects.values_list("invoice_id", flat=True).get(pk=request.pk))
+        req = refund_request_lock(request.pk)
+        if req.status != RefundRequestStatus.PENDING:
+            raise InvalidChange(f"This request was already decided: {req.get_status_display().lower()}.")
+        req.decided_by, req.decided_at, req.decision_reason = actor, now, reason
+        if not approve:
+            req.status = RefundRequestStatus.REJECTED
+            req.save(update_fields=["status", "decided_by", "decided_at", "decision_reason"])
+            audit(account=invoice.account, actor=actor, action="refund.rejected", obj=req,
+                  before={"status": "pending"}, after={"status": req.status, "invoice": invoice.number},
                   reason=reason, now=now)
-            events.emit("refund.decided", account.pk, now=now, refund_request_id=req.pk, approved=True,
-                        amount=str(amount), reason=reason)
+            events.emit("refund.decided", invoice.account_id, now=now, refund_request_id=req.pk, approved=False,
+                        amount=str(invoice.total), reason=reason)
             return req
-    except GatewayError as exc:
-        raise _gateway_failure(exc) from None
+        to_refund = _refunds_to_begin(invoice, req.refunds.all())
+        if not to_refund and not req.refunds.filter(status=RefundStatus.UNKNOWN).exists():
+            raise InvalidChange("Nothing is left to refund on this invoice.")
+        req.status = RefundRequestStatus.APPROVED  # approved, the refund being made
+        req.save(update_fields=["status", "decided_by", "decided_at", "decision_reason"])
+        charges.refunds_begin(to_refund, key_prefix=f"refund-request-{req.pk}-a{req.refunds.count() + 1}",
+                              reason=f"Trial refund approved: {reason}", actor=actor, now=now, request=req)
+    charges.refunds_send_and_record(list(req.refunds.filter(status=RefundStatus.UNKNOWN).order_by("pk")), now=now)
+    req = refund_request_complete(req, now=now)
+    if req.status == RefundRequestStatus.PENDING:
+        raise BillingError(f"The payment provider refused the refund: {req.refusal_reason} Nothing more was "
+                           "refunded; the request is pending again.")
+    if req.status == RefundRequestStatus.APPROVED:
+        raise BillingError(REFUND_PENDING)
+    return req
+
+
+def refund_request_complete(request, *, now) -> RefundRequest:
+    """Finish an approved request once its refunds are settled: all succeeded → refunded, the
+    subscription ends (REF-2), the owner is e-mailed; one refused by the gateway → pending again,
+    for staff to decide anew (what was refunded stays refunded); some still unknown → unchanged
+    (the reconciliation settles them, then calls this again)."""
+    with transaction.atomic():
+        invoice = invoice_lock(request.invoice_id)
+        req = refund_request_lock(request.pk)
+        if req.status != RefundRequestStatus.APPROVED:
+            return req
+        refunds = list(req.refunds.order_by("pk"))
+        if any(refund.status == RefundStatus.UNKNOWN for refund in refunds):
+            return req
+        account = invoice.account
+        failures = _refund_failures(refunds)
+        if failures:
+            req.status, req.refusal_reason = RefundRequestStatus.PENDING, failures[:2000]
+            req.save(update_fields=["status", "refusal_reason"])
+            audit(account=account, actor=req.decided_by, action="refund.failed", obj=req,
+                  before={"status": "approved"}, after={"status": req.status}, reason=failures, now=now)
+            return req
+        succeeded = [refund for refund in refunds if refund.status == RefundStatus.SUCCEEDED]
+        amount = sum((refund.amount for refund in succeeded), Decimal("0"))
+        req.status, req.refund = RefundRequestStatus.REFUNDED, succeeded[0]
+        req.save(update_fields=["status", "refund"])
+        ended = _end_refunded_subscription(invoice, actor=req.decided_by, reason=req.decision_reason, now=now)
+        audit(account=account, actor=req.decided_by, action="refund.approved", obj=req, before={"status": "pending"},
+              after={"status": req.status, "invoice": invoice.number, "amount": str(amount),
+                     "credit_notes": [refund.credit_note.number for refund in succeeded],
+                     "gateway_references": [refund.gateway_reference for refund in succeeded],
+                     "subscription_ended": ended.pk if ended else None},
+              reason=req.decision_reason, now=now)
+        events.emit("refund.decided", account.pk, now=now, refund_request_id=req.pk, approved=True,
+                    amount=str(amount), reason=req.decision_reason)
+        return req
 
 
 def _end_refunded_subscription(invoice: Invoice, *, actor, reason, now) -> Subscription | None:
-    """REF-2: the subscription the refunded charge paid for ends; the account moves to Free."""
+    """REF-2: the subscription the refunded charge paid for ends; the account moves to Free. The
+    caller holds the invoice's locks (its account and subscription)."""
     current = Subscription.objects.filter(account_id=invoice.account_id).order_by("-id").first()
     if current is None or current.pk != invoice.subscription_id or current.status == Status.CANCELED:
         return None  # it already ended (or the account moved on to another subscription)
-    sub = _lock(current)
+    sub = Subscription.objects.select_related("plan", "account", "scheduled_plan").get(pk=current.pk)
     if not sub.is_paid:
         return None
-    from .scheduler import void_open_renewals
-
-    before = snapshot(sub)
-    void_open_renewals(sub, now=now)  # no renewal is owed for a period the customer will not have
-    free = move_to_free(sub, now=now, actor=actor)
-    account = Account.objects.get(pk=sub.account_id)
-    if account.is_suspended and account.suspension_reason == SuspensionReason.NON_PAYMENT:
-        _lift(account, "Nothing is owed after the trial refund", actor=actor, now=now, notify=False)
-    audit(account=account, actor=actor, action="subscription.ended_by_refund", obj=sub, before=before,
-          after=snapshot(free), reason=reason, now=now)
+    before = terms.snapshot(sub)
+    lifecycle.renewals_void_open(sub, now=now)  # no renewal is owed for a period the customer will not have
+    free = lifecycle.subscription_move_to_free(sub, now=now, actor=actor)
+    lifecycle.account_lift_if(sub.account, SuspensionReason.NON_PAYMENT, "Nothing is owed after the trial refund",
+                              actor=actor, now=now, notify=False)
+    audit(account=sub.account, actor=actor, action="subscription.ended_by_refund", obj=sub, before=before,
+          after=terms.snapshot(free), reason=reason, now=now)
     return sub
+
+
+def refunds_settle(*, now=None) -> list:
+    """Settle refunds whose outcome is unknown (sent again with their key, which the gateway never
+    refunds twice) and finish the requests they carry out. `reconcile_payments` runs it."""
+    now = terms.clock(now)
+    settled = charges.refunds_settle_unknown(now=now)
+    for req in RefundRequest.objects.filter(status=RefundRequestStatus.APPROVED).order_by("pk"):
+        refund_request_complete(req, now=now)
+    return settled
 
 
 # --- restore forfeited days (UPG-3) -----------------------------------------------------------------
 
 
-def _upgrade_invoice(sub: Subscription) -> Invoice | None:
-    """The paid monthly -> yearly upgrade invoice of `sub`, newest first."""
-    for invoice in (Invoice.objects.filter(subscription=sub, kind=InvoiceKind.UPGRADE, status=InvoiceStatus.PAID)
-                    .order_by("-issued_at", "-id")[:20]):
-        change = invoice.pending_change or {}
-        if change.get("action") == "upgrade" and (change.get("from_cycle"), change.get("cycle")) == (
-            Cycle.MONTHLY, Cycle.YEARLY
-        ):
-            return invoice
-    return None
-
-
-def _upgraded_on(sub: Subscription, invoice: Invoice):
-    start = (invoice.pending_change or {}).get("new_start")
-    moment = datetime.fromisoformat(start) if start else (invoice.paid_at or invoice.issued_at)
-    return local_date(sub.account, moment)
-
-
-def restore_refusal(subscription, now=None) -> str | None:
-    """Why the owner may not ask now for the days a monthly -> yearly upgrade forfeited, or None."""
-    now = _now(now)
-    sub = Subscription.objects.select_related("account", "plan").get(pk=subscription.pk)
-    invoice = _upgrade_invoice(sub)
-    if invoice is None:
-        return "Days can be restored only after an upgrade from a monthly to a yearly plan."
-    newest = Subscription.objects.filter(account_id=sub.account_id).order_by("-id").values_list("pk", flat=True)
-    if newest.first() != sub.pk or sub.status == Status.CANCELED or sub.cycle != Cycle.YEARLY:
-        return "The yearly subscription this upgrade started is no longer current, so no days can be added to it."
-    days = int((invoice.pending_change or {}).get("forfeited_days") or 0)
-    if days <= 0:
-        return "No days of your monthly period were forfeited by this upgrade."
-    existing = RestoreRequest.objects.filter(invoice=invoice).first()
-    if existing is not None:
-        return (f"You already asked for these {existing.days} days on "
-                f"{local_date(sub.account, existing.requested_at):%Y-%m-%d} ({existing.get_status_display().lower()}).")
-    working_days = settings.BILLING_RESTORE_WORKING_DAYS
-    upgraded_on = _upgraded_on(sub, invoice)
-    today = local_date(sub.account, now)
-    if not pricing.restore_window_open(upgraded_on, today, working_days):
-        deadline = pricing.restore_deadline(upgraded_on, working_days)
-        return (f"Forfeited days can be restored only within {working_days} working days of the upgrade. You "
-                f"upgraded on {upgraded_on:%A %Y-%m-%d}, so the last day to ask was {deadline:%A %Y-%m-%d}.")
-    return None
-
-
-def request_restore_days(subscription, *, actor=None, now=None) -> RestoreRequest:
-    """UPG-3: the owner asks for the forfeited monthly days; staff decide (decide_restore)."""
-    now = _now(now)
-    try:
-        with transaction.atomic():
-            sub = _lock(subscription)
-            refusal = restore_refusal(sub, now)
-            if refusal:
-                raise NotEligible(refusal)
-            invoice = _upgrade_invoice(sub)
-            request = RestoreRequest.objects.create(
-                subscription=sub, invoice=invoice, days=int(invoice.pending_change["forfeited_days"]),
-                upgraded_on=_upgraded_on(sub, invoice), requested_at=now, requested_by=actor,
-            )
-            audit(account=sub.account, actor=actor, action="restore.requested", obj=request,
-                  after={"days": request.days, "invoice": invoice.number, "status": request.status}, now=now)
-            return request
-    except IntegrityError:  # a concurrent request for the same upgrade won
-        raise NotEligible("You already asked for these days.") from None
-
-
 def decide_restore(request, *, approve: bool, reason: str = "", actor, now=None) -> RestoreRequest:
     """UPG-3: approving moves the yearly period end out by the forfeited days (the anchor moves, so
     later periods follow); rejecting needs a reason. The owner is e-mailed the outcome."""
-    now = _now(now)
+    now = terms.clock(now)
     _require(actor, "subscriptions.decide_restore")
     reason = (reason or "").strip()[:2000] if approve else _reason(reason, "for rejecting the request")
     with transaction.atomic():
-        req = RestoreRequest.objects.select_for_update().get(pk=request.pk)
+        sub = subscription_lock_current(
+            Subscription(pk=RestoreRequest.objects.values_list("subscription_id", flat=True).get(pk=request.pk)))
+        req = restore_request_lock(request.pk)
         if req.status != RequestStatus.PENDING:
             raise InvalidChange(f"This request was already decided: {req.get_status_display().lower()}.")
-        sub = _lock(req.subscription)
         account = sub.account
         req.decided_by, req.decided_at, req.decision_reason = actor, now, reason
         if approve:
             if sub.cycle != Cycle.YEARLY or sub.status == Status.CANCELED or sub.anchor_at is None:
                 raise InvalidChange("The subscription is no longer on the yearly period the upgrade started.")
-            before = snapshot(sub)
-            sub.anchor_at += timedelta(days=req.days)
-            sub.current_period_end = period_bounds(sub.anchor_at, sub.cycle, sub.period_index)[1]
+            before = terms.snapshot(sub)
+            sub.anchor_at, sub.current_period_end = terms.anchor_moved(sub, req.days)
             sub.save()
             req.status = RequestStatus.APPROVED
             audit(account=account, actor=actor, action="restore.approved", obj=sub, before=before,
-                  after={**snapshot(sub), "restore_request": req.pk, "days": req.days}, reason=reason, now=now)
+                  after={**terms.snapshot(sub), "restore_request": req.pk, "days": req.days}, reason=reason, now=now)
         else:
             req.status = RequestStatus.REJECTED
             audit(account=account, actor=actor, action="restore.rejected", obj=req, before={"status": "pending"},
@@ -364,65 +244,71 @@ def decide_restore(request, *, approve: bool, reason: str = "", actor, now=None)
 
 def suspend_account(account, *, reason: str, actor, now=None) -> Account:
     """SUS-2: suspend for a policy violation; tracking stops (SUS-1) and the owner is e-mailed."""
-    now = _now(now)
+    now = terms.clock(now)
     _require(actor, "accounts.suspend_account")
     reason = _reason(reason, "for the suspension")
     with transaction.atomic():
-        account = Account.objects.select_for_update().get(pk=account.pk)
+        account = account_lock(account.pk)
         if account.is_suspended:
             raise InvalidChange(f"The account is already suspended ({account.get_suspension_reason_display()}).")
-        _suspend(account, SuspensionReason.POLICY_VIOLATION, reason, actor=actor, now=now)
+        lifecycle.account_suspend(account, SuspensionReason.POLICY_VIOLATION, reason, actor=actor, now=now)
         return account
 
 
 def lift_suspension(account, *, reason: str, actor, now=None) -> Account:
     """SUS-2: lift a policy suspension. Other suspensions end on their own terms: paying the open
     invoice (non-payment, DUN-3) or reactivating the trial (TRI-5)."""
-    now = _now(now)
+    now = terms.clock(now)
     _require(actor, "accounts.suspend_account")
     reason = _reason(reason, "for lifting the suspension")
     with transaction.atomic():
-        account = Account.objects.select_for_update().get(pk=account.pk)
+        account = account_lock(account.pk)
         if not account.is_suspended:
             raise InvalidChange("The account is not suspended.")
         if account.suspension_reason != SuspensionReason.POLICY_VIOLATION:
             raise InvalidChange(f"The account is suspended for {account.get_suspension_reason_display().lower()}; "
                                 "that suspension ends when the owner pays or reactivates, not from the admin.")
-        _lift(account, reason, actor=actor, now=now)
+        lifecycle.account_lift(account, reason, actor=actor, now=now)
         return account
 
 
 # --- immediate downgrade with a credit note (DWN-4) -----------------------------------------------
 
 
+def downgrade_credit(sub: Subscription, plan: Plan, now) -> pricing.QuoteLine:
+    """DWN-4: the unused value `(old − new) × remaining_days / total_days` of moving `sub` to
+    `plan` at `now`, the credit the downgrade issues (the admin shows it before staff confirm)."""
+    new_price = plan.price_for(sub.cycle)
+    if new_price is None:
+        raise InvalidChange(f"{plan.name} is not offered {sub.cycle}.")
+    return pricing.unused_credit_line(sub.current_price, new_price, terms.current_period(sub),
+                                      terms.local_date(sub.account, now), plan.currency)
+
+
 def downgrade_now(subscription, plan_code: str, *, reason: str, actor, now=None) -> Subscription:
     """DWN-4: staff move an active paid subscription to a lower paid plan at once, same cycle; the
-    unused value `(old − new) × remaining_days / total_days` becomes a credit note applied to the
-    next invoices (never paid out). The account must fit the target (DWN-3)."""
-    now = _now(now)
+    unused value becomes a credit note applied to the next invoices (never paid out). The account
+    must fit the target (DWN-3)."""
+    now = terms.clock(now)
     _require(actor, "subscriptions.downgrade_now")
     reason = _reason(reason, "for the downgrade")
     with transaction.atomic():
-        sub = _lock(subscription)
+        sub = subscription_lock_current(subscription)
         account = sub.account
         if sub.status != Status.ACTIVE or not sub.is_paid or sub.current_period_end is None:
             raise InvalidChange("Only an active paid subscription can be downgraded at once "
                                 "(not a trial, not past due, not Free).")
-        plan = _plan(account, plan_code)
+        plan = terms.plan_for(account, plan_code)
         if plan.is_free:
             raise InvalidChange("Moving to Free ends the paid subscription, which only the owner can do (CAN-1). "
                                 "Choose a lower paid plan.")
-        new_price = plan.price_for(sub.cycle)
-        if new_price is None:
-            raise InvalidChange(f"{plan.name} is not offered {sub.cycle}.")
-        if _is_upgrade(sub, plan, sub.cycle) is not False:
+        credit = downgrade_credit(sub, plan, now)
+        if terms.is_upgrade(sub, plan, sub.cycle) is not False:
             raise InvalidChange(f"{plan.name} ({sub.cycle}) is not a downgrade from {sub.plan.name}.")
-        problem = fit_problem(account, plan, sub.extra_properties if plan.extra_property_monthly is not None else 0)
+        problem = terms.fit_problem(account, plan, sub.extra_properties)
         if problem:
             raise LimitExceeded(problem)
-        credit = pricing.unused_credit_line(sub.current_price, new_price, current_period(sub),
-                                            local_date(account, now), plan.currency)
-        _downgrade_now(sub, plan, credit, actor=actor, reason=reason, now=now)
+        lifecycle.downgrade_apply_now(sub, plan, credit, actor=actor, reason=reason, now=now)
         return sub
 
 
@@ -432,14 +318,14 @@ def downgrade_now(subscription, plan_code: str, *, reason: str, actor, now=None)
 def extend_period(subscription, days: int, *, reason: str, actor, now=None) -> Subscription:
     """REF-4: add `days` to the current period at no charge. A paid period's anchor moves by the
     days, so the renewal and every later period follow (D-1); a trial's end date moves."""
-    now = _now(now)
+    now = terms.clock(now)
     _require(actor, "subscriptions.extend_period")
     reason = _reason(reason, "for the extension")
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_EXTENSION_DAYS:
         raise InvalidChange(f"Extend by 1 to {MAX_EXTENSION_DAYS} days.")
     with transaction.atomic():
-        sub = _lock(subscription)
-        before = snapshot(sub)
+        sub = subscription_lock_current(subscription)
+        before = terms.snapshot(sub)
         delta = timedelta(days=days)
         if sub.status == Status.TRIALING:
             sub.trial_end += delta
@@ -449,13 +335,12 @@ def extend_period(subscription, days: int, *, reason: str, actor, now=None) -> S
                                       period_start__gte=sub.current_period_end).exclude(
                                           status=InvoiceStatus.VOID).exists():
                 raise InvalidChange("The next period is already invoiced; extend it after it has started.")
-            sub.anchor_at += delta
-            sub.current_period_end = period_bounds(sub.anchor_at, sub.cycle, sub.period_index)[1]
+            sub.anchor_at, sub.current_period_end = terms.anchor_moved(sub, days)
         else:
             raise InvalidChange("Only an active paid subscription or a trial has a period to extend.")
         sub.save()
         audit(account=sub.account, actor=actor, action="period.extended", obj=sub, before=before,
-              after={**snapshot(sub), "days": days}, reason=reason, now=now)
+              after={**terms.snapshot(sub), "days": days}, reason=reason, now=now)
         events.emit("period.extended", sub.account_id, now=now, subscription_id=sub.pk, days=days,
                     period_end=sub.current_period_end.isoformat(), reason=reason)
         return sub
@@ -463,38 +348,38 @@ def extend_period(subscription, days: int, *, reason: str, actor, now=None) -> S
 
 def refund_invoice(invoice, *, reason: str, actor, now=None) -> list:
     """REF-4: refund what was paid on one invoice, through the gateway, for a system failure. Each
-    refund issues a refund credit note naming the invoice (INV-2). Returns the Refund rows."""
-    now = _now(now)
+    refund issues a refund credit note naming the invoice (INV-2), e-mailed to the owner. The
+    refunds are recorded before the gateway is called and settled after it. Returns the Refund rows."""
+    now = terms.clock(now)
     _require(actor, "invoices.refund_invoice")
     reason = _reason(reason, "for the refund")
-    try:
+    with transaction.atomic():
+        invoice = invoice_lock(invoice.pk)
+        if not invoice.number or invoice.status != InvoiceStatus.PAID:
+            raise InvalidChange("Only a paid invoice can be refunded.")
+        own = Refund.objects.filter(payment__invoice=invoice, refund_request__isnull=True)
+        to_refund = _refunds_to_begin(invoice, own)
+        if not to_refund:
+            raise InvalidChange("Nothing paid by card is left to refund on this invoice.")
+        refunded_before = sum((payment.refunded_amount for payment, _amount in to_refund), Decimal("0"))
+        refunds = charges.refunds_begin(to_refund, key_prefix=f"staff-refund-inv{invoice.pk}-a{own.count() + 1}",
+                                        reason=f"Refund for a system failure: {reason}", actor=actor, now=now)
+    refunds = charges.refunds_send_and_record(refunds, now=now)
+    succeeded = [refund for refund in refunds if refund.status == RefundStatus.SUCCEEDED]
+    if succeeded:
+        total = sum((refund.amount for refund in succeeded), Decimal("0"))
         with transaction.atomic():
-            invoice = Invoice.objects.select_for_update().select_related("account").get(pk=invoice.pk)
-            if not invoice.number or invoice.status != InvoiceStatus.PAID:
-                raise InvalidChange("Only a paid invoice can be refunded.")
-            payments = _refundable_payments(invoice)
-            if not payments:
-                raise InvalidChange("Nothing paid by card is left to refund on this invoice.")
-            refunded_before = sum((p.refunded_amount for p in payments), Decimal("0"))
-            refunds = [
-                ledger.payment_refund(payment, payment.amount - payment.refunded_amount,
-                                      reason=f"Refund for a system failure: {reason}",
-                                      key=f"staff-refund-inv{invoice.pk}-p{payment.pk}", now=now, issued_by=actor)
-                for payment in payments
-            ]
-            total = sum((r.amount for r in refunds), Decimal("0"))
             audit(account=invoice.account, actor=actor, action="invoice.refunded", obj=invoice,
                   before={"refunded": str(refunded_before)},
                   after={"refunded": str(refunded_before + total), "amount": str(total),
-                         "credit_notes": [r.credit_note.number for r in refunds]},
+                         "credit_notes": [refund.credit_note.number for refund in succeeded]},
                   reason=reason, now=now)
-            for refund in refunds:
-                note = refund.credit_note
-                events.emit("credit_note.issued", invoice.account_id, now=now, credit_note_id=note.pk,
-                            amount=str(note.amount), reason=note.reason)
-            return refunds
-    except GatewayError as exc:
-        raise _gateway_failure(exc) from None
+    failures = _refund_failures(refunds)
+    if failures:
+        raise BillingError(f"The payment provider refused the refund: {failures} Nothing more was changed.")
+    if len(succeeded) < len(refunds):
+        raise BillingError(REFUND_PENDING)
+    return succeeded
 
 
 # --- custom plans (CAT-3) ------------------------------------------------------------------------------
@@ -531,7 +416,7 @@ def create_custom_plan(account, *, base_plan_code: str, code: str, name: str, mo
     """CAT-3: a private plan for one account, made from an existing plan with its own prices and
     limits. Omitted limits are the base plan's; None means unlimited (or, for overage, a hard cap).
     It has the base plan's rank, so moving to it is an upgrade or downgrade as for the base plan."""
-    now = _now(now)
+    now = terms.clock(now)
     _require(actor, "plans.create_custom_plan")
     base = Plan.objects.filter(code=base_plan_code).filter(Q(public=True) | Q(account=account)).first()
     if base is None:
@@ -570,10 +455,3 @@ def create_custom_plan(account, *, base_plan_code: str, code: str, name: str, mo
                      "yearly_price": str(yearly), **{k: str(v) if v is not None else None for k, v in values.items()}},
               reason=f"Custom plan based on {base.name}", now=now)
         return plan
-
-
-# billing.py re-exports this module (`from .staff import *` at its end). If this module is imported
-# before billing, that star import runs while this module is still empty (billing is imported on the
-# first line above); finish the re-export here so `billing.decide_refund` exists in either order.
-for _name in __all__:
-    setattr(_engine, _name, globals()[_name])

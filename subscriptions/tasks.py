@@ -10,9 +10,8 @@ def scheduled_run() -> str:
 
 def scheduled_email_retries() -> str:
     """Deliver what the events outbox still holds, then send e-mails whose retry is due (NOT-3)."""
+    from core.events import drain
     from notifications.services import email_retry_due
-
-    from .events import drain
 
     delivered = drain()
     return f"outbox {delivered}, {email_retry_due()}"

@@ -17,10 +17,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts import preferences
 from accounts.decorators import account_required
 from accounts.services import AccountError
+from core.money import format_money
 from invoices import services as ledger
 from invoices.models import Invoice, RefundRequest
 
-from . import billing, selectors
+from . import billing, selectors, terms
 from .forms import (
     BillingDetailsForm,
     CancelForm,
@@ -33,7 +34,6 @@ from .forms import (
     SandboxPaymentMethodForm,
 )
 from .models import RestoreRequest, Status
-from .pricing import format_money
 
 
 def _render(request, template: str, context: dict, status: int = 200):
@@ -41,7 +41,7 @@ def _render(request, template: str, context: dict, status: int = 200):
     context.setdefault("account", request.account)
     context.setdefault("membership", request.membership)
     context.setdefault("can", selectors.role_flags(request.membership))
-    with timezone.override(billing.account_tz(request.account)):
+    with timezone.override(request.account.zone):
         return render(request, template, context, status=status)
 
 
@@ -100,7 +100,7 @@ def _confirm_label(action_kind: str, quote) -> str:
 
 
 def _plan_quote_context(request, sub, plan_code: str, cycle: str, quote) -> dict:
-    plan = selectors.plan_for(request.account, plan_code)
+    plan = terms.plan_for(request.account, plan_code)
     trial, _reason = selectors.trial_offer(request.account)
     action = selectors.plan_action(sub, plan, cycle, trial) or ("change", "Change plan")
     return {
@@ -219,7 +219,7 @@ def cancel(request):
 
 
 def _local(request, moment) -> str:
-    return f"{billing.local_date(request.account, moment):%Y-%m-%d}"
+    return f"{terms.local_date(request.account, moment):%Y-%m-%d}"
 
 
 @account_required("change_plan")

@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_q",
     "djstripe",
+    "core",
     "accounts",
     "plans",
     "subscriptions",

@@ -4,8 +4,8 @@ from decimal import Decimal
 
 from django import template
 
+from core.money import format_money
 from notifications.kinds import account_zone, human_date, local_day
-from subscriptions.pricing import format_money
 
 register = template.Library()
 
@@ -20,5 +20,5 @@ def money(amount, currency="USD"):
 @register.filter
 def day(value, account=None):
     """`value` (a datetime) as the account's calendar date: "May 1, 2026"."""
-    zone = account_zone(account) if account is not None else account_zone(None)
+    zone = account_zone(account)
     return human_date(local_day(value, zone))

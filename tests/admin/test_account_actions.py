@@ -74,9 +74,9 @@ def test_sus2_support_suspends_for_a_policy_violation_with_a_reason_and_lifts_it
 
 
 def test_sus2_staff_cannot_lift_a_suspension_for_non_payment(account, support, support_client, clock):
-    from subscriptions.billing import _suspend
+    from subscriptions.lifecycle import account_suspend
 
-    _suspend(account, "non_payment", "Last retry failed", actor=None, now=at("2026-04-01"), notify=False)
+    account_suspend(account, "non_payment", "Last retry failed", actor=None, now=at("2026-04-01"), notify=False)
     with clock("2026-04-10"):
         response = support_client.post(action("lift", account), {"reason": "Customer asked"})
     assert "suspended for non-payment" in response.content.decode()

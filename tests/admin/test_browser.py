@@ -10,7 +10,7 @@ from django.db import connections
 
 from accounts.groups import BILLING_MANAGERS, ensure_staff_groups
 from invoices.models import CreditNote
-from subscriptions import staff
+from subscriptions import billing
 
 from .conftest import OWNER, at, kinds, staff_member
 
@@ -44,7 +44,7 @@ def browser(monkeypatch):
 def test_ref5_billing_manager_approves_a_trial_refund_in_the_browser(transactional_db, live_server, browser,
                                                                      converted):
     manager = staff_member("manager@prorata.test", ensure_staff_groups()[BILLING_MANAGERS])
-    request = staff.request_refund(converted, message="We never installed the tag.", actor=converted.account.owner,
+    request = billing.request_refund(converted, message="We never installed the tag.", actor=converted.account.owner,
                                    now=at("2026-04-20"))
     mail.outbox.clear()
     page = browser.new_page(viewport={"width": 1400, "height": 1000})

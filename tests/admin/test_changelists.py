@@ -59,7 +59,7 @@ def test_changelists_use_a_fixed_number_of_queries_per_page(url, rows, support_c
 
 
 def test_big_lists_are_never_counted_in_full(support_client, clock, catalog, monkeypatch):
-    from accounts.admin_base import CappedCountPaginator
+    from core.admin_base import CappedCountPaginator
 
     monkeypatch.setattr(CappedCountPaginator, "cap", 3)
     make_rows(5)

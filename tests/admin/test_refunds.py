@@ -17,7 +17,7 @@ from invoices.models import (
     RefundRequest,
     SandboxCharge,
 )
-from subscriptions import billing, staff
+from subscriptions import billing, pricing, staff, terms
 from tests.factories import PropertyFactory
 
 from .conftest import OWNER, at, kinds, messages_of
@@ -42,7 +42,7 @@ def current(account):
 
 def test_ref2_owner_requests_a_refund_within_30_days_of_the_trial_charge(converted):
     owner = converted.account.owner
-    request = staff.request_refund(converted, message="We never installed it.", actor=owner, now=at("2026-05-15"))
+    request = billing.request_refund(converted, message="We never installed it.", actor=owner, now=at("2026-05-15"))
     assert (request.status, request.requested_by, request.message) == ("pending", owner, "We never installed it.")
     event = AuditEvent.objects.get(action="refund.requested")
     assert event.actor == owner and event.after["amount"] == "14.00"
@@ -50,7 +50,7 @@ def test_ref2_owner_requests_a_refund_within_30_days_of_the_trial_charge(convert
 
 def test_ref2_request_after_the_30_day_window_is_refused_with_the_date(converted):
     with pytest.raises(billing.NotEligible, match="within 30 days.*made on 2026-04-15.*last day to ask was 2026-05-15"):
-        staff.request_refund(converted, now=at("2026-05-16T09:00"))
+        billing.request_refund(converted, now=at("2026-05-16T09:00"))
     refused = RefundRequest.objects.get(invoice=converted)
     assert refused.status == "refused" and "within 30 days" in refused.refusal_reason
 
@@ -59,7 +59,7 @@ def test_ref2_billing_manager_approves_in_full_ends_the_subscription_and_emails_
     converted, manager, manager_client, committed, clock
 ):
     account = converted.account
-    request = staff.request_refund(converted, actor=account.owner, now=at("2026-04-20"))
+    request = billing.request_refund(converted, actor=account.owner, now=at("2026-04-20"))
     with clock("2026-04-21T10:00"):
         response = manager_client.get(page(request))
         assert response.status_code == 200
@@ -95,7 +95,7 @@ def test_ref2_billing_manager_approves_in_full_ends_the_subscription_and_emails_
 
 
 def test_ref2_approving_twice_refunds_once(converted, manager):
-    request = staff.request_refund(converted, now=at("2026-04-20"))
+    request = billing.request_refund(converted, now=at("2026-04-20"))
     staff.decide_refund(request, approve=True, reason="No usage", actor=manager, now=at("2026-04-21"))
     with pytest.raises(billing.InvalidChange, match="already decided"):
         staff.decide_refund(request, approve=True, reason="again", actor=manager, now=at("2026-04-21"))
@@ -114,7 +114,7 @@ def test_ref2_evidence_shows_the_trial_activity_beside_the_decision(converted, s
     Integration.objects.create(account=account, kind="google_ads", name="Ads", connected_at=at("2026-04-05"))
     LoginEvent.objects.create(user=account.owner, account=account, at=at("2026-04-02T09:00"), ip="192.0.2.1")
     LoginEvent.objects.create(user=account.owner, account=account, at=at("2026-04-09T09:00"))
-    request = staff.request_refund(converted, now=at("2026-04-20"))
+    request = billing.request_refund(converted, now=at("2026-04-20"))
     with clock("2026-04-21"):
         body = support_client.get(page(request)).content.decode()
     assert "Usage during the trial: 200 sessions on 2 days" in body
@@ -133,7 +133,7 @@ def test_tri2_refund_evidence_shows_identity_matches(converted, support_client, 
     billing.set_payment_method(earlier, "pm_card_visa", now=at("2026-01-01"))  # the same card as Acme's
     earlier.trial_used_at = at("2026-01-02")
     earlier.save(update_fields=["trial_used_at"])
-    request = staff.request_refund(converted, now=at("2026-04-20"))
+    request = billing.request_refund(converted, now=at("2026-04-20"))
     with clock("2026-04-21"):
         body = support_client.get(page(request)).content.decode()
     assert f"Earlier Co</a> (#{earlier.pk})" in body and "same card (Visa •••• 4242)" in body
@@ -146,34 +146,34 @@ def test_ref3_refused_at_once_when_the_charge_is_not_a_trial_conversion(account)
     sub = billing.subscribe(account, "personal", now=at("2026-04-01"))
     invoice = Invoice.objects.get(subscription=sub, kind=InvoiceKind.SUBSCRIPTION)
     with pytest.raises(billing.NotEligible, match="Only the charge made when your free trial ended"):
-        staff.request_refund(invoice, now=at("2026-04-02"))
+        billing.request_refund(invoice, now=at("2026-04-02"))
     refused = RefundRequest.objects.get()
     assert refused.status == "refused" and refused.refusal_reason.startswith("Only the charge")
     assert AuditEvent.objects.filter(action="refund.refused", object_id=str(refused.pk)).exists()
 
 
 def test_ref3_refused_at_once_when_already_requested_or_already_refunded(converted, manager):
-    first = staff.request_refund(converted, now=at("2026-04-20"))
+    first = billing.request_refund(converted, now=at("2026-04-20"))
     with pytest.raises(billing.NotEligible, match="already requested on 2026-04-20 \\(pending review\\)"):
-        staff.request_refund(converted, now=at("2026-04-21"))
+        billing.request_refund(converted, now=at("2026-04-21"))
     staff.decide_refund(first, approve=True, reason="No usage", actor=manager, now=at("2026-04-22"))
     with pytest.raises(billing.NotEligible, match="already refunded"):
-        staff.request_refund(converted, now=at("2026-04-23"))
+        billing.request_refund(converted, now=at("2026-04-23"))
     assert RefundRequest.objects.filter(status="refused").count() == 2
 
 
 def test_ref3_refused_at_once_when_the_account_is_flagged_for_trial_abuse(converted):
     AccountFlag.objects.create(account=converted.account, kind=FlagKind.TRIAL_ABUSE, detail="same card")
     with pytest.raises(billing.NotEligible, match="flagged for review of its free trial"):
-        staff.request_refund(converted, now=at("2026-04-20"))
-    assert staff.refund_refusal(converted, now=at("2026-04-20")).startswith("This account is flagged")
+        billing.request_refund(converted, now=at("2026-04-20"))
+    assert terms.refund_refusal(converted, now=at("2026-04-20")).startswith("This account is flagged")
 
 
 # --- REF-5: who decides ------------------------------------------------------------------------------
 
 
 def test_ref5_support_reviews_but_cannot_approve(converted, support, support_client, clock):
-    request = staff.request_refund(converted, now=at("2026-04-20"))
+    request = billing.request_refund(converted, now=at("2026-04-20"))
     with clock("2026-04-21"):
         body = support_client.get(page(request)).content.decode()
         assert "Approving needs the “approve refunds” permission" in body
@@ -188,7 +188,7 @@ def test_ref5_support_reviews_but_cannot_approve(converted, support, support_cli
 
 
 def test_ref5_rejection_needs_a_reason_and_the_owner_is_emailed(converted, support, support_client, committed, clock):
-    request = staff.request_refund(converted, now=at("2026-04-20"))
+    request = billing.request_refund(converted, now=at("2026-04-20"))
     with clock("2026-04-22"):
         response = support_client.post(decide(request), {"reject": "1", "reason": "  "}, follow=True)
         assert any("Give a reason" in m for m in messages_of(response))
@@ -248,7 +248,7 @@ def test_ref4_extend_the_current_period_by_n_days(account, manager, manager_clie
     sub.refresh_from_db()
     assert sub.current_period_end == at("2026-05-11") and sub.anchor_at == at("2026-04-11")
     assert sub.current_period_start == at("2026-04-01")
-    assert billing.period_bounds(sub.anchor_at, sub.cycle, 1) == (at("2026-05-11"), at("2026-06-11"))
+    assert pricing.period_bounds(sub.anchor_at, sub.cycle, 1) == (at("2026-05-11"), at("2026-06-11"))
     event = AuditEvent.objects.get(action="period.extended")
     assert event.reason == "Dashboard down for 10 days" and event.before["period_end"] == "2026-05-01T00:00:00+00:00"
     assert event.after["period_end"] == "2026-05-11T00:00:00+00:00" and event.actor == manager

@@ -9,7 +9,7 @@ from django.utils import timezone
 from accounts.models import Account, Property, UsageMonth
 from accounts.services import pause_excess, property_delete
 from accounts.usage import entitlement_cache_clear_local, entitlement_get, month_start, usage_ingest
-from subscriptions import events
+from core import events
 from subscriptions.models import Status, Subscription
 
 from .conftest import NOW, clear_caches, on_plan

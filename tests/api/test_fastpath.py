@@ -20,7 +20,7 @@ from accounts.models import Account
 from api.fastpath import MIDDLEWARE_EFFECT, EntitlementFastPath, fast_path_blockers
 from api.models import ApiKey, api_key_hash
 from api.services import _valid_keys, api_key_revoke
-from subscriptions import events
+from core import events
 
 from .conftest import NOW
 

@@ -7,7 +7,7 @@ import time_machine
 
 from accounts.models import AuditEvent, UsageDay, UsageEvent, UsageMonth
 from accounts.usage import MAX_EVENT_AGE, BatchTooLarge, Reason, usage_ingest
-from subscriptions import events as domain_events
+from core import events as domain_events
 
 from .conftest import NOW, event, events, on_plan
 

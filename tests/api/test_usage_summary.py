@@ -8,8 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from accounts.models import Integration, Property, UsageMonth
-from accounts.selectors_usage import projected_sessions, usage_summary
-from accounts.usage import alert_thresholds_crossed, hard_cap_room, month_included, month_start, overage_amount
+from accounts.usage import alert_thresholds_crossed, hard_cap_room, month_included, month_start
+from subscriptions.pricing import overage_amount
+from subscriptions.selectors import projected_sessions, usage_summary
 
 from .conftest import on_plan
 

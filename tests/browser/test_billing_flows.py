@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from invoices.models import Invoice, InvoiceKind
-from subscriptions import billing, scheduler
+from subscriptions import billing, scheduler, terms
 from subscriptions.pricing import format_money
 from tests.factories import AccountFactory, PropertyFactory
 
@@ -92,7 +92,7 @@ def test_refused_downgrade_shows_what_to_remove(page, shot, customer):
 def test_cancel_then_resume(page, shot, customer):
     billing.subscribe(customer, "personal", "monthly")
     sub = current(customer)
-    until = f"{billing.local_date(customer, sub.current_period_end):%Y-%m-%d}"
+    until = f"{terms.local_date(customer, sub.current_period_end):%Y-%m-%d}"
     log_in(page, customer.owner.email)
     page.get_by_role("link", name="Cancel subscription").click()
     page.get_by_label("Why are you cancelling? (optional)").fill("Trying another tool")

@@ -340,7 +340,7 @@ def refund_request(account, committed):
         scheduler.run(now=at("2026-04-15T08:00"))
     invoice = Invoice.objects.get(account=account, kind=InvoiceKind.TRIAL_CONVERSION)
     with committed():
-        request = staff_actions.request_refund(invoice, message="I never used it", actor=account.owner,
+        request = billing.request_refund(invoice, message="I never used it", actor=account.owner,
                                                now=at("2026-04-20"))
     mail.outbox.clear()
     return request
@@ -373,7 +373,7 @@ def test_upg3_restore_days_decision_email_states_the_new_period_end(account, com
     sub = subscribed(account, committed)
     with committed():
         billing.change_plan(sub, "advanced", "yearly", now=at("2026-04-16"))
-        request = staff_actions.request_restore_days(sub, actor=account.owner, now=at("2026-04-20"))
+        request = billing.request_restore_days(sub, actor=account.owner, now=at("2026-04-20"))
     mail.outbox.clear()
 
     with committed():

@@ -7,13 +7,14 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 
+from core import events
+from core.events import KINDS
 from invoices import services as ledger
 from invoices.models import CreditNoteKind, Invoice, RefundRequest
 from notifications.kinds import NOTIFICATIONS, PRODUCT_NEWS
 from notifications.models import EmailLog, ProductNews
 from notifications.services import product_news_send
-from subscriptions import billing, events
-from subscriptions.events import KINDS
+from subscriptions import billing
 from subscriptions.models import RestoreRequest
 from tests.factories import PropertyFactory
 

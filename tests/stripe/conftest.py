@@ -164,8 +164,9 @@ def event_for(event_type: str, obj: dict, *, event_id: str | None = None, create
 
 
 @pytest.fixture
-def post_event(client, webhook_endpoint):
-    """Post an event to dj-stripe's URL, signed like Stripe signs it; returns the response."""
+def post_event(client, webhook_endpoint, django_capture_on_commit_callbacks):
+    """Post an event to dj-stripe's URL, signed like Stripe signs it, as a committed request (the
+    work a receiver leaves for after the commit runs); returns the response."""
     from django.urls import reverse
 
     url = reverse("djstripe:djstripe_webhook_by_uuid", kwargs={"uuid": webhook_endpoint.djstripe_uuid})
@@ -173,7 +174,8 @@ def post_event(client, webhook_endpoint):
     def post(event: dict, *, secret: str = WEBHOOK_SECRET, timestamp: int | None = None, signature=None):
         payload = json.dumps(event).encode()
         header = signature if signature is not None else sign(payload, secret, timestamp)
-        return client.post(url, data=payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=header)
+        with django_capture_on_commit_callbacks(execute=True):
+            return client.post(url, data=payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=header)
 
     return post
 

@@ -77,15 +77,15 @@ def test_pay1_a_card_refused_when_attached_is_not_saved(account):
 
 
 def test_ref_a_refund_through_the_engine_reaches_stripe(account):
-    from invoices import services as ledger
-    from subscriptions import billing
+    from subscriptions import billing, charges
 
     billing.set_payment_method(account, "pm_card_visa")
     billing.subscribe(account, "personal")
     payment = Payment.objects.get(account=account)
 
-    refund = ledger.payment_refund(payment, Decimal("14.00"), reason="System failure (REF-4)", key="ref-test-1",
-                                   now=payment.attempted_at)
+    begun = charges.refunds_begin([(payment, Decimal("14.00"))], key_prefix="ref-test-1",
+                                  reason="System failure (REF-4)", actor=None, now=payment.attempted_at)
+    [refund] = charges.refunds_send_and_record(begun, now=payment.attempted_at)
 
     assert refund.gateway_reference.startswith("re_")
     refunds = stripe.Refund.list(payment_intent=payment.gateway_reference, api_key=SECRET_KEY).data

@@ -10,6 +10,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from invoices.models import InvoiceStatus, PaymentMethod, PaymentStatus, Refund
+from subscriptions import charges
 from tests.stripe.conftest import SECRET_KEY
 from tests.stripe.test_webhooks import charge_at_stripe, open_invoice_payment
 
@@ -70,11 +71,10 @@ def test_pay2_a_charge_that_never_reached_stripe_is_settled_as_not_sent(customer
 
 
 def test_a_refund_made_at_stripe_whose_webhook_was_missed_is_recorded(customer):
-    from subscriptions import billing
 
     account, _ = customer
     payment = open_invoice_payment(account)
-    billing.payment_settle(payment, charge_at_stripe(payment))
+    charges.payment_settle(payment, charge_at_stripe(payment))
     payment.refresh_from_db()
     refund = stripe.Refund.create(payment_intent=payment.gateway_reference, amount=2900, api_key=SECRET_KEY)
 
@@ -87,11 +87,10 @@ def test_a_refund_made_at_stripe_whose_webhook_was_missed_is_recorded(customer):
 
 
 def test_payments_before_since_are_not_looked_at(customer):
-    from subscriptions import billing
 
     account, _ = customer
     payment = open_invoice_payment(account)
-    billing.payment_settle(payment, charge_at_stripe(payment))
+    charges.payment_settle(payment, charge_at_stripe(payment))
     payment.refresh_from_db()
     stripe.Refund.create(payment_intent=payment.gateway_reference, amount=500, api_key=SECRET_KEY)
 
@@ -117,13 +116,12 @@ def test_can1_a_card_removed_at_stripe_is_marked_detached(customer):
 
 def test_a_payment_failed_here_but_paid_at_stripe_is_reported_for_staff(customer):
     from invoices.gateways import ChargeResult
-    from subscriptions import billing
 
     account, _ = customer
     payment = open_invoice_payment(account)
     made = charge_at_stripe(payment)
     # Our side recorded a failure (e.g. a lookup made while the charge was still in flight).
-    billing.payment_settle(payment, ChargeResult(False, made.reference, "processing_error", "Lost."))
+    charges.payment_settle(payment, ChargeResult(False, made.reference, "processing_error", "Lost."))
 
     output = run()
 
@@ -135,11 +133,10 @@ def test_a_payment_failed_here_but_paid_at_stripe_is_reported_for_staff(customer
 def test_when_stripe_does_not_answer_the_run_says_what_was_not_checked(customer, settings):
     import socket
 
-    from subscriptions import billing
 
     account, _ = customer
     payment = open_invoice_payment(account)
-    billing.payment_settle(payment, charge_at_stripe(payment))
+    charges.payment_settle(payment, charge_at_stripe(payment))
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         settings.STRIPE_API_BASE = f"http://127.0.0.1:{sock.getsockname()[1]}"

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from accounts.models import AccountFlag, AuditEvent, FlagKind
 from invoices.models import CreditNote, InvoiceKind, InvoiceStatus, Payment, PaymentMethod, PaymentStatus, Refund
+from subscriptions import charges
 from tests.stripe.conftest import SECRET_KEY, event_for, load_payload
 
 pytestmark = pytest.mark.django_db
@@ -199,12 +200,11 @@ def test_a_stale_failure_event_does_not_contradict_what_stripe_says_now(customer
 
 
 def test_an_event_about_a_payment_already_settled_changes_nothing(customer, post_event):
-    from subscriptions import billing
 
     account, _ = customer
     payment = open_invoice_payment(account)
     result = charge_at_stripe(payment)
-    billing.payment_settle(payment, result)  # our own call recorded it first
+    charges.payment_settle(payment, result)  # our own call recorded it first
     before = ledger_state(account)
 
     assert post_event(event_for("payment_intent.succeeded", intent_dict(result.reference))).status_code == 200
@@ -225,11 +225,10 @@ def test_an_intent_that_is_not_ours_is_ignored(customer, post_event):
 
 
 def test_a_refund_made_in_the_stripe_dashboard_is_recorded_once(customer, post_event):
-    from subscriptions import billing
 
     account, _ = customer
     payment = open_invoice_payment(account)
-    billing.payment_settle(payment, charge_at_stripe(payment))
+    charges.payment_settle(payment, charge_at_stripe(payment))
     payment.refresh_from_db()
     refund = stripe.Refund.create(payment_intent=payment.gateway_reference, amount=1000, api_key=SECRET_KEY)
     charge = charge_of(payment)
@@ -253,9 +252,8 @@ def test_a_refund_made_by_prorata_is_not_recorded_twice(customer, post_event):
 
     account, _ = customer
     payment = open_invoice_payment(account)
-    from subscriptions import billing
 
-    billing.payment_settle(payment, charge_at_stripe(payment))
+    charges.payment_settle(payment, charge_at_stripe(payment))
     payment.refresh_from_db()
     get_gateway("stripe").refund(reference=payment.gateway_reference, amount=Decimal("29.00"),
                                  idempotency_key="refund-by-staff-1")
@@ -272,11 +270,10 @@ def test_a_refund_made_by_prorata_is_not_recorded_twice(customer, post_event):
 def test_a_dispute_flags_the_account_for_staff_once(customer, post_event, localstripe):
     import json
 
-    from subscriptions import billing
 
     account, _ = customer
     payment = open_invoice_payment(account)
-    billing.payment_settle(payment, charge_at_stripe(payment))
+    charges.payment_settle(payment, charge_at_stripe(payment))
     payment.refresh_from_db()
     dispute = load_payload("dispute", charge=charge_of(payment)["id"], payment_intent=payment.gateway_reference)
     localstripe.request("POST", "/_config/disputes", json.dumps(dispute).encode())

@@ -49,8 +49,8 @@ def assert_each_renewed_once(ids):
 
 def wait_for_outbox_drained(timeout: float) -> int:
     """Wait until the cluster has delivered the events outbox; returns the receipts logged."""
+    from core.models import PendingEvent
     from notifications.models import EmailLog
-    from subscriptions.models import PendingEvent
 
     deadline = time.monotonic() + timeout
     while PendingEvent.objects.exists() and time.monotonic() < deadline:

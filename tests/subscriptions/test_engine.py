@@ -7,7 +7,7 @@ import pytest
 from accounts.models import AccountFlag, AuditEvent, FlagKind
 from invoices.gateways import sandbox
 from invoices.models import CreditNote, Invoice, InvoiceStatus, Payment, PaymentMethod, SandboxCharge
-from subscriptions import billing
+from subscriptions import billing, charges
 from tests.factories import AccountFactory, UserFactory
 
 from .conftest import add_properties, at, current
@@ -387,9 +387,9 @@ def test_pay2_an_unknown_outcome_is_settled_later_exactly_once(account):
     assert sub.plan.code == "personal" and sub.charge_in_flight is not None
     with pytest.raises(billing.InvalidChange, match="still being processed"):
         billing.change_plan(sub, "advanced", "monthly", now=at("2026-04-16T00:01"))
-    settled = billing.payments_settle_unknown(now=at("2026-04-16T00:10"))
+    settled = charges.payments_settle_unknown(now=at("2026-04-16T00:10"))
     assert [p.status for p in settled] == ["succeeded"]
-    assert billing.payments_settle_unknown(now=at("2026-04-16T00:20")) == []
+    assert charges.payments_settle_unknown(now=at("2026-04-16T00:20")) == []
     sub.refresh_from_db()
     assert sub.plan.code == "advanced" and sub.charge_in_flight is None
     assert SandboxCharge.objects.filter(amount=Decimal("7.50")).count() == 1
@@ -461,8 +461,8 @@ def test_pay2_a_charge_the_gateway_has_not_seen_yet_stays_unknown_until_the_grac
         billing.change_plan(sub, "advanced", "monthly", now=at("2026-04-16T10:00"))
     payment = Payment.objects.get(invoice__kind="upgrade")
     assert payment.status == "unknown"  # not "failed": it may still complete at the gateway
-    assert billing.payments_settle_unknown(now=at("2026-04-16T10:01")) == []  # within the grace period
-    settled = billing.payments_settle_unknown(now=at("2026-04-16T10:10"))
+    assert charges.payments_settle_unknown(now=at("2026-04-16T10:01")) == []  # within the grace period
+    settled = charges.payments_settle_unknown(now=at("2026-04-16T10:10"))
     assert [(p.status, p.decline_code) for p in settled] == [("failed", "not_sent")]
     sub.refresh_from_db()
     assert sub.plan.code == "personal" and sub.charge_in_flight is None

@@ -7,12 +7,13 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from accounts.models import AuditEvent
+from core import events
+from core.models import PendingEvent
 from invoices import services as ledger
 from invoices.gateways import ChargeRequest, GatewayError, sandbox
 from invoices.models import CreditNote, Invoice, PaymentMethod, SandboxCharge
 from notifications.models import EmailLog
-from subscriptions import billing, events
-from subscriptions.models import PendingEvent
+from subscriptions import billing
 from subscriptions.scheduler import run
 from tests.factories import AccountFactory
 
@@ -47,6 +48,7 @@ def test_ren1_a_mixed_chunk_renews_each_subscription_as_one_by_one_would(catalog
     PaymentMethod.objects.filter(account=no_card).update(detached_at=at("2026-04-03"))
     declined, _sub = _customer(card="pm_card_chargeDeclinedInsufficientFunds")
     numbers_before = set(Invoice.objects.exclude(number=None).values_list("number", flat=True))
+    PendingEvent.objects.all().delete()  # the set-up never committed: its announcements never leave
 
     with committed():
         report = run(at("2026-04-30"))
@@ -84,10 +86,13 @@ def test_ren1_the_run_renews_a_chunk_in_the_same_number_of_statements_whatever_i
     from subscriptions.scheduler import run_chunk
 
     deferred = []
-    monkeypatch.setattr(events, "drain_soon", lambda: deferred.append(1))  # deliver later, by hand
+    monkeypatch.setattr(events, "deliver_soon", lambda *ids: deferred.append(1))  # deliver later, by hand
 
     def statements(n):
+        earlier = list(PendingEvent.objects.values_list("pk", flat=True))
         ids = [_customer()[1].pk for _ in range(n)]
+        # The set-up never committed: its announcements never leave the outbox.
+        PendingEvent.objects.exclude(pk__in=earlier).delete()
         with committed(), CaptureQueriesContext(connection) as queries:
             report = run_chunk("renewals", ids, at("2026-04-30"))
         assert report.counts["renewals"] == n and not report.failures
@@ -163,7 +168,7 @@ def test_not3_outbox_events_are_written_with_the_change_and_survive_a_failing_li
 def test_not3_undelivered_outbox_rows_wait_for_the_scheduled_drain(account, monkeypatch):
     from subscriptions.tasks import scheduled_email_retries
 
-    monkeypatch.setattr(events, "drain_soon", lambda: None)  # the broker did not take the task
+    monkeypatch.setattr(events, "deliver_soon", lambda *ids: None)  # the broker did not take the task
     with transaction.atomic():
         events.emit_many("payment.succeeded", [(account.pk, {"invoice_id": 0, "payment_id": 0, "amount": "1.00"})],
                          now=at("2026-04-01"))
@@ -175,7 +180,7 @@ def test_not3_undelivered_outbox_rows_wait_for_the_scheduled_drain(account, monk
 
 def test_not3_a_drain_past_its_time_budget_hands_the_rest_to_another_task(account, monkeypatch):
     queued = []
-    monkeypatch.setattr(events, "drain_soon", lambda: queued.append(1))
+    monkeypatch.setattr(events, "deliver_soon", lambda *ids: queued.append(1))
     with transaction.atomic():
         events.emit_many("credit_note.issued", [(account.pk, {"credit_note_id": n, "amount": "1.00", "reason": "x"})
                                                 for n in range(5)], now=at("2026-04-01"))
@@ -232,7 +237,8 @@ def test_ren1_rollovers_take_the_same_number_of_statements_whatever_the_chunk_si
 
 
 def test_ren3_a_renewed_subscription_is_not_selected_again_until_its_next_period(account, committed):
-    from subscriptions.scheduler import anything_due, due_renewals
+    from subscriptions.scheduler import anything_due
+    from subscriptions.selectors import due_renewals
 
     sub = billing.subscribe(account, "personal", now=at("2026-04-01"))
     with committed():

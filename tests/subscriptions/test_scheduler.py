@@ -7,10 +7,11 @@ import pytest
 from django.core.management import call_command
 
 from accounts.models import PropertyStatus, UsageMonth
+from core import events
 from invoices.gateways import sandbox
 from invoices.models import Invoice, Payment, SandboxCharge
 from notifications.models import EmailLog
-from subscriptions import billing, events, scheduler
+from subscriptions import billing, scheduler
 from subscriptions.models import Subscription
 
 from .conftest import add_properties, at, current

@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from accounts import services
 from accounts.models import Account
 from plans.services import DEMO_CATALOG, catalog_load_file
+from subscriptions import billing
 
 STAFF = ("admin@prorata.localhost", "admin-demo-2026")
 OWNER = ("owner@acme.localhost", "owner-demo-2026")
@@ -22,7 +23,7 @@ class Command(BaseCommand):
         if not User.objects.filter(username=STAFF[0]).exists():
             User.objects.create_superuser(username=STAFF[0], email=STAFF[0], password=STAFF[1])
         if not User.objects.filter(username=OWNER[0]).exists():
-            _user, account = services.account_sign_up(email=OWNER[0], password=OWNER[1], account_name="Acme Inc.")
+            _user, account = billing.sign_up(email=OWNER[0], password=OWNER[1], account_name="Acme Inc.")
             account.company, account.country, account.address = "Acme Inc.", "US", "1 Demo Street\nSpringfield"
             account.save(update_fields=["company", "country", "address"])
         account = Account.objects.get(memberships__user__username=OWNER[0])

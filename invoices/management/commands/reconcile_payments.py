@@ -2,9 +2,11 @@
 gateway's and settle the differences through the billing engine, printing each change.
 
 1. Payments whose outcome is unknown (a lost response, a crash, a missed webhook) are settled
-   by asking the gateway about their idempotency key (PAY-2, `billing.payments_settle_unknown`).
+   by asking the gateway about their idempotency key (PAY-2, `charges.payments_settle_unknown`).
+   Refunds whose outcome is unknown are sent again with their key, which the gateway never refunds
+   twice, and the refund requests they carry out are finished (`staff.refunds_settle`).
 2. With Stripe: refunds made at Stripe that we have not recorded are recorded
-   (`billing.payment_record_external_refund`); a disputed charge without a flag is flagged; a
+   (`charges.payment_record_external_refund`); a disputed charge without a flag is flagged; a
    card removed at Stripe is marked detached (`billing.payment_method_detached`); a payment we
    hold as failed that Stripe shows as paid is reported for staff (the engine never turns a
    failure into a success by itself).
@@ -33,16 +35,20 @@ class Reconciliation:
 
 
 def reconcile_payments(*, since: datetime, now: datetime | None = None) -> Reconciliation:
-    from subscriptions import billing
+    from subscriptions import charges, staff
 
     now = now or timezone.now()
     report = Reconciliation()
-    for payment in billing.payments_settle_unknown(since=since, now=now):
+    for payment in charges.payments_settle_unknown(since=since, now=now):
         outcome = payment.status if payment.status != PaymentStatus.FAILED else f"failed ({payment.decline_code})"
         report.changes.append(
             f"payment {payment.pk} ({payment.idempotency_key}, {payment.amount} {payment.currency}) "
             f"settled: {outcome}"
         )
+    for refund in staff.refunds_settle(now=now):
+        outcome = refund.status if not refund.failure_message else f"failed ({refund.failure_message})"
+        report.changes.append(f"refund {refund.pk} ({refund.idempotency_key}, {refund.amount} of payment "
+                              f"{refund.payment_id}) settled: {outcome}")
     if settings.PAYMENT_GATEWAY == "stripe" or Payment.objects.filter(gateway="stripe").exists():
         _reconcile_stripe(since, now, report)
     return report

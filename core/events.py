@@ -1,8 +1,11 @@
-"""Domain events. The engine says what happened; other parts (notifications, caches) listen.
+"""Domain events and their outbox: the only way an announcement leaves a transaction.
 
-`emit()` delivers an event to its subscribers after the surrounding transaction commits, so a
-rolled-back change announces nothing, and a failing subscriber is logged and never undoes or
-blocks the billing action (NOT-3). The engine knows nothing about e-mail.
+The engine says what happened; other parts (notifications, the entitlement cache, the month's
+quota) listen. `emit()` writes the event as a row (`PendingEvent`) in the caller's transaction,
+and after the commit a django-q2 task (`drain`, inline when q2 runs sync) delivers the rows to
+the subscribers and deletes them. So a rolled-back change announces nothing, a crash between the
+commit and the delivery loses nothing (the e-mail retry schedule drains what is left), and a
+failing subscriber is logged and never undoes or blocks the billing action (NOT-3).
 
 Every event carries `account_id` and a `data` dict of JSON-safe values (ids, amounts as strings,
 datetimes as ISO-8601 strings). The keys per kind are listed in KINDS.
@@ -17,6 +20,8 @@ from datetime import datetime
 
 from django.db import transaction
 from django.utils import timezone
+
+from .models import PendingEvent
 
 log = logging.getLogger(__name__)
 
@@ -74,53 +79,49 @@ def unsubscribe(kind: str, handler: Handler) -> None:
 
 
 def emit(kind: str, account_id: int, *, now: datetime | None = None, **data) -> Event:
-    if kind not in KINDS:
-        raise ValueError(f"Unknown event kind {kind!r}")
+    """Announce one event: a row in the caller's transaction, delivered after the commit."""
     event = Event(kind, account_id, data, now or timezone.now())
-    transaction.on_commit(lambda: dispatch(event))
+    _write(kind, [(account_id, data)], event.occurred_at)
     return event
 
 
-def dispatch(event: Event, *, isolated: bool = False) -> None:
-    """Call every subscriber. `isolated`: each in its own savepoint, so that a failing one inside
-    the caller's transaction (the outbox drain) undoes only its own writes."""
+def emit_many(kind: str, items: list[tuple[int, dict]], *, now: datetime) -> None:
+    """Announce many events of one kind (account id, data) in one insert: the billing run's
+    thousands of receipts cost it one statement, not thousands of renders."""
+    _write(kind, items, now)
+
+
+def _write(kind: str, items: list[tuple[int, dict]], now: datetime) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"Unknown event kind {kind!r}")
+    if not items:
+        return
+    rows = PendingEvent.objects.bulk_create(
+        PendingEvent(kind=kind, account_id=account_id, data=data, occurred_at=now) for account_id, data in items
+    )
+    ids = [row.pk for row in rows]
+    transaction.on_commit(lambda: deliver_soon(ids))
+
+
+def dispatch(event: Event) -> None:
+    """Call every subscriber, each in its own savepoint, so that a failing one undoes only its own
+    writes and never the delivery of the others (NOT-3)."""
     for handler in [*_subscribers[event.kind], *_subscribers["*"]]:
         try:
-            if isolated:
-                with transaction.atomic():
-                    handler(event)
-            else:
+            with transaction.atomic():
                 handler(event)
         except Exception:  # NOT-3: a listener's failure never undoes a billing action
             log.exception("Event handler %r failed for %s", handler, event.kind)
 
 
-# --- the outbox: durable events for set-wise paths ----------------------------------------------
-
-
-def emit_many(kind: str, items: list[tuple[int, dict]], *, now: datetime) -> None:
-    """Announce many events of one kind (account id, data) through the outbox: rows written in
-    the caller's transaction, delivered by a worker after the commit (`drain`). The billing run
-    uses it so that thousands of receipts cost it one insert, not thousands of renders."""
-    from .models import PendingEvent
-
-    if kind not in KINDS:
-        raise ValueError(f"Unknown event kind {kind!r}")
-    if not items:
-        return
-    PendingEvent.objects.bulk_create(
-        PendingEvent(kind=kind, account_id=account_id, data=data, occurred_at=now) for account_id, data in items
-    )
-    transaction.on_commit(drain_soon)
-
-
-def drain_soon() -> None:
-    """Hand the delivery to django-q2 (inline when sync). Never raises: rows the broker did not
-    take are delivered by the next `drain` (the e-mail retry schedule calls it every 10 minutes)."""
+def deliver_soon(ids: list[int] | None = None) -> None:
+    """Hand the delivery of these rows (None: every pending row) to django-q2, inline when sync.
+    Never raises: rows the broker did not take are delivered by the next `drain` (the e-mail retry
+    schedule calls it every 10 minutes)."""
     from django_q.tasks import async_task
 
     try:
-        async_task("subscriptions.events.drain", group="events")
+        async_task("core.events.deliver", ids, group="events")
     except Exception:
         log.warning("Outbox delivery not queued now; the scheduled drain delivers it", exc_info=True)
 
@@ -128,27 +129,36 @@ def drain_soon() -> None:
 DRAIN_SECONDS = 20.0
 
 
-def drain(batch: int = 200, max_seconds: float | None = DRAIN_SECONDS) -> int:
-    """Deliver the outbox's events, oldest first, and delete them; returns how many. Safe on
-    several workers at once: each claims its rows with SKIP LOCKED (PostgreSQL) and an event is
-    deleted in the transaction that delivered it.
+def deliver(ids: list[int] | None = None, batch: int = 200, max_seconds: float | None = DRAIN_SECONDS) -> int:
+    """Deliver the pending events `ids` (one transaction's announcements; None: all of them), oldest
+    first, and delete them; returns how many. Safe on several workers at once: each claims its rows
+    with SKIP LOCKED (PostgreSQL) and an event is deleted in the transaction that delivered it, so a
+    row is delivered once whichever task reaches it first.
 
-    After `max_seconds` (None: no limit) it stops between batches and queues another drain for
+    After `max_seconds` (None: no limit) it stops between batches and queues another delivery for
     the rest, so that one task never holds a worker for the whole backlog of a large billing run:
     a cluster that is told to stop finishes within seconds, and q2's task timeout is never hit."""
-    from .models import PendingEvent
-
     started = time.monotonic()
     delivered = 0
+    offset = 0
     while True:
+        rows_of = PendingEvent.objects.select_for_update(skip_locked=True).order_by("id")
+        if ids is not None:
+            rows_of = rows_of.filter(pk__in=ids[offset:offset + batch])
+            offset += batch
         with transaction.atomic():
-            rows = list(PendingEvent.objects.select_for_update(skip_locked=True).order_by("id")[:batch])
+            rows = list(rows_of[:batch])
             for row in rows:
-                dispatch(Event(row.kind, row.account_id, row.data, row.occurred_at), isolated=True)
+                dispatch(Event(row.kind, row.account_id, row.data, row.occurred_at))
             PendingEvent.objects.filter(pk__in=[row.pk for row in rows]).delete()
         delivered += len(rows)
-        if len(rows) < batch:
+        if (ids is None and len(rows) < batch) or (ids is not None and offset >= len(ids)):
             return delivered
         if max_seconds is not None and time.monotonic() - started >= max_seconds:
-            drain_soon()
+            deliver_soon(None if ids is None else ids[offset:])
             return delivered
+
+
+def drain(batch: int = 200, max_seconds: float | None = DRAIN_SECONDS) -> int:
+    """Deliver every pending event (the scheduled drain: what a lost delivery task left behind)."""
+    return deliver(None, batch, max_seconds)

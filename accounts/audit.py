@@ -1,0 +1,37 @@
+"""The append-only audit log (ACC-3): every state change, by a customer, staff or the scheduler,
+with actor, time and before/after values. Rows are inserted, never updated (AuditEvent.save)."""
+
+from django.utils import timezone
+
+from .models import AuditEvent
+
+
+def audit(*, account, actor, action, obj, before=None, after=None, reason="", now=None) -> AuditEvent:
+    """Append an audit row (ACC-3). `actor` None means the system (scheduler, webhooks)."""
+    event = audit_row(account=account, actor=actor, action=action, obj=obj, before=before, after=after,
+                      reason=reason, now=now)
+    event.save()
+    return event
+
+
+def audit_row(*, account, actor, action, obj, before=None, after=None, reason="", now=None) -> AuditEvent:
+    """An unsaved audit row, for `AuditEvent.objects.bulk_create` on set-wise paths."""
+    return AuditEvent(
+        account=account,
+        actor=actor,
+        actor_label=actor_label(actor),
+        action=action,
+        object_type=type(obj).__name__,
+        object_id=str(obj.pk),
+        before=before or {},
+        after=after or {},
+        reason=reason,
+        created_at=now or timezone.now(),
+    )
+
+
+def actor_label(actor) -> str:
+    if actor is None:
+        return "system"
+    role = "staff" if actor.is_staff else "customer"
+    return f"{actor.get_username()} ({role})"

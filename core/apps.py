@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class CoreConfig(AppConfig):
+    """Infrastructure every app shares: money formatting, the calendar of a time zone, the events
+    outbox, the SQL helper, the layered cache and the admin base. Imports only Django and the
+    standard library, so that any app may import it and it imports no app."""
+
+    name = "core"
+    verbose_name = "Events outbox"

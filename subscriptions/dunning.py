@@ -1,0 +1,80 @@
+"""Collecting what a past-due or suspended account owes (DUN-2..4): the scheduled retries, and the
+retry or reactivation a new card triggers. The outcomes themselves (past due, suspension, paid up)
+are lifecycle's; the money moves through charges.
+"""
+
+from django.db import transaction
+
+from invoices import services as ledger
+from invoices.models import Invoice, InvoiceKind, InvoiceStatus, PaymentStatus
+
+from . import charges, lifecycle, pricing, terms
+from .errors import PaymentDeclined
+from .locks import invoices_lock, subscription_claim, subscription_lock
+from .models import Status, Subscription
+from .selectors import due_retries
+
+
+def open_invoices(account) -> list[Invoice]:
+    """Lock the account's open invoices with no attempt in flight, oldest first. The caller holds
+    the account and its subscription."""
+    invoices = invoices_lock(Invoice.objects.filter(account=account, status=InvoiceStatus.OPEN)
+                             .exclude(payments__status=PaymentStatus.UNKNOWN))
+    return sorted(invoices, key=lambda invoice: (invoice.issued_at, invoice.pk))
+
+
+def retry(pk, now) -> bool:
+    """DUN-2: retry the open invoices of a past-due subscription (a billing-run step)."""
+    payments = []
+    with transaction.atomic():
+        sub = subscription_claim(pk, due_retries(now))
+        if sub is None:
+            return False
+        sub.next_retry_at = None  # claimed: the outcome sets the next one
+        sub.save(update_fields=["next_retry_at", "updated_at"])
+        method = ledger.default_payment_method(sub.account)
+        for invoice in open_invoices(sub.account):
+            if method is None:
+                lifecycle.dunning_failed(invoice, sub, "No payment method on file.", now, emit=True)
+                break
+            payments.append(ledger.payment_begin(invoice, method, now=now))
+    for payment in payments:
+        charges.payment_send_and_settle(payment, now)
+    return True
+
+
+def collect_after_new_payment_method(account, *, actor, now) -> None:
+    """DUN-4: past due → retry the open invoices at once. DUN-3: suspended for non-payment → void
+    the open renewal and charge a full new period from today; success reactivates."""
+    sub = Subscription.objects.filter(account=account).order_by("-id").values_list("pk", "status").first()
+    if sub is None:
+        return
+    if sub[1] == Status.PAST_DUE:
+        with transaction.atomic():
+            subscription_lock(sub[0])
+            method = ledger.default_payment_method(account)
+            payments = [ledger.payment_begin(invoice, method, now=now) for invoice in open_invoices(account)]
+        for payment in payments:
+            result = ledger.payment_send(payment)
+            if result is None:
+                continue
+            charges.payment_settle(payment, result, actor=actor, now=now)
+            payment.refresh_from_db()
+            if payment.status == PaymentStatus.FAILED:
+                raise PaymentDeclined(f"Your new card was saved, but the retry failed: {payment.decline_message}",
+                                      payment.decline_code)
+        return
+    if sub[1] == Status.SUSPENDED:
+        with transaction.atomic():
+            locked = subscription_lock(sub[0])
+            lifecycle.renewals_void_open(locked, now=now)
+            plan, cycle = locked.plan, locked.cycle
+            start, end = pricing.period_bounds(now, cycle, 0)
+            lines = [terms.plan_period_line(plan, cycle, start, end,
+                                            "a full new period from the payment date (reactivation)")]
+            if locked.extra_properties and plan.extra_property_monthly is not None:
+                lines.append(terms.addon_period_line(plan, cycle, locked.extra_properties, start, end))
+            step = charges.charge_begin(locked, kind=InvoiceKind.REACTIVATION, lines=lines,
+                                        pending={"action": "reactivate", "start": start.isoformat()},
+                                        currency=plan.currency, period=(start, end), actor=actor, now=now)
+        charges.charge_finish(step, actor=actor, now=now)

@@ -1,0 +1,204 @@
+"""Quotes (PAY-3): what a plan change or an extra-properties purchase does and costs, computed
+without changing anything. `billing` recomputes the same quote under its locks and applies it;
+the billing page shows it for the customer to confirm.
+"""
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+
+from core.money import ZERO, format_money
+from invoices import services as ledger
+from plans.models import Cycle, Plan
+
+from . import pricing, terms
+from .errors import InvalidChange, LimitExceeded, NotEligible, QuoteChanged
+from .models import Status, Subscription
+from .pricing import Quote, QuoteLine
+
+
+@dataclass
+class Change:
+    """What a plan change will do; `mode` picks how billing.change_plan applies it."""
+
+    mode: str  # trial_change | start_trial | subscribe | upgrade | schedule | downgrade_now
+    quote: Quote
+    plan: Plan
+    cycle: str
+    lines: list = field(default_factory=list)
+    period: tuple | None = None  # (start, end) of what is charged
+    credit: QuoteLine | None = None
+
+
+def check_expected(quote: Quote, expected_amount) -> None:
+    """PAY-3: refuse when the amount due now is not the one the customer confirmed."""
+    if expected_amount is not None and quote.amount_due != expected_amount:
+        raise QuoteChanged(f"The amount has changed since you saw it: {format_money(quote.amount_due, quote.currency)} "
+                           f"instead of {format_money(expected_amount, quote.currency)}. Nothing was charged.", quote)
+
+
+def first_period(plan: Plan, cycle: str, now) -> tuple[QuoteLine, tuple]:
+    """REN-4, UPG-6: a first full period of (plan, cycle) that starts now: its line and bounds."""
+    price = terms.plan_price(plan, cycle)
+    start, end = pricing.period_bounds(now, cycle, 0)
+    line = QuoteLine(f"{plan.name} ({cycle}), {start:%Y-%m-%d} to {end:%Y-%m-%d}", price,
+                     f"full {terms.cycle_unit(cycle)} = {format_money(price, plan.currency)}")
+    return line, (start, end)
+
+
+def plan_change(sub: Subscription, plan: Plan, cycle: str, now) -> Change:
+    """What changing `sub` to (plan, cycle) at `now` does and costs (PAY-3); changes nothing.
+    The cases are tabled in docs/billing-engine.md."""
+    account = sub.account
+    currency = plan.currency
+    if cycle not in Cycle.values:
+        raise InvalidChange(f"Unknown billing cycle {cycle!r}: choose monthly or yearly.")
+    # From Free or from an ended subscription: a trial if eligible, else pay now (UPG-6).
+    if sub.status == Status.CANCELED or (sub.plan.is_free and sub.status == Status.ACTIVE):
+        if plan.is_free:
+            if sub.status == Status.CANCELED and sub.trial_end and sub.trial_end > now:
+                raise InvalidChange("To keep your trial, reactivate it; to use Free, wait for the trial's end date.")
+            raise InvalidChange("You are already on the Free plan.")
+        terms.paid_status_guard(sub)
+        price = terms.plan_price(plan, cycle)
+        problem = terms.fit_problem(account, plan)
+        if problem:
+            raise LimitExceeded(problem.replace("to downgrade", "to subscribe to this plan"))
+        if plan.trial_days and terms.trial_eligible(account):
+            trial_end = now + timedelta(days=plan.trial_days)
+            quote = Quote(
+                kind="new", amount_due=ZERO, effective_at=now, currency=currency,
+                lines=(QuoteLine(f"{plan.trial_days}-day free trial of {plan.name}", ZERO,
+                                 f"free until {trial_end:%Y-%m-%d}"),),
+                at_period_end=(f"Your trial ends on {trial_end:%Y-%m-%d}; then {plan.name} is charged "
+                               f"{format_money(price, currency)} per {cycle[:-2] if cycle == 'monthly' else 'year'}, "
+                               "unless you cancel before."),
+            )
+            return Change("start_trial", quote, plan, cycle)
+        line, (start, end) = first_period(plan, cycle, now)
+        notes = ()
+        refusal = terms.trial_refusal(account) if plan.trial_days else None
+        if refusal:
+            notes = (refusal[0],)
+        elif plan.trial_days and ledger.default_payment_method(account) is None:
+            notes = ("Add a payment method to start a free trial instead.",)
+        quote = Quote(kind="new", amount_due=price, effective_at=now, currency=currency, lines=(line,), notes=notes,
+                      at_period_end=f"Renews on {end:%Y-%m-%d} at {format_money(price, currency)}.")
+        return Change("subscribe", quote, plan, cycle, lines=[line], period=(start, end))
+
+    if sub.status == Status.TRIALING:  # TRI-6: switch the trial's plan, no charge, same end date
+        if plan.is_free:
+            quote = Quote(kind="downgrade", amount_due=ZERO, effective_at=sub.trial_end, currency=currency,
+                          at_period_end=f"Your trial ends on {sub.trial_end:%Y-%m-%d}; then you move to Free "
+                                        "and nothing is charged.")
+            return Change("schedule", quote, plan, cycle)
+        terms.plan_price(plan, cycle)
+        if plan.pk == sub.plan_id and cycle == sub.cycle:
+            raise InvalidChange("That is your current plan.")
+        problem = terms.fit_problem(account, plan)
+        if problem:
+            raise LimitExceeded(problem)
+        quote = Quote(kind="trial_change", amount_due=ZERO, effective_at=now, currency=currency,
+                      lines=(QuoteLine(f"Trial switched to {plan.name}", ZERO, "no charge during the trial"),),
+                      at_period_end=f"Your trial still ends on {sub.trial_end:%Y-%m-%d}; then {plan.name} is "
+                                    f"charged {format_money(terms.plan_price(plan, cycle), currency)}.")
+        return Change("trial_change", quote, plan, cycle)
+
+    terms.paid_status_guard(sub)
+    direction = terms.is_upgrade(sub, plan, cycle)
+    if direction is None:
+        raise InvalidChange("That is your current plan.")
+    period = terms.current_period(sub)
+    today = terms.local_date(account, now)
+    if direction:
+        new_price = terms.plan_price(plan, cycle)
+        if cycle == sub.cycle:  # UPG-2: same cycle, anchor kept, pay the difference for the days left
+            line = pricing.upgrade_difference_line(sub.current_price, new_price, period, today, currency,
+                                                   old_name=sub.plan.name, new_name=plan.name)
+            lines = [line]
+            renewal = terms.period_price(plan, cycle, sub.extra_properties)
+            quote = Quote(kind="upgrade", amount_due=line.amount, effective_at=now, currency=currency, lines=(line,),
+                          at_period_end=f"Renews on {sub.current_period_end:%Y-%m-%d} at "
+                                        f"{format_money(renewal, currency)}.")
+            return Change("upgrade", quote, plan, cycle, lines=lines,
+                           period=(sub.current_period_start, sub.current_period_end))
+        # UPG-3: monthly -> yearly starts a new yearly period today; the monthly days left are forfeited.
+        start, end = pricing.period_bounds(now, Cycle.YEARLY, 0)
+        _, forfeited, _ = pricing.day_split(period, today)
+        line = QuoteLine(f"{plan.name} (yearly), {start:%Y-%m-%d} to {end:%Y-%m-%d}", new_price,
+                         f"full year = {format_money(new_price, currency)}")
+        lines = [line]
+        addon = terms.addon_price(plan, Cycle.YEARLY, sub.extra_properties)
+        if addon:
+            unit = format_money(plan.extra_property_monthly * 12, currency)
+            lines.append(QuoteLine(f"{sub.extra_properties} extra properties for the year", addon,
+                                   f"{sub.extra_properties} × {unit} = {format_money(addon, currency)}"))
+        restore_by = pricing.restore_deadline(today, settings.BILLING_RESTORE_WORKING_DAYS)
+        notice = (f"The {forfeited} unused days of your monthly period are forfeited. You can ask for them to be "
+                  f"added to your yearly period until {restore_by:%A %Y-%m-%d} "
+                  f"({settings.BILLING_RESTORE_WORKING_DAYS} working days).")
+        quote = Quote(kind="upgrade", amount_due=sum((ln.amount for ln in lines), ZERO), effective_at=now,
+                      currency=currency, lines=tuple(lines), notes=(notice,) if forfeited else (),
+                      forfeited_days=forfeited,
+                      at_period_end=f"Renews on {end:%Y-%m-%d} at "
+                                    f"{format_money(terms.period_price(plan, cycle, sub.extra_properties), currency)}.")
+        return Change("upgrade", quote, plan, cycle, lines=lines, period=(start, end))
+
+    # Downgrades (DWN-1..4): refused unless the account fits (DWN-3).
+    keep_extra = sub.extra_properties if plan.extra_property_monthly is not None else 0
+    problem = terms.fit_problem(account, plan, keep_extra)
+    if problem:
+        raise LimitExceeded(problem)
+    immediate = settings.BILLING_DOWNGRADE_TIMING == "immediate" and cycle == sub.cycle and not plan.is_free
+    if immediate:  # DWN-4: at once, the unused difference becomes credit
+        credit = pricing.unused_credit_line(sub.current_price, terms.plan_price(plan, cycle), period, today, currency)
+        quote = Quote(kind="downgrade", amount_due=ZERO, effective_at=now, currency=currency, lines=(credit,),
+                      at_period_end=f"Renews on {sub.current_period_end:%Y-%m-%d} at "
+                                    f"{format_money(terms.period_price(plan, cycle, keep_extra), currency)}, "
+                                    "less your credit.")
+        return Change("downgrade_now", quote, plan, cycle, credit=credit)
+    target = "Free" if plan.is_free else f"{plan.name} ({cycle})"
+    then = ("nothing is charged" if plan.is_free
+            else f"it renews at {format_money(terms.period_price(plan, cycle, keep_extra), currency)}")
+    quote = Quote(kind="downgrade", amount_due=ZERO, effective_at=sub.current_period_end, currency=currency,
+                  at_period_end=f"You keep {sub.plan.name} until {sub.current_period_end:%Y-%m-%d}; "
+                                f"then you move to {target} and {then}. No refund for the current period.")
+    return Change("schedule", quote, plan, cycle)
+
+
+def addon_change(sub: Subscription, quantity: int, now) -> tuple[Quote, list]:
+    """The quote for `quantity` extra properties (ADD-1, ADD-2), and the lines charged now (none
+    when fewer are scheduled for the period end)."""
+    plan = sub.plan
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 0 or quantity > 1000:
+        raise InvalidChange("Choose a number of extra properties between 0 and 1,000.")
+    if plan.extra_property_monthly is None:
+        raise InvalidChange(f"{plan.name} does not offer extra properties.")
+    if sub.status == Status.TRIALING:
+        raise NotEligible("Extra properties can be bought once your trial has converted to a paid plan.")
+    if sub.status != Status.ACTIVE:
+        terms.paid_status_guard(sub)
+        raise InvalidChange("There is no active subscription to add properties to.")
+    terms.paid_status_guard(sub)
+    currency = plan.currency
+    if quantity == sub.extra_properties and sub.scheduled_extra_properties is None:
+        raise InvalidChange(f"You already have {quantity} extra properties.")
+    if quantity > sub.extra_properties:  # ADD-1: at once, prorated like UPG-2
+        line = pricing.addon_line(quantity - sub.extra_properties, plan.extra_property_monthly, sub.cycle,
+                                  terms.current_period(sub), terms.local_date(sub.account, now), currency)
+        quote = Quote(kind="add_on", amount_due=line.amount, effective_at=now, currency=currency, lines=(line,),
+                      at_period_end=f"Renews on {sub.current_period_end:%Y-%m-%d} with {quantity} extra properties "
+                                    f"at {format_money(terms.period_price(plan, sub.cycle, quantity), currency)}.")
+        return quote, [line]
+    # ADD-2: fewer extra properties from the period end, no refund, only if the properties fit.
+    allowed = plan.property_limit(quantity)
+    have = sub.account.properties.live().count()
+    if allowed is not None and have > allowed:
+        remove = have - allowed
+        raise LimitExceeded(f"{plan.name} with {quantity} extra properties allows {allowed} properties; you have "
+                            f"{have}. Delete {remove} propert{'y' if remove == 1 else 'ies'} first.")
+    quote = Quote(kind="add_on", amount_due=ZERO, effective_at=sub.current_period_end, currency=currency,
+                  at_period_end=f"From {sub.current_period_end:%Y-%m-%d} you have {quantity} extra properties; "
+                                "no refund for the current period.")
+    return quote, []

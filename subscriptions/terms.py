@@ -1,0 +1,365 @@
+"""The engine's read-only rules: what a plan costs for a period, what an account may have, whether
+a change is an upgrade, what the next period will be, and who may ask for what. Nothing here
+changes state; each fact is computed in one function here and every page, e-mail, PDF, quote and
+charge calls it (one owner per fact).
+"""
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import Account, AccountFlag, FlagKind, SuspensionReason
+from core import zones
+from core.money import ZERO, format_money
+from invoices import services as ledger
+from invoices.models import (
+    CreditNoteKind,
+    Invoice,
+    InvoiceKind,
+    InvoiceStatus,
+    Payment,
+    PaymentStatus,
+    RefundRequest,
+    RefundRequestStatus,
+)
+from plans.models import Cycle, Plan
+
+from . import pricing
+from .errors import InvalidChange, NotEligible
+from .models import RestoreRequest, Status, Subscription
+
+# --- time ----------------------------------------------------------------------------------------
+
+
+def clock(now: datetime | None) -> datetime:
+    """The moment an operation runs at: the `now` it was given, else the current time (D-4)."""
+    return now or timezone.now()
+
+
+def local_date(account, moment: datetime) -> date:
+    """D-2: days are counted, and dates shown, on the account's billing time zone."""
+    return zones.local_date(moment, account.zone)
+
+
+def current_period(sub: Subscription) -> pricing.Period:
+    """The current period as local dates of the account (D-2), for proration."""
+    account = sub.account
+    return pricing.Period(local_date(account, sub.current_period_start), local_date(account, sub.current_period_end))
+
+
+def iso(value) -> str | None:
+    return value.isoformat() if value else None
+
+
+def snapshot(sub: Subscription) -> dict:
+    """The audited state of a subscription (ACC-3 before/after)."""
+    return {
+        "plan": sub.plan.code, "cycle": sub.cycle, "status": sub.status,
+        "period_start": iso(sub.current_period_start), "period_end": iso(sub.current_period_end),
+        "trial_end": iso(sub.trial_end), "cancel_at_period_end": sub.cancel_at_period_end,
+        "scheduled_plan": sub.scheduled_plan.code if sub.scheduled_plan_id else None,
+        "scheduled_cycle": sub.scheduled_cycle or None, "extra_properties": sub.extra_properties,
+        "scheduled_extra_properties": sub.scheduled_extra_properties,
+    }
+
+
+# --- plans and prices (CAT, ADD-1, REN-2) ---------------------------------------------------------
+
+
+def plan_for(account, code: str) -> Plan:
+    """A plan the account may choose: public, or its own custom plan (CAT-3)."""
+    plan = Plan.objects.filter(code=code).filter(Q(public=True) | Q(account=account)).first()
+    if plan is None:
+        raise InvalidChange(f"There is no plan called {code!r}.")
+    return plan
+
+
+def plan_price(plan: Plan, cycle: str) -> Decimal:
+    """The plan's price for one period of `cycle`; refused when the plan is not offered so."""
+    if cycle not in Cycle.values:
+        raise InvalidChange(f"Unknown billing cycle {cycle!r}: choose monthly or yearly.")
+    price = plan.price_for(cycle)
+    if price is None:
+        raise InvalidChange(f"{plan.name} is not offered {cycle}.")
+    return price
+
+
+def addon_price(plan: Plan, cycle: str, quantity: int) -> Decimal:
+    """Extra properties for one whole period: 12x the monthly price per year (ADD-1)."""
+    return pricing.addon_period_amount(quantity, plan.extra_property_monthly, cycle)
+
+
+def period_price(plan: Plan, cycle: str, extra_properties: int = 0) -> Decimal:
+    """What one period on (plan, cycle) with these extra properties costs before credit: the
+    amount a renewal charges and every "renews at" states (REN-2). Advanced yearly with 2 extra
+    properties: $278.04 + 2 x 12 x $30.00 = $998.04."""
+    return (plan.price_for(cycle) or ZERO) + addon_price(plan, cycle, extra_properties)
+
+
+def cycle_unit(cycle: str) -> str:
+    return "month" if cycle == Cycle.MONTHLY else "year"
+
+
+def plan_period_line(plan: Plan, cycle: str, start: datetime, end: datetime, computation: str) -> ledger.Line:
+    """The plan's line on an invoice for one whole period (a first period, a trial conversion, a
+    renewal, a reactivation)."""
+    return ledger.Line(f"{plan.name} ({cycle}), {start:%Y-%m-%d} to {end:%Y-%m-%d}", plan_price(plan, cycle),
+                       computation)
+
+
+def addon_period_line(plan: Plan, cycle: str, quantity: int, start: datetime, end: datetime) -> ledger.Line:
+    """The extra properties' line for one whole period (ADD-2, REN-2)."""
+    unit = pricing.addon_unit(plan.extra_property_monthly, cycle)
+    return ledger.Line(f"{quantity} extra properties, {start:%Y-%m-%d} to {end:%Y-%m-%d}",
+                       addon_price(plan, cycle, quantity), f"{quantity} × {format_money(unit, plan.currency)}",
+                       quantity=Decimal(quantity), unit_price=unit)
+
+
+# --- limits (DWN-3) and who may change what (UPG-7, SUS-2) ----------------------------------------
+
+
+def fit_problem(account, plan: Plan, extra_properties: int = 0) -> str | None:
+    """Why the account does not fit `plan` with these extra properties, in DWN-3's words, or None."""
+    allowed = plan.property_limit(extra_properties)
+    if allowed is not None:
+        have = account.properties.live().count()
+        if have > allowed:
+            remove = have - allowed
+            return (f"{plan.name} allows {allowed} propert{'y' if allowed == 1 else 'ies'}; you have {have}. "
+                    f"Delete {remove} propert{'y' if remove == 1 else 'ies'} to downgrade.")
+    if plan.limit_integrations is not None:
+        have = account.integrations.filter(disconnected_at__isnull=True).count()
+        if have > plan.limit_integrations:
+            remove = have - plan.limit_integrations
+            return (f"{plan.name} allows {plan.limit_integrations} integration"
+                    f"{'' if plan.limit_integrations == 1 else 's'}; you have {have}. "
+                    f"Disconnect {remove} integration{'' if remove == 1 else 's'} to downgrade.")
+    return None
+
+
+def paid_status_guard(sub: Subscription) -> None:
+    """UPG-7 and SUS-2: no plan change while money is owed or the account is suspended."""
+    account = sub.account
+    if sub.status in (Status.PAST_DUE, Status.SUSPENDED) or (
+        account.is_suspended and account.suspension_reason == SuspensionReason.NON_PAYMENT
+    ):
+        raise NotEligible("Your last payment failed. Update your payment method and pay the open invoice "
+                          "before changing plans.")
+    if account.is_suspended and account.suspension_reason == SuspensionReason.POLICY_VIOLATION:
+        raise NotEligible("Your account is suspended for a policy violation. Contact support.")
+
+
+def is_upgrade(sub: Subscription, plan: Plan, cycle: str) -> bool | None:
+    """True: upgrade (UPG-1); False: downgrade (DWN-1); None: the same plan and cycle."""
+    if plan.pk == sub.plan_id and cycle == sub.cycle:
+        return None
+    if plan.is_free:
+        return False
+    if sub.cycle == Cycle.YEARLY and cycle == Cycle.MONTHLY:
+        return False  # yearly -> monthly is a downgrade whatever the plan (DWN-1)
+    if plan.rank != sub.plan.rank:
+        return plan.rank > sub.plan.rank
+    if cycle != sub.cycle:
+        return cycle == Cycle.YEARLY
+    return plan_price(plan, cycle) > sub.current_price
+
+
+# --- trials (TRI-1, TRI-2) --------------------------------------------------------------------------
+
+
+def trial_refusal(account) -> tuple[str, Account | None] | None:
+    """TRI-2: why the account may not start a trial (and the matching account), or None."""
+    if account.trial_used_at:
+        return "This account has already had a free trial. You can still subscribe without a trial.", None
+    others = Account.objects.exclude(pk=account.pk).filter(trial_used_at__isnull=False)
+    if account.identity_email:
+        match = others.filter(identity_email=account.identity_email).first()
+        if match:
+            return ("A free trial was already used with this e-mail address. "
+                    "You can still subscribe without a trial.", match)
+    method = ledger.default_payment_method(account)
+    if method is not None:
+        match = others.filter(payment_methods__fingerprint=method.fingerprint).first()
+        if match:
+            return "A free trial was already used with this card. You can still subscribe without a trial.", match
+    return None
+
+
+def trial_eligible(account) -> bool:
+    return trial_refusal(account) is None and ledger.default_payment_method(account) is not None
+
+
+def trial_reactivable_until(sub: Subscription | None, now: datetime) -> datetime | None:
+    """TRI-5: a cancelled trial can be reactivated until its original end date."""
+    if (sub is not None and sub.status == Status.CANCELED and sub.trial_start and sub.trial_end
+            and not sub.current_price and not sub.ended_at and sub.trial_end > now):
+        return sub.trial_end
+    return None
+
+
+# --- the next period (REN-2, DWN-2, ADD-2, ADD-3) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NextTerms:
+    """What the next period of a subscription will be, as the renewal charges it."""
+
+    plan: Plan
+    cycle: str
+    extra_properties: int
+    anchor: datetime
+    index: int
+    start: datetime
+    end: datetime
+
+    @property
+    def amount(self) -> Decimal:
+        """The renewal's total before credit (REN-2)."""
+        return period_price(self.plan, self.cycle, self.extra_properties)
+
+    @property
+    def property_limit(self) -> int | None:
+        return self.plan.property_limit(self.extra_properties)
+
+    def lines(self) -> list[ledger.Line]:
+        """The renewal invoice's lines: the plan for the period, and the extra properties (ADD-2)."""
+        price = format_money(plan_price(self.plan, self.cycle), self.plan.currency)
+        lines = [plan_period_line(self.plan, self.cycle, self.start, self.end, f"{self.cycle} price {price}")]
+        if self.extra_properties:
+            lines.append(addon_period_line(self.plan, self.cycle, self.extra_properties, self.start, self.end))
+        return lines
+
+
+def next_terms(sub: Subscription) -> NextTerms:
+    """The next period's plan, cycle, extra properties and bounds: the scheduled plan or cycle if
+    a change is due (DWN-2), the scheduled number of extra properties (ADD-2), none on a plan
+    without the add-on (ADD-3). Periods come from the anchor (D-1); a new cycle re-anchors at the
+    current period's end."""
+    plan = sub.scheduled_plan or sub.plan
+    cycle = sub.scheduled_cycle or sub.cycle
+    extra = sub.extra_properties if sub.scheduled_extra_properties is None else sub.scheduled_extra_properties
+    if plan.extra_property_monthly is None:
+        extra = 0
+    if cycle != sub.cycle or sub.anchor_at is None:
+        anchor, index = sub.current_period_end, 0
+    else:
+        anchor, index = sub.anchor_at, sub.period_index + 1
+    start, end = pricing.period_bounds(anchor, cycle, index)
+    return NextTerms(plan, cycle, extra, anchor, index, start, end)
+
+
+def anchor_moved(sub: Subscription, days: int) -> tuple[datetime, datetime]:
+    """The anchor and the current period's end once `days` are added to a paid period (UPG-3
+    restored days, REF-4 extensions): the anchor moves, so the renewal and every later period
+    follow (D-1)."""
+    anchor = sub.anchor_at + timedelta(days=days)
+    return anchor, pricing.period_bounds(anchor, sub.cycle, sub.period_index)[1]
+
+
+def renewal_key(sub: Subscription, start: datetime) -> str:
+    """REN-3: the renewal invoice of a period exists once (Invoice.dedupe_key)."""
+    return f"renewal:{sub.pk}:{start.isoformat()}"
+
+
+def renewal_lead() -> timedelta:
+    """REN-1: renewals are charged this long before the period ends."""
+    return timedelta(hours=settings.BILLING_RENEWAL_LEAD_HOURS)
+
+
+# --- refund requests (REF-2, REF-3) ------------------------------------------------------------------
+
+
+def refundable_payments(invoice: Invoice) -> list[Payment]:
+    return [p for p in Payment.objects.filter(invoice=invoice, status=PaymentStatus.SUCCEEDED).order_by("id")
+            if p.amount > p.refunded_amount]
+
+
+def charged_at(invoice: Invoice) -> datetime | None:
+    if invoice.paid_at:
+        return invoice.paid_at
+    payment = (Payment.objects.filter(invoice=invoice, status=PaymentStatus.SUCCEEDED)
+               .order_by("settled_at").first())
+    return payment.settled_at if payment else None
+
+
+def refund_refusal(invoice, now=None) -> str | None:
+    """Why the owner may not ask for a refund of `invoice` now (REF-2, REF-3), or None."""
+    now = clock(now)
+    account = invoice.account
+    if invoice.kind != InvoiceKind.TRIAL_CONVERSION:
+        return "Only the charge made when your free trial ended can be refunded; other payments are final."
+    if invoice.status != InvoiceStatus.PAID or not Payment.objects.filter(
+        invoice=invoice, status=PaymentStatus.SUCCEEDED
+    ).exists():
+        return "This invoice was not paid by card, so there is nothing to refund."
+    refunded = invoice.credit_notes.filter(kind=CreditNoteKind.REFUND).exists() or Payment.objects.filter(
+        invoice=invoice, refunded_amount__gt=0
+    ).exists()
+    if refunded:
+        return "This charge was already refunded."
+    earlier = (RefundRequest.objects.filter(invoice=invoice).exclude(status=RefundRequestStatus.REFUSED)
+               .order_by("requested_at", "id").first())
+    if earlier is not None:
+        return (f"A refund of this charge was already requested on {local_date(account, earlier.requested_at)} "
+                f"({earlier.get_status_display().lower()}).")
+    if AccountFlag.objects.filter(account=account, kind=FlagKind.TRIAL_ABUSE, resolved_at__isnull=True).exists():
+        return ("This account is flagged for review of its free trial, so the refund cannot be requested here. "
+                "Please contact support.")
+    charged_on = local_date(account, charged_at(invoice))
+    last_day = charged_on + timedelta(days=settings.BILLING_REFUND_WINDOW_DAYS)
+    if local_date(account, now) > last_day:
+        return (f"A refund can be requested within {settings.BILLING_REFUND_WINDOW_DAYS} days of the charge. "
+                f"This charge was made on {charged_on:%Y-%m-%d}, so the last day to ask was {last_day:%Y-%m-%d}.")
+    return None
+
+
+# --- restoring forfeited days (UPG-3) ----------------------------------------------------------------
+
+
+def upgrade_invoice(sub: Subscription) -> Invoice | None:
+    """The paid monthly -> yearly upgrade invoice of `sub`, newest first."""
+    for invoice in (Invoice.objects.filter(subscription=sub, kind=InvoiceKind.UPGRADE, status=InvoiceStatus.PAID)
+                    .order_by("-issued_at", "-id")[:20]):
+        change = invoice.pending_change or {}
+        if change.get("action") == "upgrade" and (change.get("from_cycle"), change.get("cycle")) == (
+            Cycle.MONTHLY, Cycle.YEARLY
+        ):
+            return invoice
+    return None
+
+
+def upgraded_on(sub: Subscription, invoice: Invoice) -> date:
+    start = (invoice.pending_change or {}).get("new_start")
+    moment = datetime.fromisoformat(start) if start else (invoice.paid_at or invoice.issued_at)
+    return local_date(sub.account, moment)
+
+
+def restore_refusal(subscription, now=None) -> str | None:
+    """Why the owner may not ask now for the days a monthly -> yearly upgrade forfeited, or None."""
+    now = clock(now)
+    sub = Subscription.objects.select_related("account", "plan").get(pk=subscription.pk)
+    invoice = upgrade_invoice(sub)
+    if invoice is None:
+        return "Days can be restored only after an upgrade from a monthly to a yearly plan."
+    newest = Subscription.objects.filter(account_id=sub.account_id).order_by("-id").values_list("pk", flat=True)
+    if newest.first() != sub.pk or sub.status == Status.CANCELED or sub.cycle != Cycle.YEARLY:
+        return "The yearly subscription this upgrade started is no longer current, so no days can be added to it."
+    days = int((invoice.pending_change or {}).get("forfeited_days") or 0)
+    if days <= 0:
+        return "No days of your monthly period were forfeited by this upgrade."
+    existing = RestoreRequest.objects.filter(invoice=invoice).first()
+    if existing is not None:
+        return (f"You already asked for these {existing.days} days on "
+                f"{local_date(sub.account, existing.requested_at):%Y-%m-%d} ({existing.get_status_display().lower()}).")
+    working_days = settings.BILLING_RESTORE_WORKING_DAYS
+    upgraded = upgraded_on(sub, invoice)
+    today = local_date(sub.account, now)
+    if not pricing.restore_window_open(upgraded, today, working_days):
+        deadline = pricing.restore_deadline(upgraded, working_days)
+        return (f"Forfeited days can be restored only within {working_days} working days of the upgrade. You "
+                f"upgraded on {upgraded:%A %Y-%m-%d}, so the last day to ask was {deadline:%A %Y-%m-%d}.")
+    return None

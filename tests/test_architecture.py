@@ -1,0 +1,182 @@
+"""The code's shape (issue "Engine by ownership"): imports flow one way, nothing private crosses a
+module boundary, locks are taken through the named helpers, and every status change goes through
+the lifecycle. Read from the source with ast, so a regression fails here before it deadlocks or
+drifts in production."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SKIP = {"tests", "bench", "migrations", ".venv", "node_modules", "docs", "static", "templates", "var"}
+
+
+def project_modules() -> dict[str, Path]:
+    modules = {}
+    for path in ROOT.rglob("*.py"):
+        relative = path.relative_to(ROOT)
+        if any(part in SKIP or part.startswith(".") for part in relative.parts):
+            continue
+        parts = list(relative.with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        if parts:
+            modules[".".join(parts)] = path
+    return modules
+
+
+MODULES = project_modules()
+
+
+def imported(module: str) -> list[tuple[str, str | None, int]]:
+    """(target module, imported name or None, line) for every import in `module`, those inside
+    functions included; relative imports resolved; only the project's own modules."""
+    path = MODULES[module]
+    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets = [(alias.name, None) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            source = ".".join([*base, node.module] if node.module else base)
+            targets = [(source, alias.name) for alias in node.names]
+        else:
+            continue
+        for source, name in targets:
+            if name and f"{source}.{name}" in MODULES:  # `from package import module`
+                found.append((f"{source}.{name}", None, node.lineno))
+                continue
+            parts = source.split(".")
+            while parts and ".".join(parts) not in MODULES:
+                parts.pop()
+            if parts:
+                found.append((".".join(parts), name, node.lineno))
+    return found
+
+
+GRAPH = {module: {target for target, _name, _line in imported(module) if target != module} for module in MODULES}
+
+
+def cycles() -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(node):
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in GRAPH[node]:
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for module in sorted(GRAPH):
+        if module not in index:
+            visit(module)
+    return found
+
+
+def test_the_import_graph_reads_the_project():
+    assert {"subscriptions.billing", "subscriptions.lifecycle", "core.events", "accounts.services"} <= set(GRAPH)
+    assert "subscriptions.charges" in GRAPH["subscriptions.billing"]
+
+
+def test_imports_form_no_circle_between_modules():
+    assert cycles() == []
+
+
+def test_no_private_name_is_imported_from_another_module():
+    crossing = [f"{module}:{line} imports {name} from {target}"
+                for module in MODULES for target, name, line in imported(module)
+                if name and name.startswith("_") and not name.startswith("__") and target != module]
+    assert crossing == []
+
+
+def test_no_star_import_and_no_module_patched_from_outside():
+    offenders = []
+    for module, path in MODULES.items():
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and any(alias.name == "*" for alias in node.names):
+                if not module.startswith("config.settings"):  # settings layer on base.py by design
+                    offenders.append(f"{module}:{node.lineno} import *")
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "setattr" and node.args:
+                first = node.args[0]
+                if isinstance(first, ast.Name) and first.id.startswith("_engine"):
+                    offenders.append(f"{module}:{node.lineno} setattr on a module")
+    assert offenders == []
+
+
+@pytest.mark.parametrize(("lower", "higher"), [
+    ("core", ("accounts", "plans", "subscriptions", "invoices", "notifications", "api")),
+    ("accounts.services", ("subscriptions", "invoices.services", "notifications", "api")),
+    ("accounts.usage", ("subscriptions.billing", "subscriptions.staff", "subscriptions.scheduler", "notifications")),
+    ("invoices.services", ("subscriptions", "notifications", "api")),
+    ("subscriptions.pricing", ("django", "accounts", "invoices", "subscriptions.terms")),
+    ("subscriptions.terms", ("subscriptions.lifecycle", "subscriptions.charges", "subscriptions.billing")),
+    ("subscriptions.lifecycle", ("subscriptions.charges", "subscriptions.billing", "subscriptions.staff",
+                                 "subscriptions.scheduler", "subscriptions.renewals")),
+    ("subscriptions.charges", ("subscriptions.billing", "subscriptions.staff", "subscriptions.scheduler",
+                               "subscriptions.renewals", "subscriptions.dunning")),
+    ("subscriptions.renewals", ("subscriptions.billing", "subscriptions.staff", "subscriptions.scheduler")),
+    ("subscriptions.billing", ("subscriptions.staff", "subscriptions.scheduler")),
+    ("subscriptions.staff", ("subscriptions.billing", "subscriptions.scheduler")),
+])
+def test_imports_flow_downwards(lower, higher):
+    """Entry points → billing, staff, scheduler → renewals, dunning, overage → charges → lifecycle →
+    terms, quotes, selectors → pricing → core. A module never imports one above it."""
+    modules = [name for name in MODULES if name == lower or name.startswith(lower + ".")]
+    upward = []
+    for module in modules:
+        path = MODULES[module]
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                if any(name == top or name.startswith(top + ".") for top in higher):
+                    upward.append(f"{module}:{node.lineno} imports {name}")
+        for target in GRAPH[module]:
+            if any(target == top or target.startswith(top + ".") for top in higher):
+                upward.append(f"{module} imports {target}")
+    assert upward == []
+
+
+def test_row_locks_of_the_engine_are_taken_only_through_the_lock_helpers():
+    """One lock order (account → subscription → invoice → payment) holds by construction."""
+    takers = sorted(module for module, path in MODULES.items()
+                    if module.startswith("subscriptions.") and "select_for_update" in path.read_text())
+    assert takers == ["subscriptions.locks"]
+
+
+def test_statuses_of_subscriptions_and_accounts_are_assigned_only_by_the_lifecycle():
+    assigned = []
+    for module, path in MODULES.items():
+        if module == "subscriptions.lifecycle":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+                node, ast.AnnAssign | ast.AugAssign) else []
+            for target in targets:
+                for element in target.elts if isinstance(target, ast.Tuple) else [target]:
+                    if (isinstance(element, ast.Attribute) and element.attr == "status"
+                            and isinstance(element.value, ast.Name)
+                            and element.value.id in {"sub", "subscription", "new", "free", "account", "locked"}):
+                        assigned.append(f"{module}:{node.lineno}")
+    assert assigned == []
