@@ -97,6 +97,44 @@ class Invoice(models.Model):
     def bill_to_country_name(self) -> str:
         return country_name(self.bill_to_country)
 
+    def credited_amounts(self) -> tuple[Decimal, Decimal]:
+        """(refunded, credited): the totals of the refund credit notes and of the other credit
+        notes naming this invoice. Lists annotate them (`invoices.selectors.with_credit_totals`)."""
+        refunded, credited = getattr(self, "refunded_total", None), getattr(self, "credited_total", None)
+        if refunded is None or credited is None:
+            refunded, credited = Decimal("0"), Decimal("0")
+            for kind, amount in self.credit_notes.values_list("kind", "amount"):
+                if kind == CreditNoteKind.REFUND:
+                    refunded += amount
+                else:
+                    credited += amount
+        return refunded, credited
+
+    @property
+    def status_label(self) -> str:
+        """The status a customer reads: a paid invoice that was refunded or credited says so (INV-2)."""
+        if self.status != InvoiceStatus.PAID:
+            return self.get_status_display()
+        refunded, credited = self.credited_amounts()
+        if refunded and refunded >= self.amount_paid:
+            return "Refunded"
+        if refunded:
+            return "Partly refunded"
+        if credited and credited >= self.total:
+            return "Credited"
+        if credited:
+            return "Partly credited"
+        return self.get_status_display()
+
+    @property
+    def status_tone(self) -> str:
+        """The badge's colour: ok (paid), bad (open), warn (refunded or credited), '' otherwise."""
+        if self.status == InvoiceStatus.OPEN:
+            return "bad"
+        if self.status != InvoiceStatus.PAID:
+            return ""
+        return "ok" if self.status_label == "Paid" else "warn"
+
 
 class InvoiceLine(models.Model):
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
@@ -147,6 +185,17 @@ class CreditNote(models.Model):
 
     def __str__(self):
         return self.number
+
+    @property
+    def status_label(self) -> str:
+        """Refunded (money paid back), or how much of the credit is left to use (DWN-4)."""
+        if self.kind == CreditNoteKind.REFUND:
+            return "Refunded"
+        if self.remaining <= 0:
+            return "Credit used"
+        if self.remaining < self.amount:
+            return "Credit partly used"
+        return "Credit available"
 
 
 class CreditApplication(models.Model):

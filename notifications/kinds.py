@@ -20,6 +20,7 @@ from django.utils import dateformat, timezone
 from core import zones
 from core.events import KINDS, Event
 from core.money import format_money
+from subscriptions.statement import account_statement
 
 from .models import Category
 
@@ -289,19 +290,14 @@ def event_context(event: Event, account) -> dict:
         # DUN-1: only renewals, trial conversions and overage go to dunning; a declined immediate
         # charge (first period, upgrade, add-on, reactivation) just leaves things as they were.
         ctx["dunning"] = invoice.kind in DUNNING_INVOICE_KINDS
-    ctx["period_end_on"] = ""
-    if subscription is not None and subscription.current_period_end:
-        next_renewal = subscription.current_period_end
-        if invoice is not None and invoice.period_end and invoice.period_end > next_renewal:
-            # A renewal is paid 24 hours ahead (REN-1): it pays for the next period, which ends at
-            # the following renewal, on the plan and cycle that period has (DWN-2).
-            next_renewal = invoice.period_end
-            if subscription.scheduled_plan_id:
-                cycle = subscription.scheduled_cycle or subscription.cycle
-                price = subscription.scheduled_plan.price_for(cycle)
-                ctx["price"] = money(price, invoice.currency) if price is not None else ""
-                ctx["cycle_unit"] = CYCLE_UNITS.get(cycle, cycle)
-        ctx["period_end_on"] = human_date(local_day(next_renewal, zone))
+    # PAY-4: what happens next is the account statement's, the computation the billing run acts on.
+    statement = account_statement(account, event.occurred_at)
+    ctx["statement"] = statement
+    ctx["next_charge_sentence"] = statement.next_charge_sentence
+    if statement.on_new_card is not None:
+        upcoming = statement.on_new_card.upcoming
+        ctx["reactivation_amount"] = money(statement.on_new_card.total, statement.currency)
+        ctx["reactivation_what"] = f"{upcoming.plan.name}, {upcoming.cycle}"
     if "trial_end" not in ctx:
         ctx["trial_end"] = human_date(local_day(subscription.trial_end, zone)) if subscription else ""
     return ctx

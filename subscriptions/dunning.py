@@ -8,7 +8,7 @@ from django.db import transaction
 from invoices import services as ledger
 from invoices.models import Invoice, InvoiceKind, InvoiceStatus, PaymentStatus
 
-from . import charges, lifecycle, pricing, terms
+from . import charges, lifecycle, terms
 from .errors import PaymentDeclined
 from .locks import invoices_lock, subscription_claim, subscription_lock
 from .models import Status, Subscription
@@ -68,13 +68,9 @@ def collect_after_new_payment_method(account, *, actor, now) -> None:
         with transaction.atomic():
             locked = subscription_lock(sub[0])
             lifecycle.renewals_void_open(locked, now=now)
-            plan, cycle = locked.plan, locked.cycle
-            start, end = pricing.period_bounds(now, cycle, 0)
-            lines = [terms.plan_period_line(plan, cycle, start, end,
-                                            "a full new period from the payment date (reactivation)")]
-            if locked.extra_properties and plan.extra_property_monthly is not None:
-                lines.append(terms.addon_period_line(plan, cycle, locked.extra_properties, start, end))
-            step = charges.charge_begin(locked, kind=InvoiceKind.REACTIVATION, lines=lines,
-                                        pending={"action": "reactivate", "start": start.isoformat()},
-                                        currency=plan.currency, period=(start, end), actor=actor, now=now)
+            new = terms.reactivation_terms(locked, now)
+            step = charges.charge_begin(locked, kind=InvoiceKind.REACTIVATION, lines=new.lines(),
+                                        pending={"action": "reactivate", "start": new.start.isoformat()},
+                                        currency=new.plan.currency, period=(new.start, new.end), actor=actor,
+                                        now=now)
         charges.charge_finish(step, actor=actor, now=now)

@@ -197,7 +197,8 @@ def trial_reactivate(sub: Subscription, *, actor, now) -> None:
 def trial_convert(sub: Subscription, *, now) -> tuple[datetime, datetime]:
     """TRI-3: the trial ends; the first period starts at the trial end. Returns its bounds."""
     before = terms.snapshot(sub)
-    start, end = pricing.period_bounds(sub.trial_end, sub.cycle, 0)
+    first = terms.trial_terms(sub)
+    start, end = first.start, first.end
     subscription_status_set(sub, Status.ACTIVE)
     sub.anchor_at, sub.period_index = start, 0
     sub.current_period_start, sub.current_period_end = start, end

@@ -214,11 +214,10 @@ def trial_end(pk, now) -> bool:
         if sub.scheduled_plan_id and sub.scheduled_plan.is_free:  # a downgrade to Free during the trial
             renewals.to_free(sub, now)
             return True
-        start, end = lifecycle.trial_convert(sub, now=now)
-        line = terms.plan_period_line(sub.plan, sub.cycle, start, end,
-                                      f"first {terms.cycle_unit(sub.cycle)} after the free trial")
-        payment = charges.invoice_issue_and_begin(sub, InvoiceKind.TRIAL_CONVERSION, [line], (start, end),
-                                                  f"trial:{sub.pk}", now)
+        first = terms.trial_terms(sub)
+        lifecycle.trial_convert(sub, now=now)
+        payment = charges.invoice_issue_and_begin(sub, InvoiceKind.TRIAL_CONVERSION, first.lines(),
+                                                  (first.start, first.end), f"trial:{sub.pk}", now)
     charges.payment_send_and_settle(payment, now)
     return True
 

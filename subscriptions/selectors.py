@@ -6,23 +6,24 @@ sums are aggregates, and usage comes from the monthly counter, never from the pe
 """
 
 import calendar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import F, Q, Sum
+from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import ROLE_PERMISSIONS, SuspensionReason, UsageMonth
 from accounts.usage import month_included, month_label, month_start
-from core.money import ZERO, format_money
 from invoices import services as ledger
-from invoices.models import CreditNote, Invoice, InvoiceKind, InvoiceStatus, Payment, PaymentStatus
+from invoices.models import Invoice, InvoiceKind
+from invoices.selectors import issued_invoices
 from plans.models import Cycle, Plan
 
 from . import pricing, terms
 from .models import Status, Subscription
+from .statement import account_statement
 
 RECENT_INVOICES = 5
 
@@ -80,95 +81,6 @@ def subscription_current(account) -> Subscription | None:
             .order_by("-id").first())
 
 
-def next_charge_at(sub: Subscription | None) -> datetime | None:
-    """When the next automatic charge is made: the trial end (TRI-3), or 24 hours before the period
-    ends (REN-1). None when nothing will be charged (Free, cancelling, cancelled)."""
-    if sub is None or not sub.is_paid:
-        return None
-    if sub.status == Status.TRIALING:
-        if sub.scheduled_plan_id and sub.scheduled_plan.is_free:
-            return None
-        return sub.trial_end
-    if sub.status == Status.PAST_DUE:
-        return sub.next_retry_at
-    if sub.status != Status.ACTIVE or sub.cancel_at_period_end or sub.current_period_end is None:
-        return None
-    if sub.scheduled_plan_id and sub.scheduled_plan.is_free:
-        return None
-    return sub.current_period_end - timedelta(hours=settings.BILLING_RENEWAL_LEAD_HOURS)
-
-
-# --- upcoming charges (REN-2, CAT-4, DWN-2, ADD-2, USE-3) ---------------------------------------------
-
-
-@dataclass
-class ChargeLine:
-    description: str
-    amount: Decimal
-    note: str = ""
-
-
-@dataclass
-class Upcoming:
-    """The next charge as the customer will see it on the invoice, and what else is coming."""
-
-    charge_at: datetime | None = None
-    period_start: datetime | None = None
-    period_end: datetime | None = None
-    currency: str = "USD"
-    lines: list[ChargeLine] = field(default_factory=list)
-    subtotal: Decimal = ZERO
-    credit: Decimal = ZERO
-    total: Decimal = ZERO
-    notes: list[str] = field(default_factory=list)
-    overage_amount: Decimal = ZERO
-    overage_on: object = None
-    overage_sessions: int = 0
-
-
-def upcoming_charges(sub: Subscription | None, *, credit_balance: Decimal, usage: dict, now: datetime) -> Upcoming:
-    """The next renewal (plan at today's catalog price, CAT-4), extra properties, the scheduled
-    plan, the credit that will be applied, and this month's projected overage."""
-    up = Upcoming(currency=sub.plan.currency if sub else "USD")
-    charge_at = next_charge_at(sub)
-    if sub is not None and charge_at is not None and sub.status in (Status.ACTIVE, Status.TRIALING):
-        if sub.status == Status.TRIALING:
-            plan, cycle, extra = sub.plan, sub.cycle, 0
-            start = sub.trial_end
-            end = pricing.period_bounds(start, cycle, 0)[1]
-            up.notes.append(f"Your free trial ends on {_day(sub, start)}; "
-                            f"the first {terms.cycle_unit(cycle)} is charged then.")
-        else:
-            upcoming = terms.next_terms(sub)
-            plan, cycle, extra, start, end = (upcoming.plan, upcoming.cycle, upcoming.extra_properties,
-                                              upcoming.start, upcoming.end)
-            if plan.pk != sub.plan_id or cycle != sub.cycle:
-                up.notes.append(f"From {_day(sub, start)} you move to {plan.name} ({cycle}), as you scheduled.")
-        price = plan.price_for(cycle) or ZERO
-        up.charge_at, up.period_start, up.period_end = charge_at, start, end
-        up.lines.append(ChargeLine(f"{plan.name} ({cycle})", price))
-        if (sub.status == Status.ACTIVE and plan.pk == sub.plan_id and cycle == sub.cycle
-                and price != sub.current_price):
-            # CAT-4: a catalog price change applies from the next renewal.
-            up.notes.append(f"New price from {_day(sub, start)}: {format_money(price, plan.currency)} per "
-                            f"{terms.cycle_unit(cycle)} (you paid {format_money(sub.current_price, plan.currency)} "
-                            "for the current period).")
-        addon = terms.addon_price(plan, cycle, extra)
-        if addon:
-            unit = pricing.addon_unit(plan.extra_property_monthly, cycle)
-            up.lines.append(ChargeLine(f"{extra} extra propert{'y' if extra == 1 else 'ies'}", addon,
-                                       f"{extra} × {format_money(unit, plan.currency)}"))
-        up.subtotal = sum((line.amount for line in up.lines), ZERO)
-        up.credit = min(credit_balance, up.subtotal)
-        up.total = up.subtotal - up.credit
-    if usage.get("overage_per_1000") and usage.get("projected_overage_amount"):
-        up.overage_amount = usage["projected_overage_amount"]
-        up.overage_sessions = usage["projected_overage_sessions"]
-        first = terms.local_date(sub.account, now) if sub else now.date()
-        up.overage_on = (first.replace(day=1) + timedelta(days=32)).replace(day=1)
-    return up
-
-
 def _day(sub: Subscription, moment: datetime) -> str:
     return f"{terms.local_date(sub.account, moment):%Y-%m-%d}"
 
@@ -216,31 +128,6 @@ def pending_changes(sub: Subscription | None, now: datetime) -> list[PendingChan
     return changes
 
 
-# --- money owed (DUN-1, SUS-1) -----------------------------------------------------------------------
-
-
-@dataclass
-class Owed:
-    amount: Decimal
-    currency: str
-    decline_message: str
-    invoice: Invoice | None
-
-
-def money_owed(account) -> Owed | None:
-    """The open invoices and the reason the last charge on them failed (DUN-1)."""
-    total = (Invoice.objects.filter(account=account, status=InvoiceStatus.OPEN)
-             .aggregate(total=Sum("total"), paid=Sum("amount_paid")))
-    if total["total"] is None:
-        return None
-    failed = (Payment.objects.filter(account=account, invoice__status=InvoiceStatus.OPEN, status=PaymentStatus.FAILED)
-              .select_related("invoice").order_by("-attempted_at", "-id").first())
-    return Owed(amount=total["total"] - (total["paid"] or ZERO),
-                currency=failed.invoice.currency if failed else "USD",
-                decline_message=(failed.decline_message if failed else "") or "Your card was declined.",
-                invoice=failed.invoice if failed else None)
-
-
 SUSPENSION_HELP = {
     SuspensionReason.NON_PAYMENT: (
         "Your account is suspended because the last payment retry failed; your properties have stopped tracking.",
@@ -259,12 +146,6 @@ def suspension(account) -> dict | None:
         return None
     why, what = SUSPENSION_HELP.get(account.suspension_reason, ("Your account is suspended.", "Contact support."))
     return {"reason": account.suspension_reason, "why": why, "what": what, "note": account.suspension_note}
-
-
-def credit_balance(account, currency: str) -> Decimal:
-    """Credit notes not used up yet; applied automatically to the next invoices (DWN-4)."""
-    return (CreditNote.objects.filter(account=account, remaining__gt=0, currency=currency)
-            .aggregate(total=Sum("remaining"))["total"] or ZERO)
 
 
 # --- trials and the plan list (TRI-1, TRI-2, UPG-1, DWN-1) --------------------------------------------
@@ -368,6 +249,22 @@ def refund_offer(invoice: Invoice, now: datetime) -> tuple[bool, str]:
     return reason is None, reason or ""
 
 
+def restore_days(sub: Subscription, now: datetime) -> dict | None:
+    """The forfeited days a monthly -> yearly upgrade left and the last day to ask for them (UPG-3)."""
+    invoice = terms.upgrade_invoice(sub)
+    if invoice is None:
+        return None
+    upgraded = terms.upgraded_on(sub, invoice)
+    return {"days": int((invoice.pending_change or {}).get("forfeited_days") or 0), "upgraded_on": upgraded,
+            "deadline": pricing.restore_deadline(upgraded, settings.BILLING_RESTORE_WORKING_DAYS)}
+
+
+def invoice_rows(account, *, limit: int | None = None) -> list:
+    """The account's issued invoices, newest first, each with its refunded or credited status."""
+    invoices = issued_invoices(account)
+    return list(invoices[:limit] if limit else invoices)
+
+
 def restore_offer(sub: Subscription | None, now: datetime) -> tuple[bool, str]:
     """(may request, why not) for the forfeited days of a monthly→yearly upgrade (UPG-3)."""
     if sub is None:
@@ -421,6 +318,7 @@ def usage_summary(account, now: datetime | None = None) -> dict:
     projected_overage_sessions = max(0, projected - included) if included is not None else 0
     return {
         "month": month_label(month),
+        "month_name": f"{month:%B %Y}",
         "plan": plan.code if plan else None,
         "currency": plan.currency if plan else "USD",
         "sessions_used": sessions,
@@ -469,7 +367,8 @@ def usage_bars(usage: dict) -> list[UsageBar]:
 
 
 def billing_overview(account, membership, now: datetime | None = None) -> dict:
-    """Everything the overview shows, in a fixed number of queries (see tests/web)."""
+    """Everything the overview shows, in a fixed number of queries (see tests/web). The money and
+    the dates come from the account statement, the one computation of what happens next."""
     now = now or timezone.now()
     sub = subscription_current(account)
     usage = usage_summary(account, now)
@@ -477,19 +376,17 @@ def billing_overview(account, membership, now: datetime | None = None) -> dict:
                "suspension": suspension(account)}
     if not membership.can("view_billing"):
         return context  # ACC-1: members see usage only
-    currency = sub.plan.currency if sub else settings.BILLING_DEFAULT_CURRENCY
-    credit = credit_balance(account, currency)
-    owed = money_owed(account) if sub is not None and sub.status in (Status.PAST_DUE, Status.SUSPENDED) else None
+    statement = account_statement(account, now, usage=usage)
+    pending = pending_changes(sub, now)
     context.update({
+        "statement": statement,
         "payment_method": ledger.default_payment_method(account),
-        "owed": owed,
-        "credit_balance": credit,
-        "upcoming": upcoming_charges(sub, credit_balance=credit, usage=usage, now=now),
-        "next_charge_at": next_charge_at(sub),
-        "pending": pending_changes(sub, now),
-        "recent_invoices": list(Invoice.objects.filter(account=account, number__isnull=False)
-                                .order_by("-issued_at", "-id")[:RECENT_INVOICES]) if membership.can("invoices") else [],
+        "pending": pending,
+        "pending_shown": [change for change in pending
+                          if change.kind != "trial_cancelled" or not context["suspension"]],
+        "recent_invoices": invoice_rows(account, limit=RECENT_INVOICES) if membership.can("invoices") else [],
     })
     if membership.can("requests") and sub is not None and sub.cycle == Cycle.YEARLY and sub.status == Status.ACTIVE:
         context["restore_ok"], context["restore_reason"] = restore_offer(sub, now)
+        context["restore"] = restore_days(sub, now) if context["restore_ok"] else None
     return context

@@ -215,6 +215,7 @@ class NextTerms:
     index: int
     start: datetime
     end: datetime
+    computation: str = ""  # how the plan's line says its price was reached ("" : the cycle's price)
 
     @property
     def amount(self) -> Decimal:
@@ -228,7 +229,8 @@ class NextTerms:
     def lines(self) -> list[ledger.Line]:
         """The renewal invoice's lines: the plan for the period, and the extra properties (ADD-2)."""
         price = format_money(plan_price(self.plan, self.cycle), self.plan.currency)
-        lines = [plan_period_line(self.plan, self.cycle, self.start, self.end, f"{self.cycle} price {price}")]
+        lines = [plan_period_line(self.plan, self.cycle, self.start, self.end,
+                                  self.computation or f"{self.cycle} price {price}")]
         if self.extra_properties:
             lines.append(addon_period_line(self.plan, self.cycle, self.extra_properties, self.start, self.end))
         return lines
@@ -258,6 +260,62 @@ def anchor_moved(sub: Subscription, days: int) -> tuple[datetime, datetime]:
     follow (D-1)."""
     anchor = sub.anchor_at + timedelta(days=days)
     return anchor, pricing.period_bounds(anchor, sub.cycle, sub.period_index)[1]
+
+
+def following_terms(upcoming: NextTerms) -> NextTerms:
+    """The period after `upcoming`, once it has started: same plan, cycle and extra properties (the
+    roll-over applies scheduled changes), the next period of the same anchor (D-1)."""
+    start, end = pricing.period_bounds(upcoming.anchor, upcoming.cycle, upcoming.index + 1)
+    return NextTerms(upcoming.plan, upcoming.cycle, upcoming.extra_properties, upcoming.anchor, upcoming.index + 1,
+                     start, end)
+
+
+def trial_terms(sub: Subscription) -> NextTerms:
+    """TRI-3: the first paid period of a trial, which starts at the trial end."""
+    start, end = pricing.period_bounds(sub.trial_end, sub.cycle, 0)
+    return NextTerms(sub.plan, sub.cycle, 0, start, 0, start, end,
+                     computation=f"first {cycle_unit(sub.cycle)} after the free trial")
+
+
+def reactivation_terms(sub: Subscription, now: datetime) -> NextTerms:
+    """DUN-3: after a suspension for non-payment, a new card pays a full new period from that day,
+    on the same plan, cycle and extra properties."""
+    start, end = pricing.period_bounds(now, sub.cycle, 0)
+    extra = sub.extra_properties if sub.plan.extra_property_monthly is not None else 0
+    return NextTerms(sub.plan, sub.cycle, extra, start, 0, start, end,
+                     computation="a full new period from the payment date (reactivation)")
+
+
+@dataclass(frozen=True)
+class NextCharge:
+    """The next automatic charge as the billing run will make it (PAY-4): when, for what, and how
+    much after credit. Pages, e-mails and quotes state this and nothing else."""
+
+    at: datetime
+    kind: str  # "renewal" | "trial_conversion" | "retry"
+    lines: tuple
+    subtotal: Decimal
+    credit: Decimal
+    currency: str
+    upcoming: NextTerms | None = None  # the period it pays for (None for a retry of open invoices)
+
+    @property
+    def total(self) -> Decimal:
+        return self.subtotal - self.credit
+
+    @property
+    def plan(self) -> Plan | None:
+        return self.upcoming.plan if self.upcoming else None
+
+
+def next_charge_of(upcoming: NextTerms, *, credit: Decimal, kind: str = "renewal",
+                   at: datetime | None = None) -> NextCharge:
+    """The charge that pays for `upcoming`: a renewal 24 hours before the period starts (REN-1), a
+    trial conversion at the trial end (TRI-3); available credit first (DWN-4, REN-2)."""
+    lines = tuple(upcoming.lines())
+    subtotal = sum((line.amount for line in lines), ZERO)
+    return NextCharge(at or upcoming.start - renewal_lead(), kind, lines, subtotal, min(credit, subtotal),
+                      upcoming.plan.currency, upcoming)
 
 
 def renewal_key(sub: Subscription, start: datetime) -> str:

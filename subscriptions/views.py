@@ -34,6 +34,7 @@ from .forms import (
     SandboxPaymentMethodForm,
 )
 from .models import RestoreRequest, Status
+from .statement import account_statement
 
 
 def _render(request, template: str, context: dict, status: int = 200):
@@ -357,10 +358,12 @@ def payment_method(request):
                 if context["next"] == "plans":
                     return redirect("billing:plans")
                 return redirect("billing:overview" if owed else "billing:payment_method")
-    sub = selectors.subscription_current(account)
+    statement = account_statement(account)
+    sub = statement.subscription
     context.update({
         "method": ledger.default_payment_method(account),
-        "owed": selectors.money_owed(account) if sub and sub.status in (Status.PAST_DUE, Status.SUSPENDED) else None,
+        "owed": statement.owed if sub and sub.status in (Status.PAST_DUE, Status.SUSPENDED) else None,
+        "statement": statement,
         "subscription": sub,
     })
     return _render(request, "billing/payment_method.html", context, status=402 if "declined" in context else 200)

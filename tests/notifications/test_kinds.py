@@ -78,7 +78,8 @@ def test_tri7_trial_converted_email_is_the_receipt_with_the_invoice_pdf(account,
     invoice = Invoice.objects.get(account=account, kind=InvoiceKind.TRIAL_CONVERSION)
     assert message.subject == "Receipt: your Personal subscription has started ($14.00 paid)"
     assert f"Invoice {invoice.number}" in message.body
-    assert "renews automatically on May 15, 2026 at $14.00 per month" in message.body
+    assert ("Next charge: $14.00 on May 14, 2026, for "
+            "Personal (monthly) from May 15, 2026 to June 15, 2026.") in message.body
     assert pdf_names(message) == [f"invoice-{invoice.number}.pdf"]
 
 
@@ -115,7 +116,8 @@ def test_not1_first_subscription_sends_one_receipt_with_the_pdf(account, committ
     message = only("subscription.started")  # payment.succeeded for the same invoice is not sent twice
     invoice = Invoice.objects.get(account=account)
     assert message.subject == "Receipt: your Personal subscription has started ($14.00 paid)"
-    assert "renews automatically on May 1, 2026 at $14.00 per month" in message.body
+    assert ("Next charge: $14.00 on April 30, 2026, for "
+            "Personal (monthly) from May 1, 2026 to June 1, 2026.") in message.body
     assert pdf_names(message) == [f"invoice-{invoice.number}.pdf"]
 
 
@@ -128,7 +130,8 @@ def test_not1_upgrade_email_states_the_prorated_charge(account, committed):
     message = only("subscription.upgraded")
     assert message.subject == "Receipt: you upgraded to Advanced ($7.50 paid)"
     assert "($29.00 − $14.00) × 15/30 days = $7.50" in message.body
-    assert "renews on May 1, 2026 at $29.00 per month" in message.body
+    assert ("Next charge: $29.00 on April 30, 2026, for "
+            "Advanced (monthly) from May 1, 2026 to June 1, 2026.") in message.body
     assert len(pdf_names(message)) == 1
 
 
@@ -199,7 +202,8 @@ def test_not1_resumed_email_states_the_next_renewal(account, committed):
 
     message = only("subscription.resumed")
     assert message.subject == "Your Personal subscription continues"
-    assert "renews automatically on May 1, 2026 at $14.00 per month" in message.body
+    assert ("Next charge: $14.00 on April 30, 2026, for "
+            "Personal (monthly) from May 1, 2026 to June 1, 2026.") in message.body
 
 
 def test_not1_extra_properties_email_states_the_prorated_charge(account, committed):
@@ -228,7 +232,8 @@ def test_ren5_renewal_receipt_with_the_invoice_pdf(account, committed):
     assert message.subject == f"Receipt for invoice {invoice.number}: $14.00 paid"
     assert pdf_names(message) == [f"invoice-{invoice.number}.pdf"]
     # It pays for May: the next renewal is at the end of May, not at the end of April.
-    assert "renews automatically on June 1, 2026 at $14.00 per month" in message.body
+    assert ("Next charge: $14.00 on May 31, 2026, for "
+            "Personal (monthly) from June 1, 2026 to July 1, 2026.") in message.body
 
 
 def test_ren5_renewal_receipt_after_a_scheduled_downgrade_names_the_next_periods_price(account, committed):
@@ -241,7 +246,8 @@ def test_ren5_renewal_receipt_after_a_scheduled_downgrade_names_the_next_periods
 
     message = only("payment.succeeded")
     assert "$14.00 paid" in message.subject
-    assert "renews automatically on June 1, 2026 at $14.00 per month" in message.body
+    assert ("Next charge: $14.00 on May 31, 2026, for "
+            "Personal (monthly) from June 1, 2026 to July 1, 2026.") in message.body
 
 
 def test_ren5_yearly_renewal_email_7_days_ahead(account, committed):
@@ -382,7 +388,8 @@ def test_upg3_restore_days_decision_email_states_the_new_period_end(account, com
     message = only("restore.decided")
     assert message.subject == "Your request to restore 15 days was approved"
     assert "Period now ends: May 1, 2027" in message.body
-    assert "renews on May 1, 2027 at $278.04 per year" in message.body
+    assert ("Next charge: $278.04 on April 30, 2027, for "
+            "Advanced (yearly) from May 1, 2027 to May 1, 2028.") in message.body
 
 
 def test_dwn4_immediate_downgrade_sends_the_credit_note_and_the_plan_change(account, committed, settings):

@@ -34,7 +34,8 @@ def test_overview_shows_plan_cycle_status_period_and_next_charge(personal, clien
     html = _text(client_owner.get(reverse("billing:overview")))
     assert "<strong>Personal</strong>" in html and "Monthly" in html and "Active" in html
     assert "2026-04-01 to 2026-05-01" in html
-    assert "<dt>Next charge</dt><dd>2026-04-30</dd>" in html  # REN-1: 24 hours before the period ends
+    # REN-1: 24 hours before the period ends; PAY-4: with the amount the run will charge
+    assert '<dt>Next charge</dt><dd id="next-charge">2026-04-30: $14.00</dd>' in html
     assert "Visa •••• 4242" in html
     assert "Personal (monthly)" in html and "$14.00" in html
 
@@ -71,7 +72,7 @@ def test_use2_usage_bars_against_the_quota_and_projected_overage(personal, clien
     add_properties(personal.account, 2)
     travel("2026-04-16")  # 15 of 30 days: projected 18,000 sessions, 8,000 over at $2.00 / 1,000
     html = _text(client_owner.get(reverse("billing:overview")))
-    assert "Usage in 2026-04" in html
+    assert "Usage in April 2026" in html
     assert "9,000 of 10,000" in html and 'class="bar warn"' in html and "width: 90%" in html
     assert "2 of 3" in html
     assert "Projected for the month: 18,000 sessions, overage $16.00" in html
