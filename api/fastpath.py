@@ -47,6 +47,7 @@ MIDDLEWARE_EFFECT = {
     "django.contrib.auth.middleware.AuthenticationMiddleware": None,  # request.user is lazy and never read
     "django.contrib.messages.middleware.MessageMiddleware": None,  # no message is stored
     "django.middleware.clickjacking.XFrameOptionsMiddleware": "headers",
+    "axes.middleware.AxesMiddleware": None,  # acts only on a login that axes refused (ACC-4)
 }
 _TAG_RE = re.compile(TRACKING_TAG_RE.pattern.strip("^$"))  # used with fullmatch: `$` would allow a final \n
 
