@@ -9,7 +9,6 @@ class NotificationsConfig(AppConfig):
         from subscriptions import events
 
         from . import checks  # noqa: F401  (registers the deployment check)
-
         from .services import notify_event
 
         # Every event the engine emits becomes an e-mail (kinds.NOTIFICATIONS covers events.KINDS).
