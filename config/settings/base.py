@@ -189,6 +189,9 @@ BILLING_RUN_BATCH = env.int("BILLING_RUN_BATCH", default=500)  # renewals per tr
 BILLING_RUN_WAIT_MS = env.int("BILLING_RUN_WAIT_MS", default=600_000)  # how long a run waits for its chunks
 # PAY-2: an `unknown` payment younger than this may still be in flight on another worker.
 BILLING_SETTLE_GRACE_SECONDS = env.int("BILLING_SETTLE_GRACE_SECONDS", default=120)
+# Requests per API key on /api/v1/ (api/throttle.py): "N/s", "N/10s", "N/m"; empty or "off" = none.
+# Far above the documented load (entitlements ~2,000 requests/s in all): it stops a runaway client.
+API_KEY_RATE = env.str("API_KEY_RATE", default="20000/s")
 BILLING_DEFAULT_CURRENCY = env.str("BILLING_DEFAULT_CURRENCY", default="USD")
 BILLING_MAX_UNIT_PRICE = Decimal("1000000")
 
