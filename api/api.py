@@ -79,7 +79,19 @@ def _invalid(request, exc):
     description="A batch of up to 1,000 session events. Each event is checked on its own: bad ones are "
                 "rejected with a reason, the rest are recorded. An id already seen is ignored, so a batch "
                 "can be replayed safely after a timeout.",
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": USAGE_BATCH_SCHEMA}}}},
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": USAGE_BATCH_SCHEMA}}},
+        # What each status means for this operation: a bad event is a 200 with a rejection, not a 422.
+        "responses": {
+            200: {"description": "The batch was processed: good events recorded, bad ones (a malformed "
+                                   "timestamp, a missing id …) listed in `rejections` with their reason."},
+            400: {"description": "The body is not JSON. Nothing was recorded."},
+            413: {"description": "More than 1,000 events, or a body over 2 MiB. Nothing was recorded."},
+            422: {"description": "The body is not an object with an `events` list. Nothing was recorded. "
+                                   "(A malformed event is not a 422: see 200.)"},
+            429: {"description": "The key's request rate is used up; see Retry-After. Nothing was recorded."},
+        },
+    },
 )
 def usage_events(request: HttpRequest):
     try:
@@ -96,6 +108,9 @@ def usage_events(request: HttpRequest):
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         return Status(400, {"detail": 'The body must be JSON: {"events": [...]}. Nothing was recorded.'})
+    except RecursionError:  # [[[[…]]]] deeper than the parser goes (issue 16: was a 500)
+        return Status(400, {"detail": 'The body is nested too deeply to be {"events": [...]}: each event is a flat '
+                                      "object. Nothing was recorded."})
     if not isinstance(payload, dict) or not isinstance(payload.get("events"), list):
         return Status(422, {"detail": 'The body must be an object with an "events" list. Nothing was recorded.'})
     try:
