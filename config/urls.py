@@ -5,6 +5,7 @@ from django.views.generic import RedirectView
 
 from accounts import auth as account_auth
 from accounts import views as account_views
+from invoices.stripe_endpoint import StripeWebhookView
 
 admin.site.site_header = "Prorata back office"
 admin.site.site_title = "Prorata"
@@ -30,6 +31,8 @@ urlpatterns = [
     path("billing/stripe/", include("invoices.stripe_urls")),
     path("notifications/", include("notifications.urls")),
     path("api/", include("api.urls")),
+    # dj-stripe's webhook view, acknowledging input no redelivery can fix (invoices/stripe_endpoint.py).
+    path("stripe/webhook/<uuid:uuid>/", StripeWebhookView.as_view(), name="stripe_webhook"),
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
     path("admin/", admin.site.urls),
 ]
