@@ -11,6 +11,7 @@ forgets that username's failures (`PasswordResetConfirm`).
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 
 from axes.utils import reset as axes_reset
@@ -44,7 +45,11 @@ def client_ip(request) -> str | None:
     forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
     if not forwarded:
         return remote
-    return forwarded[-min(proxies, len(forwarded))]
+    candidate = forwarded[-min(proxies, len(forwarded))]
+    try:  # axes stores it in an inet column: garbage would fail the login with a 500 on PostgreSQL
+        return str(ipaddress.ip_address(candidate))
+    except ValueError:
+        return remote
 
 
 def cool_off_minutes() -> int:

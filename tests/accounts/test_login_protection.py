@@ -134,6 +134,14 @@ def test_acc4_behind_a_proxy_the_forwarded_client_address_is_counted(customer, s
     assert log_in(forged, "y@example.test", "nope").status_code == 429
 
 
+def test_acc4_a_forwarded_address_that_is_not_an_address_falls_back_to_the_peer(customer, settings):
+    """Stored in an inet column: garbage must not turn a login into a 500 (PostgreSQL)."""
+    settings.TRUSTED_PROXIES = 1
+    client = Client(REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="not-an-address")
+    assert log_in(client, customer.username, "wrong").status_code == 200
+    assert log_in(client, customer.username, PASSWORD).status_code == 302
+
+
 def test_acc4_way_back_the_cool_off_ends_the_pause(customer):
     start = timezone.now()
     with time_machine.travel(start, tick=False) as clock:
