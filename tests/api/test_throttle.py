@@ -169,3 +169,16 @@ def test_throttle_uses_the_redis_counter_when_the_cache_is_redis(settings):
     assert isinstance(throttle.counter(), throttle.RedisCounter)
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     assert isinstance(throttle.counter(), throttle.CacheCounter)
+
+
+def test_throttle_redis_counter_sends_a_process_s_counts_in_batches_and_judges_in_between(db):
+    """At the default rate a process sends its counts every 1 % of the rate (or 0.1 s), not per request."""
+    counter = redis_or_skip()
+    key = f"{throttle.KEY_PREFIX}test:{time.time_ns()}"
+    try:
+        seen = [counter.incr(key, ttl=5, batch=10) for _ in range(25)]
+
+        assert seen == list(range(1, 26))  # the estimate counts every request
+        assert int(counter.client.get(key)) == 21  # sent: the first, then 10 and 10; 4 still local
+    finally:
+        counter.client.delete(key)
