@@ -81,6 +81,7 @@ class PasswordReset(auth_views.PasswordResetView):
 
     def form_valid(self, form):
         self.extra_email_context = {
+            "subject": "Reset your Prorata password",  # the HTML e-mail's title (notifications/email_base.html)
             "site_url": settings.SITE_URL.rstrip("/"),
             "valid_hours": max(1, settings.PASSWORD_RESET_TIMEOUT // 3600),
             "cool_off_minutes": cool_off_minutes(),
