@@ -3,21 +3,30 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
+RUNTIME_STAMP := $(VENV)/.runtime-stamp
 STAMP := $(VENV)/.installed-stamp
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/prorata_test
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: install run test test-sqlite test-postgres lint bench clean
+.PHONY: install install-runtime run test test-sqlite test-postgres lint bench clean
 
-$(STAMP): pyproject.toml requirements.lock
+# Runtime packages only (requirements.lock): what `make run` and a production install need.
+$(RUNTIME_STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -c requirements.lock -e ".[dev]"
+	$(VENV)/bin/pip install --quiet -r requirements.lock -e .
+	@touch $(RUNTIME_STAMP)
+
+# The test and development tools on top (requirements-dev.lock: pytest, localstripe, playwright...).
+$(STAMP): $(RUNTIME_STAMP) requirements-dev.lock
+	$(VENV)/bin/pip install --quiet -r requirements-dev.lock -e ".[dev]"
 	@touch $(STAMP)
 
 install: $(STAMP)
 
-run: install
+install-runtime: $(RUNTIME_STAMP)
+
+run: install-runtime
 	@mkdir -p var/mail
 	@echo "Migrating the database (the first time takes about two minutes: dj-stripe has many migrations)..."
 	$(PY) manage.py migrate --no-input

@@ -1,16 +1,18 @@
 """The usage and entitlements API, /api/v1/ (django-ninja: typed, and it writes the OpenAPI schema)."""
 
 import json
+import math
 
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI, Path, Status
-from ninja.errors import AuthenticationError, ValidationError
+from ninja.errors import AuthenticationError, Throttled, ValidationError
 from ninja.security import HttpBearer
 
 from accounts.usage import TRACKING_TAG_RE, BatchTooLarge, entitlement_get, usage_ingest
 
 from .schemas import USAGE_BATCH_SCHEMA, EntitlementOut, ErrorOut, UsageBatchOut
 from .services import api_key_authenticate
+from .throttle import ApiKeyThrottle, throttled_body
 
 # 1,000 events take about 150 KB; this leaves room for longer ids and extra fields and stays
 # below Django's DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB), which would answer 400 instead of 413.
@@ -37,6 +39,7 @@ api = NinjaAPI(
     description="Server-to-server API for the tracking product. Send `Authorization: Bearer <key>`; "
                 "staff create keys in the admin or with `manage.py create_api_key NAME`.",
     auth=ApiKeyAuth(),
+    throttle=ApiKeyThrottle(),  # per key, after authentication; 429 with Retry-After (api/throttle.py)
     urls_namespace="api:v1",
     docs_url="/docs",
 )
@@ -53,6 +56,15 @@ def _unauthorized(request, exc):
     return response
 
 
+# The 429 answer, shared with the WSGI fast path; django-ninja adds Retry-After (the wait, rounded up).
+THROTTLED_HEADERS = {"Content-Type": "application/json"}
+
+
+@api.exception_handler(Throttled)
+def _throttled(request, exc):
+    return HttpResponse(throttled_body(math.ceil(exc.wait or 1)), status=429, headers=THROTTLED_HEADERS)
+
+
 @api.exception_handler(ValidationError)
 def _invalid(request, exc):
     parts = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in exc.errors]
@@ -61,13 +73,25 @@ def _invalid(request, exc):
 
 @api.post(
     "/usage/events",
-    response={200: UsageBatchOut, 400: ErrorOut, 401: ErrorOut, 413: ErrorOut, 422: ErrorOut},
+    response={200: UsageBatchOut, 400: ErrorOut, 401: ErrorOut, 413: ErrorOut, 422: ErrorOut, 429: ErrorOut},
     summary="Report billable sessions",
     operation_id="usage_events_report",
     description="A batch of up to 1,000 session events. Each event is checked on its own: bad ones are "
                 "rejected with a reason, the rest are recorded. An id already seen is ignored, so a batch "
                 "can be replayed safely after a timeout.",
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": USAGE_BATCH_SCHEMA}}}},
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": USAGE_BATCH_SCHEMA}}},
+        # What each status means for this operation: a bad event is a 200 with a rejection, not a 422.
+        "responses": {
+            200: {"description": "The batch was processed: good events recorded, bad ones (a malformed "
+                                   "timestamp, a missing id …) listed in `rejections` with their reason."},
+            400: {"description": "The body is not JSON. Nothing was recorded."},
+            413: {"description": "More than 1,000 events, or a body over 2 MiB. Nothing was recorded."},
+            422: {"description": "The body is not an object with an `events` list. Nothing was recorded. "
+                                   "(A malformed event is not a 422: see 200.)"},
+            429: {"description": "The key's request rate is used up; see Retry-After. Nothing was recorded."},
+        },
+    },
 )
 def usage_events(request: HttpRequest):
     try:
@@ -84,6 +108,9 @@ def usage_events(request: HttpRequest):
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         return Status(400, {"detail": 'The body must be JSON: {"events": [...]}. Nothing was recorded.'})
+    except RecursionError:  # [[[[…]]]] deeper than the parser goes (issue 16: was a 500)
+        return Status(400, {"detail": 'The body is nested too deeply to be {"events": [...]}: each event is a flat '
+                                      "object. Nothing was recorded."})
     if not isinstance(payload, dict) or not isinstance(payload.get("events"), list):
         return Status(422, {"detail": 'The body must be an object with an "events" list. Nothing was recorded.'})
     try:
@@ -95,7 +122,7 @@ def usage_events(request: HttpRequest):
 
 @api.get(
     "/entitlements/{tracking_tag}",
-    response={200: EntitlementOut, 401: ErrorOut, 404: ErrorOut, 422: ErrorOut},
+    response={200: EntitlementOut, 401: ErrorOut, 404: ErrorOut, 422: ErrorOut, 429: ErrorOut},
     summary="May this property track?",
     operation_id="entitlement_get",
     description="`active` false with a `reason` means the property must stop tracking: the account is "

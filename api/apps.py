@@ -25,6 +25,9 @@ class ApiConfig(AppConfig):
         from subscriptions.models import Subscription
 
         from . import handlers
+        from .throttle import api_key_rate
+
+        api_key_rate()  # a malformed API_KEY_RATE stops the start with its message
 
         for kind in INVALIDATING_EVENTS:
             events.subscribe(kind, handlers.entitlement_on_event)

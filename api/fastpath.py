@@ -9,6 +9,9 @@ shared cache), with the ninja view's own functions (`api_key_cached`, `entitleme
 `entitlement_render`, `ENTITLEMENT_HEADERS`) and the headers Django's middleware would add: the
 same response byte for byte (tests/api/test_fastpath.py compares the two).
 
+The per-key throttle (api/throttle.py) holds here too: a cached answer over the key's rate is
+this path's 429, the same as django-ninja's.
+
 Everything else goes to Django unchanged: other paths and methods, a missing, unknown or revoked
 key, a malformed or unknown tag, a cache miss (Django computes the answer and fills the cache for
 the next request), a Host outside ALLOWED_HOSTS, plain HTTP under SECURE_SSL_REDIRECT, a cache
@@ -29,8 +32,9 @@ from django.utils.module_loading import import_string
 
 from accounts.usage import TRACKING_TAG_RE, entitlement_cached
 
-from .api import ENTITLEMENT_HEADERS, entitlement_render
+from .api import ENTITLEMENT_HEADERS, THROTTLED_HEADERS, entitlement_render
 from .services import api_key_cached
+from .throttle import api_key_throttle_wait, throttled_body
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +51,7 @@ MIDDLEWARE_EFFECT = {
     "django.contrib.auth.middleware.AuthenticationMiddleware": None,  # request.user is lazy and never read
     "django.contrib.messages.middleware.MessageMiddleware": None,  # no message is stored
     "django.middleware.clickjacking.XFrameOptionsMiddleware": "headers",
+    "axes.middleware.AxesMiddleware": None,  # acts only on a login that axes refused (ACC-4)
 }
 _TAG_RE = re.compile(TRACKING_TAG_RE.pattern.strip("^$"))  # used with fullmatch: `$` would allow a final \n
 
@@ -72,10 +77,10 @@ class _Scheme(HttpRequest):
         return "https" if self._secure else "http"
 
 
-def _response_headers(secure: bool) -> list[tuple[str, str]]:
-    """The headers of a 200 answer after Django's middleware: replayed once at start-up through the
+def _response_headers(secure: bool, headers: dict, status: int = 200) -> list[tuple[str, str]]:
+    """The headers of an answer after Django's middleware: replayed once at start-up through the
     middleware's own process_response(), in Django's order (innermost first)."""
-    response = HttpResponse(b"", headers=ENTITLEMENT_HEADERS)
+    response = HttpResponse(b"", headers=headers, status=status)
     request = _Scheme(secure)
     for path in reversed(settings.MIDDLEWARE):
         if MIDDLEWARE_EFFECT[path] == "headers":
@@ -98,20 +103,28 @@ class EntitlementFastPath:
         self.enabled = not blockers
         self.prefix = reverse("api:v1:entitlement", kwargs={"tracking_tag": "-"})[:-1]
         self.ssl_redirect = settings.SECURE_SSL_REDIRECT
-        self.headers = {secure: _response_headers(secure) for secure in (False, True)} if self.enabled else {}
+        self.headers = {secure: _response_headers(secure, ENTITLEMENT_HEADERS) for secure in (False, True)
+                        } if self.enabled else {}
+        # The 429 of the per-key throttle: django-ninja sets Retry-After after the handler's headers.
+        self.throttled_headers = {
+            secure: _response_headers(secure, {**THROTTLED_HEADERS, "Retry-After": "1"}, status=429)
+            for secure in (False, True)
+        } if self.enabled else {}
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
         if self.enabled and path.startswith(self.prefix) and environ.get("REQUEST_METHOD") == "GET":
             answered = self.answer(environ, path[len(self.prefix):])
             if answered is not None:
-                headers, body = answered
-                start_response("200 OK", headers)
+                status, headers, body = answered
+                start_response(status, headers)
                 return [body]
         return self.django_app(environ, start_response)
 
-    def answer(self, environ, tag: str) -> tuple[list[tuple[str, str]], bytes] | None:
-        """Headers and body of the 200 answer, or None to let Django answer."""
+    def answer(self, environ, tag: str) -> tuple[str, list[tuple[str, str]], bytes] | None:
+        """Status, headers and body of the 200 answer (or of the key's 429), or None to let Django
+        answer. The request is counted against the key's rate only when it is answered here, so
+        a request handed to Django is counted once, there."""
         authorization = environ.get("HTTP_AUTHORIZATION", "")
         if not _TAG_RE.fullmatch(tag) or authorization[:7].lower() != "bearer ":
             return None
@@ -124,13 +137,21 @@ class EntitlementFastPath:
         if self.ssl_redirect and not secure:
             return None
         try:
-            if api_key_cached(authorization[7:]) is None:
+            key_id = api_key_cached(authorization[7:])
+            if key_id is None:
                 return None
             answer = entitlement_cached(tag)
         except Exception:  # the shared cache is down: Django answers (and logs) as it would without us
             return None
         if answer is None:
             return None
+        wait = api_key_throttle_wait(key_id)  # never raises: fails open like Django's path
+        if wait is not None:
+            body = throttled_body(wait)
+            values = {"Content-Length": str(len(body)), "Retry-After": str(wait)}
+            return "429 Too Many Requests", [(name, values.get(name, value))
+                                             for name, value in self.throttled_headers[secure]], body
         body = entitlement_render(answer)
         length = str(len(body))
-        return [(name, length if name == "Content-Length" else value) for name, value in self.headers[secure]], body
+        return "200 OK", [(name, length if name == "Content-Length" else value)
+                          for name, value in self.headers[secure]], body

@@ -54,6 +54,24 @@ class EntitlementOut(Schema):
 
 # The batch body is validated event by event in accounts.usage (a bad event is rejected alone,
 # the rest of the batch goes on), so it is documented here rather than parsed by pydantic.
+# USAGE_EVENT_SCHEMA is what a good event looks like. The batch's items accept anything, because
+# the endpoint does: an item that breaks these rules (a malformed timestamp, a missing id, not an
+# object) is answered 200 with a rejection for that item, never 422 (docs/api.md). Only what
+# fails the whole batch is a constraint of the body: an object with an `events` list of at most
+# MAX_BATCH_EVENTS items.
+USAGE_EVENT_SCHEMA = {
+    "title": "UsageEvent",
+    "type": "object",
+    "required": ["id", "tracking_tag", "type", "timestamp"],
+    "properties": {
+        "id": {"type": "string", "minLength": 1, "maxLength": 100,
+               "description": "Unique per event; an id already seen is ignored (USE-1)."},
+        "tracking_tag": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,40}$"},
+        "type": {"type": "string", "enum": ["session"]},
+        "timestamp": {"type": "string", "format": "date-time",
+                      "description": "When the session started, with a UTC offset; at most 35 days old."},
+    },
+}
 USAGE_BATCH_SCHEMA = {
     "type": "object",
     "required": ["events"],
@@ -63,16 +81,11 @@ USAGE_BATCH_SCHEMA = {
             "maxItems": MAX_BATCH_EVENTS,
             "description": f"Up to {MAX_BATCH_EVENTS:,} events. More gives 413 and nothing is recorded.",
             "items": {
-                "type": "object",
-                "required": ["id", "tracking_tag", "type", "timestamp"],
-                "properties": {
-                    "id": {"type": "string", "minLength": 1, "maxLength": 100,
-                           "description": "Unique per event; an id already seen is ignored (USE-1)."},
-                    "tracking_tag": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,40}$"},
-                    "type": {"type": "string", "enum": ["session"]},
-                    "timestamp": {"type": "string", "format": "date-time",
-                                  "description": "When the session started, with a UTC offset; at most 35 days old."},
-                },
+                "description": "A UsageEvent. Any other item (a malformed timestamp, a missing or overlong id, "
+                               "an unknown tag, not an object) is not an error for the request: it is answered "
+                               "200 and listed in `rejections` with its reason, and the rest of the batch is "
+                               "recorded.",
+                "anyOf": [USAGE_EVENT_SCHEMA, {"description": "Anything else: rejected alone, with a reason."}],
             },
         }
     },

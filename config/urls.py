@@ -3,7 +3,9 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from accounts import auth as account_auth
 from accounts import views as account_views
+from invoices.stripe_endpoint import StripeWebhookView
 
 admin.site.site_header = "Prorata back office"
 admin.site.site_title = "Prorata"
@@ -14,12 +16,23 @@ urlpatterns = [
     path("signup/", account_views.sign_up, name="signup"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # ACC-4: customers reset and change their own password (accounts/auth.py, templates/registration/).
+    path("password/reset/", account_auth.PasswordReset.as_view(), name="password_reset"),
+    path("password/reset/sent/", auth_views.PasswordResetDoneView.as_view(), name="password_reset_done"),
+    path("password/reset/<uidb64>/<token>/", account_auth.PasswordResetConfirm.as_view(),
+         name="password_reset_confirm"),
+    path("password/reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
+    path("account/password/", account_auth.PasswordChange.as_view(), name="password_change"),
+    # The admin's login page shows "Forgotten your password?" when this name exists: the same flow.
+    path("admin/password_reset/", account_auth.PasswordReset.as_view(), name="admin_password_reset"),
     path("account/", include("accounts.urls")),
     path("billing/", include("subscriptions.urls")),
     path("billing/", include("invoices.urls")),
     path("billing/stripe/", include("invoices.stripe_urls")),
     path("notifications/", include("notifications.urls")),
     path("api/", include("api.urls")),
+    # dj-stripe's webhook view, acknowledging input no redelivery can fix (invoices/stripe_endpoint.py).
+    path("stripe/webhook/<uuid:uuid>/", StripeWebhookView.as_view(), name="stripe_webhook"),
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
     path("admin/", admin.site.urls),
 ]

@@ -7,9 +7,12 @@ two events about one object, late or out of order: it looks at the object as Str
 (not as the event described it) and at our ledger, and changes billing state only through the
 engine (subscriptions.billing), whose functions settle a payment or record a refund once.
 
-A failure raises: dj-stripe rolls the event back and answers 500, and Stripe delivers it again.
-Work that calls the gateway (taking a new default card, which may retry a charge) runs after
-dj-stripe's transaction commits, since the gateway is never called inside an open transaction.
+A failure raises: dj-stripe rolls the event back. The endpoint (invoices/stripe_endpoint.py) then
+answers 500 for a fault that passes (Stripe or the database not answering), so that Stripe delivers
+it again, and 200 for input no redelivery can fix (not an event, an object Stripe no longer
+returns), leaving the trigger row for staff. Work that calls the gateway (taking a new default
+card, which may retry a charge) runs after dj-stripe's transaction commits, since the gateway is
+never called inside an open transaction.
 """
 
 import logging

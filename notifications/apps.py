@@ -8,6 +8,7 @@ class NotificationsConfig(AppConfig):
     def ready(self):
         from core import events
 
+        from . import checks  # noqa: F401  (registers the deployment check)
         from .services import notify_event
 
         # Every event the engine emits becomes an e-mail (kinds.NOTIFICATIONS covers events.KINDS).

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from django.conf import settings
 from django.db import transaction
 
 from .models import Plan
@@ -15,6 +16,8 @@ PLAN_KEYS = {"code", "name", "rank", "currency", "prices", "limits", "overage_pe
 OPTIONAL_KEYS = {"overage_per_1000", "extra_property_monthly", "trial_days", "public", "limits"}
 LIMIT_KEYS = {"properties", "sessions", "integrations"}
 CYCLES = {"monthly", "yearly"}
+MAX_COUNT = 2_147_483_647  # PositiveIntegerField on PostgreSQL
+MAX_FILE_BYTES = 5 * 1024 * 1024  # a catalog of a few plans is a few KB
 
 
 class CatalogError(ValueError):
@@ -41,6 +44,10 @@ def _amount(value, where: str) -> Decimal | None:
         raise CatalogError(f"{where}: {value!r} must be zero or more.")
     if amount.as_tuple().exponent < -2:
         raise CatalogError(f"{where}: {value!r} has more than 2 decimal places.")
+    # Before quantize: "1e400" is a finite Decimal that no price column (and no quantize) can hold.
+    if amount > settings.BILLING_MAX_UNIT_PRICE:
+        raise CatalogError(f"{where}: {value!r} is more than the largest price allowed, "
+                           f"{settings.BILLING_MAX_UNIT_PRICE:,.2f}.")
     return amount.quantize(Decimal("0.01"))
 
 
@@ -50,6 +57,9 @@ def _count(value, where: str, *, allow_none=True) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise CatalogError(f"{where}: {value!r} must be a whole number, 0 or more"
                            f"{' (or null for unlimited)' if allow_none else ''}.")
+    if value > MAX_COUNT:  # the column's limit (PositiveIntegerField): a bigger one would fail at the insert
+        raise CatalogError(f"{where}: {value} is more than {MAX_COUNT:,}"
+                           f"{'; use null for unlimited' if allow_none else ''}.")
     return value
 
 
@@ -142,14 +152,27 @@ def catalog_load(data) -> CatalogResult:
 
 
 def catalog_load_file(path: str | Path) -> CatalogResult:
+    """Read, check and load a catalog file. Every problem with the file is a CatalogError whose
+    message says what to fix; nothing is written unless the whole file is good."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        raw = Path(path).read_bytes()
     except OSError as exc:
         raise CatalogError(f"Cannot read {path}: {exc.strerror}.") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise CatalogError(f"{path} is {len(raw):,} bytes; a catalog is at most {MAX_FILE_BYTES:,}.")
+    try:
+        text = raw.decode("utf-8-sig")  # a BOM (some editors add one) is fine
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise CatalogError(f"{path} is not UTF-8 text: byte 0x{raw[exc.start]:02x} on line {line} cannot be read. "
+                           "Save the file as UTF-8 and load it again.") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise CatalogError(f"{path} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).") from None
+    except RecursionError:  # [[[[…]]]] deeper than Python's parser goes
+        raise CatalogError(f"{path} is nested too deeply to be a catalog: "
+                           'it must be {"plans": [...]} with one object per plan.') from None
     return catalog_load(data)
 
 

@@ -3,6 +3,7 @@
 Production differs from development only by environment variables: see README's table.
 """
 
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -29,6 +30,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_q",
     "djstripe",
+    "axes",
     "core",
     "accounts",
     "plans",
@@ -47,6 +49,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # ACC-4: turns a locked-out login into the lockout page
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -97,6 +100,22 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# ACC-4: django-axes refuses logins (customers' /login/ and staff's /admin/login/) past
+# AXES_FAILURE_LIMIT failures per username or per client address within the cool-off
+# (accounts/auth.py). Failures live in the database (axes' AccessAttempt, in the admin), not the cache.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_USERNAME_CALLABLE = "accounts.auth.login_username"
+AXES_CLIENT_IP_CALLABLE = "accounts.auth.client_ip"
+AXES_LOCKOUT_CALLABLE = "accounts.auth.login_locked_out"
+AXES_RESET_ON_SUCCESS = False  # else one valid login of the attacker's own would clear an address's count
+# Reverse proxies in front of the app that append to X-Forwarded-For (the client address for the
+# per-address lockout); 0 = use REMOTE_ADDR. Production defaults to 1 (HTTPS terminates in front).
+TRUSTED_PROXIES = env.int("TRUSTED_PROXIES", default=0)
+PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT", default=3 * 3600)  # seconds a reset link works
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "billing:overview"
 LOGOUT_REDIRECT_URL = "login"
@@ -171,6 +190,9 @@ BILLING_RUN_BATCH = env.int("BILLING_RUN_BATCH", default=500)  # renewals per tr
 BILLING_RUN_WAIT_MS = env.int("BILLING_RUN_WAIT_MS", default=600_000)  # how long a run waits for its chunks
 # PAY-2: an `unknown` payment younger than this may still be in flight on another worker.
 BILLING_SETTLE_GRACE_SECONDS = env.int("BILLING_SETTLE_GRACE_SECONDS", default=120)
+# Requests per API key on /api/v1/ (api/throttle.py): "N/s", "N/10s", "N/m"; empty or "off" = none.
+# Far above the documented load (entitlements ~2,000 requests/s in all): it stops a runaway client.
+API_KEY_RATE = env.str("API_KEY_RATE", default="20000/s")
 BILLING_DEFAULT_CURRENCY = env.str("BILLING_DEFAULT_CURRENCY", default="USD")
 BILLING_MAX_UNIT_PRICE = Decimal("1000000")
 

@@ -9,6 +9,9 @@ if not SECRET_KEY or len(SECRET_KEY) < 50:
     raise ImproperlyConfigured("SECRET_KEY must be set to a random string of 50+ characters.")
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# The HTTPS proxy in front is the client to Django: per-address login lockouts (ACC-4) must read the
+# address it forwards, or every failed login would count against the proxy, i.e. everyone.
+TRUSTED_PROXIES = env.int("TRUSTED_PROXIES", default=1)
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True

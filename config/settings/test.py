@@ -23,3 +23,6 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# ACC-4's lockout is switched on by the tests that prove it (tests/accounts/test_login_protection.py);
+# elsewhere it would count the suite's own logins (and Client.login() passes no request to axes).
+AXES_ENABLED = env.bool("AXES_ENABLED", default=False)

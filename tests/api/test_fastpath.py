@@ -247,3 +247,53 @@ def test_an_unknown_middleware_turns_the_fast_path_off(apps, api_key, personal_p
 
 def test_the_settings_in_use_allow_the_fast_path():
     assert fast_path_blockers() == []
+
+
+# -- the per-key throttle holds on the fast path too (issue 16, api/throttle.py) ---------------
+
+THROTTLE_AT = NOW.replace(second=30)
+
+
+def test_throttle_a_cached_answer_over_the_keys_rate_is_the_same_429_as_django_s(apps, api_key, personal_prop,
+                                                                               settings):
+    settings.API_KEY_RATE = "1/m"
+    with time_machine.travel(THROTTLE_AT, tick=False):
+        warm(apps, personal_prop, api_key)  # the key's one request of this minute, through Django
+
+        (status, headers, body), handed_over = both(apps, url(personal_prop), key=api_key)
+
+    assert (status, handed_over) == ("429 Too Many Requests", False)
+    assert ("Retry-After", "30") in headers and ("Content-Length", str(len(body))) in headers
+    assert b"Too many requests with this API key" in body
+
+
+def test_throttle_production_headers_of_the_429_are_identical(db, api_key, personal_prop, settings):
+    settings.API_KEY_RATE = "1/m"
+    with override_settings(**PROD_SECURITY), time_machine.travel(THROTTLE_AT, tick=False):
+        apps = Apps()
+        https = {"X-Forwarded-Proto": "https"}
+        warm(apps, personal_prop, api_key, **https)
+        (status, headers, _), handed_over = both(apps, url(personal_prop), key=api_key, **https)
+    assert (status, handed_over) == ("429 Too Many Requests", False)
+    assert "Strict-Transport-Security" in dict(headers)
+
+
+def test_throttle_each_request_is_counted_once_whichever_path_answers_it(apps, api_key, personal_prop, settings):
+    """A cache miss goes to Django, which counts it; the fast path counts only what it answers."""
+    settings.API_KEY_RATE = "3/m"
+    with time_machine.travel(THROTTLE_AT, tick=False):
+        statuses = [wsgi(apps.fast, url(personal_prop), key=api_key)[0] for _ in range(4)]
+    assert statuses == ["200 OK", "200 OK", "200 OK", "429 Too Many Requests"]
+    assert apps.django_calls == [url(personal_prop)]  # the first (a miss), counted once, by Django
+
+
+def test_throttle_fails_open_on_the_fast_path(apps, api_key, personal_prop, settings, monkeypatch):
+    from api import throttle
+
+    settings.API_KEY_RATE = "1/m"
+    dead = throttle.RedisCounter("redis://127.0.0.1:1/0")
+    monkeypatch.setattr(throttle, "counter", lambda: dead)
+    warm(apps, personal_prop, api_key)
+    answers = [wsgi(apps.fast, url(personal_prop), key=api_key)[0] for _ in range(10)]
+    assert answers == ["200 OK"] * 10
+    assert apps.django_calls == []  # still answered on the fast path

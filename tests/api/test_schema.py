@@ -64,3 +64,65 @@ def test_api_conforms_to_its_schema(case, auth, tracked):
         return
     response = case.call_and_validate(headers=auth, checks=CHECKS)
     assert response.status_code < 500
+
+
+# -- the schema says what the endpoint does (issue 16) ----------------------------------------
+
+
+def request_schema_validator(client):
+    import jsonschema_rs
+
+    operation = client.get("/api/v1/openapi.json").json()["paths"]["/api/v1/usage/events"]["post"]
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    return operation, jsonschema_rs.Draft202012Validator(schema, validate_formats=True)
+
+
+def good_event(tag, **changes):
+    return {"id": "e-1", "tracking_tag": tag, "type": "session", "timestamp": timezone.now().isoformat(), **changes}
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    ({"timestamp": "yesterday"}, "invalid_timestamp"),
+    ({"timestamp": "2026-13-45T99:00:00Z"}, "invalid_timestamp"),
+    ({"timestamp": "2026-11-20T12:00:00"}, "invalid_timestamp"),  # naive
+    ({"id": ""}, "invalid_id"),
+    ({"id": "x" * 101}, "invalid_id"),
+    ({"type": "pageview"}, "invalid_type"),
+    ({"tracking_tag": "not a tag"}, "invalid_tracking_tag"),
+    (None, "invalid_event"),
+])
+def test_use1_schema_allows_what_the_endpoint_answers_200_with_a_rejection(client, auth, tracked, change, reason):
+    """A malformed timestamp (or any bad event) is a 200 with a per-event rejection, so the
+    documented request schema must accept it: it said `format: date-time`, implying a 422."""
+    operation, validator = request_schema_validator(client)
+    item = "not an event" if change is None else good_event(tracked.tracking_tag, **change)
+    body = {"events": [good_event(tracked.tracking_tag, id="ok-1"), item]}
+
+    response = client.post("/api/v1/usage/events", data=body, content_type="application/json", headers=auth)
+
+    assert response.status_code == 200
+    assert [r["reason"] for r in response.json()["rejections"]] == [reason]
+    assert validator.is_valid(body), "the schema refuses a body the endpoint accepts"
+    assert "malformed timestamp" in operation["responses"]["200"]["description"]
+    assert "A malformed event is not a 422" in operation["responses"]["422"]["description"]
+
+
+@pytest.mark.parametrize(("body", "status"), [
+    ([], 422), ({"events": {}}, 422), ({"evts": []}, 422), ({"events": ["x"] * 1001}, 413),
+])
+def test_use1_schema_refuses_what_the_endpoint_refuses_whole(client, auth, tracked, body, status):
+    operation, validator = request_schema_validator(client)
+
+    response = client.post("/api/v1/usage/events", data=body, content_type="application/json", headers=auth)
+
+    assert response.status_code == status
+    assert not validator.is_valid(body)
+    assert str(status) in operation["responses"]
+
+
+def test_use1_schema_still_documents_a_good_event(client, db):
+    operation, _ = request_schema_validator(client)
+    items = operation["requestBody"]["content"]["application/json"]["schema"]["properties"]["events"]["items"]
+    event_schema = items["anyOf"][0]
+    assert event_schema["required"] == ["id", "tracking_tag", "type", "timestamp"]
+    assert event_schema["properties"]["timestamp"]["format"] == "date-time"

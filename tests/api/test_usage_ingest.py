@@ -340,3 +340,16 @@ def test_use6_rolled_back_ingest_announces_nothing(free_prop, alerts, django_cap
             raise RuntimeError("crash after counting")
     assert alerts == []
     assert not UsageMonth.objects.filter(account=free_prop.account).exists()
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000 + b"]" * 100_000,
+                                  b'{"events": [' + b"[" * 100_000 + b"]" * 100_000 + b"]}",
+                                  b'{"events": [{"id": ' + b'{"a":' * 50_000 + b"1" + b"}" * 50_000 + b"}]}"])
+def test_use1_deeply_nested_json_is_a_400_and_records_nothing(client, auth, personal_prop, body):
+    """Issue 16: the parser's RecursionError was a 500."""
+    response = client.post("/api/v1/usage/events", data=body, content_type="application/json", headers=auth)
+
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("The body is nested too deeply")
+    assert response.json()["detail"].endswith("Nothing was recorded.")
+    assert UsageEvent.objects.count() == 0

@@ -20,7 +20,8 @@ def test_models_and_migrations_agree():
 
 def test_check_deploy_is_clean_with_production_settings():
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.production", "DEBUG": "false",
-           "SECRET_KEY": secrets.token_urlsafe(60), "ALLOWED_HOSTS": "billing.example.com"}
+           "SECRET_KEY": secrets.token_urlsafe(60), "ALLOWED_HOSTS": "billing.example.com",
+           "SITE_URL": "https://billing.example.com"}
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set by the browser tests' Playwright fixtures
     done = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)

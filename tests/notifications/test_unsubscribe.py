@@ -1,5 +1,6 @@
 """NOT-2: non-billing e-mail stops with one click on a signed link; billing e-mail never stops."""
 
+import re
 from urllib.parse import urlparse
 
 import pytest
@@ -56,6 +57,8 @@ def test_not1_billing_emails_have_no_unsubscribe_link(account, committed):
 
     message = only("trial.started")
     assert "List-Unsubscribe" not in message.extra_headers
+    assert "List-Unsubscribe-Post" not in message.extra_headers
+    assert "List-Unsubscribe" not in message.message()  # nor in the message as sent
     assert "/notifications/unsubscribe/" not in message.body
     assert "This billing e-mail for Acme Inc. goes to the account's owner" in message.body
     assert "cannot be turned off" in message.body and ".." not in message.body
@@ -66,7 +69,7 @@ def test_not2_one_click_unsubscribe_stops_usage_alerts_but_not_billing(account, 
     link = path_of(unsubscribe_url(account.pk, "usage_alerts"))
     mail.outbox.clear()
 
-    response = client.get(link)  # not logged in
+    response = client.post(link)  # not logged in; the confirmation page's button (GET changes nothing)
 
     assert response.status_code == 200
     assert b"You are unsubscribed" in response.content
@@ -94,7 +97,7 @@ def test_not2_rfc8058_one_click_post_without_csrf_token(account):
 
 
 def test_not2_resubscribe_from_the_confirmation_page(account, client):
-    client.get(path_of(unsubscribe_url(account.pk, "product_news")))
+    client.post(path_of(unsubscribe_url(account.pk, "product_news")))
     token = unsubscribe_token(account.pk, "product_news")
 
     response = client.post(f"/notifications/resubscribe/{account.pk}/product_news/{token}/")
@@ -156,7 +159,7 @@ def test_not2_product_news_goes_to_opted_in_owners_only_once(account, committed)
 
 
 def test_not2_product_news_unsubscribe_keeps_usage_alerts(account, committed, client, usage_alert):
-    client.get(path_of(unsubscribe_url(account.pk, "product_news")))
+    client.post(path_of(unsubscribe_url(account.pk, "product_news")))
     news = ProductNews.objects.create(subject="News", body="Body")
 
     with committed():
@@ -164,3 +167,73 @@ def test_not2_product_news_unsubscribe_keeps_usage_alerts(account, committed, cl
     usage_alert()
 
     assert {kind_of(m) for m in mail.outbox} == {"usage.alert"}
+
+
+# -- RFC 8058: opening the link changes nothing; POST unsubscribes ----------------------------
+
+
+@pytest.mark.parametrize("method", ["get", "head"])
+def test_not2_opening_the_link_only_asks_for_confirmation(account, client, method):
+    """Mail scanners and link prefetchers open every link in an e-mail (issue 16)."""
+    link = path_of(unsubscribe_url(account.pk, "usage_alerts"))
+
+    answers = [getattr(client, method)(link) for _ in range(3)]
+
+    assert {a.status_code for a in answers} == {200}
+    account.refresh_from_db()
+    assert account.email_usage_alerts is True
+    assert not AuditEvent.objects.filter(account=account, action="email_preferences.updated").exists()
+    if method == "get":
+        page = answers[0].content.decode()
+        assert "Unsubscribe from usage alerts?" in page
+        assert f'<form method="post" action="{link}">' in page and ">Unsubscribe</button>" in page
+
+
+def test_not2_the_confirmation_page_button_unsubscribes(account, client):
+    link = path_of(unsubscribe_url(account.pk, "product_news"))
+    page = client.get(link).content.decode()
+    field = re.search(r'<input type="hidden" name="([^"]+)" value="([^"]+)">', page)
+
+    response = client.post(link, {field[1]: field[2]})
+
+    assert b"You are unsubscribed" in response.content
+    account.refresh_from_db()
+    assert account.email_product_news is False and account.email_usage_alerts is True
+
+
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "multipart/form-data; boundary=B"])
+def test_not2_rfc8058_mail_client_post_without_session_or_csrf(account, content_type):
+    """What a mail client sends (RFC 8058 section 3.1): a POST whose body is List-Unsubscribe=One-Click."""
+    body = ("List-Unsubscribe=One-Click" if content_type.startswith("application")
+            else '--B\r\nContent-Disposition: form-data; name="List-Unsubscribe"\r\n\r\nOne-Click\r\n--B--\r\n')
+    client = Client(enforce_csrf_checks=True)
+
+    response = client.generic("POST", path_of(unsubscribe_url(account.pk, "usage_alerts")), body,
+                              content_type=content_type)
+
+    assert response.status_code == 200
+    assert not client.cookies.get("sessionid")
+    account.refresh_from_db()
+    assert account.email_usage_alerts is False
+
+
+def test_not2_headers_carry_an_https_link_in_angle_brackets(account, usage_alert, settings):
+    settings.SITE_URL = "https://billing.example.com"
+    usage_alert()
+
+    sent = only("usage.alert").message()  # the MIME message as it leaves
+
+    token = unsubscribe_token(account.pk, "usage_alerts")
+    assert sent["List-Unsubscribe"] == (
+        f"<https://billing.example.com/notifications/unsubscribe/{account.pk}/usage_alerts/{token}/>"
+    )
+    assert sent["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_not2_deploy_check_wants_an_https_site_url(settings):
+    from notifications.checks import site_url_is_https
+
+    settings.SITE_URL = "http://billing.example.com"
+    assert [w.id for w in site_url_is_https()] == ["notifications.W001"]
+    settings.SITE_URL = "https://billing.example.com"
+    assert site_url_is_https() == []

@@ -83,3 +83,67 @@ def test_cat1_load_catalog_command(tmp_path, capsys):
     missing = tmp_path / "missing.json"
     with pytest.raises(CommandError, match="Cannot read"):
         call_command("load_catalog", str(missing))
+
+
+# -- bad input: a clear error, nothing written (issue 16) ------------------------------------
+
+
+@pytest.fixture
+def loaded():
+    """The demo catalog as it is before each bad file: nothing may change it."""
+    catalog_load(DEMO)
+    return list(Plan.objects.order_by("code").values())
+
+
+def load_bad(tmp_path, content: bytes) -> str:
+    path = tmp_path / "catalog.json"
+    path.write_bytes(content)
+    with pytest.raises(CommandError) as exc:
+        call_command("load_catalog", str(path))
+    return str(exc.value)
+
+
+def test_cat1_a_file_that_is_not_utf8_is_refused_with_the_byte_and_line(tmp_path, loaded):
+    latin1 = json.dumps(DEMO, indent=1).replace("Personal", "Persönal").encode("latin-1")
+
+    message = load_bad(tmp_path, latin1)
+
+    assert message.startswith("Catalog not loaded, nothing was changed.")
+    assert "is not UTF-8 text: byte 0xf6 on line" in message and "Save the file as UTF-8" in message
+    assert list(Plan.objects.order_by("code").values()) == loaded
+
+
+def test_cat1_a_100000_deep_json_is_refused_not_a_recursion_traceback(tmp_path, loaded):
+    message = load_bad(tmp_path, b"[" * 100_000 + b"]" * 100_000)
+
+    assert "nested too deeply to be a catalog" in message
+    assert list(Plan.objects.order_by("code").values()) == loaded
+
+
+@pytest.mark.parametrize("price", ["1e400", "1E+400", "99999999999.99", "1000000.01"])
+def test_cat1_a_price_too_large_for_any_invoice_is_refused_naming_plan_and_field(tmp_path, loaded, price):
+    bad = copy.deepcopy(DEMO)
+    bad["plans"][1]["prices"]["monthly"] = price
+
+    message = load_bad(tmp_path, json.dumps(bad).encode())
+
+    assert f"plan 'personal': prices.monthly: '{price}' is more than the largest price allowed, 1,000,000.00." \
+        in message
+    assert list(Plan.objects.order_by("code").values()) == loaded
+
+
+def test_cat1_a_count_too_large_for_its_column_is_refused(tmp_path, loaded):
+    bad = copy.deepcopy(DEMO)
+    bad["plans"][2]["limits"]["sessions"] = 10**30
+
+    message = load_bad(tmp_path, json.dumps(bad).encode())
+
+    assert "plan 'advanced': limits.sessions: 1000000000000000000000000000000 is more than 2,147,483,647" in message
+    assert list(Plan.objects.order_by("code").values()) == loaded
+
+
+def test_cat1_a_utf8_file_with_a_byte_order_mark_loads(tmp_path):
+    path = tmp_path / "catalog.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(DEMO).encode())
+    call_command("load_catalog", str(path))
+    assert Plan.objects.count() == 3
