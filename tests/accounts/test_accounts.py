@@ -36,6 +36,8 @@ def test_acc1_sign_up_refuses_a_duplicate_email_and_a_weak_password(client, cata
 
 
 def test_login_records_a_login_event_and_shows_account_and_properties(client, catalog):
+    """REF-2: a login is recorded as a LoginEvent of its account (trial-refund evidence); the overview and the
+    properties page then show the account and its properties."""
     user = UserFactory()
     account = AccountFactory(owner=user)
     PropertyFactory(account=account, name="Main site")
@@ -60,6 +62,8 @@ def test_cat1_property_limit_is_enforced_with_a_clear_message(client, catalog):
 
 
 def test_property_delete_asks_for_confirmation_and_keeps_the_row(client, catalog):
+    """Deleting a property asks for confirmation first, then only marks it deleted: the row is kept (deleted_at set) and
+    leaves the live list."""
     user = UserFactory()
     account = AccountFactory(owner=user)
     prop = PropertyFactory(account=account)
@@ -74,6 +78,7 @@ def test_property_delete_asks_for_confirmation_and_keeps_the_row(client, catalog
 
 
 def test_property_of_another_account_is_a_404(client, catalog):
+    """ACC-1: a user has no access to another account's property: its delete page is a 404 on GET and on POST."""
     user = UserFactory()
     AccountFactory(owner=user)
     other = PropertyFactory()

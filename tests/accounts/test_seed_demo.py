@@ -8,6 +8,8 @@ pytestmark = pytest.mark.django_db
 
 
 def test_seed_demo_creates_catalog_staff_and_owner_and_prints_the_logins(settings, capsys):
+    """CAT-2: seed_demo loads the demo catalog (free, personal, advanced) and an owner of Acme Inc. on Free with one
+    property, prints the staff and owner logins, and can run twice."""
     settings.DEBUG = True
     call_command("seed_demo")
     call_command("seed_demo")  # idempotent
@@ -20,6 +22,7 @@ def test_seed_demo_creates_catalog_staff_and_owner_and_prints_the_logins(setting
 
 
 def test_seed_demo_refuses_to_run_without_debug(settings):
+    """Safety: seed_demo (known passwords) refuses to run unless DEBUG is on, and creates nothing."""
     settings.DEBUG = False
     with pytest.raises(CommandError, match="DEBUG=true"):
         call_command("seed_demo")

@@ -48,6 +48,8 @@ LISTS = [
 @pytest.mark.parametrize("rows", [5, 50])
 def test_changelists_use_a_fixed_number_of_queries_per_page(url, rows, support_client, django_assert_max_num_queries,
                                                             clock, catalog):
+    """Speed: each staff list page (invoices, subscriptions; filtered or searched) takes at most QUERY_BUDGET queries,
+    with 5 rows or 50."""
     make_rows(rows)
     with clock("2026-04-10"):
         support_client.get(url)  # warm the caches that are per process, not per request
@@ -59,6 +61,8 @@ def test_changelists_use_a_fixed_number_of_queries_per_page(url, rows, support_c
 
 
 def test_big_lists_are_never_counted_in_full(support_client, clock, catalog, monkeypatch):
+    """Speed: a list longer than the paginator's cap is not counted in full (it stops at cap + 1) and says 'More than 3
+    invoices'."""
     from core.admin_base import CappedCountPaginator
 
     monkeypatch.setattr(CappedCountPaginator, "cap", 3)
@@ -70,6 +74,8 @@ def test_big_lists_are_never_counted_in_full(support_client, clock, catalog, mon
 
 
 def test_search_by_account_name_owner_email_invoice_number_and_tracking_tag(support_client, clock, catalog):
+    """Staff find invoices with one search box (account name, owner e-mail, invoice number, tracking tag, #account id),
+    subscriptions by invoice number and accounts by tracking tag."""
     accounts = make_rows(3)
     tagged = PropertyFactory(account=accounts[2])
     cases = {
@@ -91,6 +97,8 @@ def test_search_by_account_name_owner_email_invoice_number_and_tracking_tag(supp
 
 
 def test_lists_filter_by_status_plan_cycle_and_date(support_client, clock, catalog):
+    """Staff filter subscriptions by cycle and plan, invoices by kind and issue date, accounts by current plan (the
+    status filter is only exercised by the query-count test)."""
     from subscriptions import billing
 
     accounts = make_rows(2)

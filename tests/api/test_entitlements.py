@@ -98,12 +98,15 @@ def test_use4_quota_exhausted_in_a_past_month_does_not_stop_this_month(client, a
 
 
 def test_advanced_extra_properties_raise_the_property_limit(client, auth, catalog):
+    """ADD-1: extra properties bought on Advanced raise the property limit the entitlement API reports (10 + 2 = 12)."""
     prop = on_plan(catalog["advanced"])
     Subscription.objects.filter(account=prop.account).order_by("-id").update(extra_properties=2)
     assert get(client, auth, prop.tracking_tag).json()["limits"]["properties"] == 12
 
 
 def test_no_current_subscription_stops_tracking(client, auth, catalog):
+    """Entitlements fail closed: a property whose account has no current subscription (only a cancelled one) must stop
+    tracking, reason no_subscription."""
     prop = on_plan(catalog["personal"])
     Subscription.objects.filter(account=prop.account).update(status=Status.CANCELED)
     body = get(client, auth, prop.tracking_tag).json()
@@ -114,6 +117,7 @@ def test_no_current_subscription_stops_tracking(client, auth, catalog):
 
 
 def test_answers_are_cached(client, auth, personal_prop, django_assert_max_num_queries):
+    """Speed: a repeated entitlement request is answered from the cache, with no database query."""
     get(client, auth, personal_prop.tracking_tag)
     with django_assert_max_num_queries(0):
         assert get(client, auth, personal_prop.tracking_tag).json()["active"] is True
@@ -161,6 +165,8 @@ def test_use3_upgrade_event_invalidates_and_raises_the_month_quota(client, auth,
 
 def test_downgrade_event_invalidates_the_plan_and_limits(client, auth, catalog,
                                                         django_capture_on_commit_callbacks):
+    """Cache: the downgrade.applied event drops the cached answer, so the API reports the new plan's limits at once, not
+    after the cache expires."""
     prop = on_plan(catalog["advanced"])
     assert get(client, auth, prop.tracking_tag).json()["plan"] == "advanced"
     Subscription.objects.filter(account=prop.account).update(plan=catalog["personal"])

@@ -103,11 +103,14 @@ def warm(apps, prop, key, **headers):
 
 
 def test_the_fast_path_serves_the_ninja_route():
+    """The fast path's prefix, read from the ninja entitlement route, is the documented /api/v1/entitlements/."""
     assert EntitlementFastPath(WSGIHandler()).prefix == "/api/v1/entitlements/"
 
 
 def test_cached_answer_is_served_without_django_and_is_identical(apps, api_key, personal_prop,
                                                                 django_assert_num_queries):
+    """Speed: a cached entitlement answer is served by the fast path without Django and with no query, identical to
+    Django's (status, headers, body)."""
     warm(apps, personal_prop, api_key)
     with django_assert_num_queries(0):
         (status, headers, body), handed_over = both(apps, url(personal_prop), key=api_key)
@@ -118,12 +121,16 @@ def test_cached_answer_is_served_without_django_and_is_identical(apps, api_key, 
 
 
 def test_the_first_request_fills_the_caches_through_django(apps, api_key, personal_prop):
+    """The first request for a key and a tag goes through Django, which fills the caches; the next one is served by the
+    fast path."""
     (status, _, _), handed_over = both(apps, url(personal_prop), key=api_key)
     assert (status, handed_over) == ("200 OK", True)
     assert both(apps, url(personal_prop), key=api_key)[1] is False
 
 
 def test_suspended_account_answer_is_identical(apps, api_key, personal_prop):
+    """SUS-1: for a suspended account the fast path answers itself, identically to Django: stop tracking, reason
+    account_suspended."""
     Account.objects.filter(pk=personal_prop.account_id).update(status="suspended", suspension_reason="non_payment")
     warm(apps, personal_prop, api_key)
     (status, _, body), handed_over = both(apps, url(personal_prop), key=api_key)
@@ -132,6 +139,7 @@ def test_suspended_account_answer_is_identical(apps, api_key, personal_prop):
 
 
 def test_unknown_tag_is_django_s_404(apps, api_key, personal_prop):
+    """An unknown tracking tag is handed to Django and gets Django's exact 404 answer."""
     warm(apps, personal_prop, api_key)  # the key is cached: only the tag is unknown
     (status, _, body), handed_over = both(apps, url("PR-nosuchtag"), key=api_key)
     assert (status, handed_over, body) == ("404 Not Found", True, b'{"detail": "No property has this tracking tag."}')
@@ -139,6 +147,8 @@ def test_unknown_tag_is_django_s_404(apps, api_key, personal_prop):
 
 @pytest.mark.parametrize("tag", ["bad%20tag", "a" * 41, "tag%0A", "t.g"])
 def test_malformed_tag_is_django_s_422(apps, api_key, personal_prop, tag):
+    """A malformed tracking tag (space, 41 characters, newline, dot) is handed to
+    Django and gets its exact 422 answer."""
     warm(apps, personal_prop, api_key)
     (status, _, body), handed_over = both(apps, url(tag), key=api_key)
     assert (status, handed_over) == ("422 Unprocessable Entity", True)
@@ -147,6 +157,8 @@ def test_malformed_tag_is_django_s_422(apps, api_key, personal_prop, tag):
 
 @pytest.mark.parametrize("key", [None, "", "prk_not-a-key", "x" * 300])
 def test_missing_or_unknown_key_is_django_s_401(apps, api_key, personal_prop, key):
+    """Safety: a cached answer is never served without a valid key: a missing, empty, unknown or oversized key gets
+    Django's exact 401."""
     warm(apps, personal_prop, api_key)  # the answer is cached: only the key is wrong
     (status, headers, _), handed_over = both(apps, url(personal_prop), key=key)
     assert (status, handed_over) == ("401 Unauthorized", True)
@@ -154,12 +166,14 @@ def test_missing_or_unknown_key_is_django_s_401(apps, api_key, personal_prop, ke
 
 
 def test_other_auth_schemes_are_django_s_401(apps, api_key, personal_prop):
+    """Safety: a valid key sent with another scheme than Bearer (Basic) gets Django's 401, not the cached answer."""
     warm(apps, personal_prop, api_key)
     (status, _, _), handed_over = both(apps, url(personal_prop), Authorization=f"Basic {api_key}")
     assert (status, handed_over) == ("401 Unauthorized", True)
 
 
 def test_a_key_revoked_here_is_refused_at_once(apps, api_key, personal_prop, django_capture_on_commit_callbacks):
+    """Safety: a key revoked in this process is refused by the fast path at once, with Django's 401."""
     warm(apps, personal_prop, api_key)
     assert both(apps, url(personal_prop), key=api_key)[0][0] == "200 OK"
     with django_capture_on_commit_callbacks(execute=True):
@@ -182,6 +196,8 @@ def test_a_key_revoked_in_another_process_is_refused_within_two_seconds(apps, ap
 
 
 def test_the_answer_changes_after_invalidation(apps, api_key, personal_prop, django_capture_on_commit_callbacks):
+    """SUS-1: after the account.suspended event the fast path drops its cached answer; Django computes the suspended
+    answer, which is cached again."""
     warm(apps, personal_prop, api_key)
     assert b'"active": true' in both(apps, url(personal_prop), key=api_key)[0][2]
     Account.objects.filter(pk=personal_prop.account_id).update(status="suspended", suspension_reason="non_payment")
@@ -195,6 +211,8 @@ def test_the_answer_changes_after_invalidation(apps, api_key, personal_prop, dja
 
 
 def test_production_security_headers_are_identical(db, api_key, personal_prop):
+    """Safety: under production security settings the fast path sends Django's security headers, and plain HTTP gets
+    Django's HTTPS redirect."""
     with override_settings(**PROD_SECURITY):
         apps = Apps()
         https = {"X-Forwarded-Proto": "https"}
@@ -210,12 +228,15 @@ def test_production_security_headers_are_identical(db, api_key, personal_prop):
 
 
 def test_a_host_outside_allowed_hosts_is_django_s_400(apps, api_key, personal_prop):
+    """Safety: a Host outside ALLOWED_HOSTS gets Django's 400, never a cached answer."""
     warm(apps, personal_prop, api_key)
     (status, _, _), handed_over = both(apps, url(personal_prop), key=api_key, Host="evil.example")
     assert (status, handed_over) == ("400 Bad Request", True)
 
 
 def test_other_methods_and_paths_go_to_django(apps, api_key, personal_prop):
+    """Only a GET of an entitlement URL is answered by the fast path; a POST, a trailing slash and other paths go to
+    Django."""
     warm(apps, personal_prop, api_key)
     assert both(apps, url(personal_prop), key=api_key, method="POST")[1] is True
     assert both(apps, url(personal_prop) + "/", key=api_key)[1] is True
@@ -224,6 +245,7 @@ def test_other_methods_and_paths_go_to_django(apps, api_key, personal_prop):
 
 
 def test_a_cache_error_is_left_to_django(apps, api_key, personal_prop, monkeypatch):
+    """Safety: when the cache fails (Redis down), the request still succeeds: the fast path hands it to Django."""
     warm(apps, personal_prop, api_key)
 
     def down(tag):
@@ -235,6 +257,8 @@ def test_a_cache_error_is_left_to_django(apps, api_key, personal_prop, monkeypat
 
 
 def test_an_unknown_middleware_turns_the_fast_path_off(apps, api_key, personal_prop):
+    """Safety: a middleware the fast path cannot imitate turns it off (fast_path_blockers names it), so every request
+    goes to Django."""
     extra = "django.middleware.gzip.GZipMiddleware"
     assert extra not in MIDDLEWARE_EFFECT
     with override_settings(MIDDLEWARE=[extra, *MIDDLEWARE_EFFECT]):
@@ -246,6 +270,7 @@ def test_an_unknown_middleware_turns_the_fast_path_off(apps, api_key, personal_p
 
 
 def test_the_settings_in_use_allow_the_fast_path():
+    """The project's own settings leave the fast path on: fast_path_blockers() finds nothing."""
     assert fast_path_blockers() == []
 
 

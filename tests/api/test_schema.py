@@ -40,6 +40,7 @@ def _keep_test_connection():
 
 
 def test_openapi_schema_is_served_without_a_key(client):
+    """The OpenAPI schema is served without a key and lists exactly the two endpoints: usage events and entitlements."""
     response = client.get("/api/v1/openapi.json")
     assert response.status_code == 200
     paths = response.json()["paths"]
@@ -49,6 +50,8 @@ def test_openapi_schema_is_served_without_a_key(client):
 @schema.parametrize()
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_schema(case, auth, tracked):
+    """The API keeps its documented contract: generated requests never get a 5xx, and every answer matches the schema
+    (status, content type, body)."""
     response = case.call_and_validate(headers=auth, checks=CHECKS)
     assert response.status_code < 500
     # Generated tags almost never exist: send the same case once more aimed at a real property,

@@ -28,6 +28,8 @@ def customer(catalog, transactional_db):
 
 
 def test_signup_then_start_a_trial_after_adding_the_test_card(page, shot, catalog):
+    """ACC-1, TRI-1: a visitor signs up onto Free, adds the test card, and starts a 14-day Personal trial quoted at
+    $0.00."""
     page.goto("/signup/")
     page.get_by_label("Company or account name").fill("Browser Co")
     page.get_by_label("E-mail").fill("owner@browser.example")
@@ -56,6 +58,8 @@ def test_signup_then_start_a_trial_after_adding_the_test_card(page, shot, catalo
 
 
 def test_upgrade_shows_the_engines_quote_and_charges_it(page, shot, customer):
+    """PAY-3, PAY-4: the upgrade page shows the engine's quote (amount and computation), and the invoice charged on
+    confirmation equals it."""
     billing.subscribe(customer, "personal", "monthly")
     log_in(page, customer.owner.email)
     page.get_by_role("link", name="Change plan").click()
@@ -75,6 +79,8 @@ def test_upgrade_shows_the_engines_quote_and_charges_it(page, shot, customer):
 
 
 def test_refused_downgrade_shows_what_to_remove(page, shot, customer):
+    """DWN-3: a downgrade the account does not fit is refused with what to remove and a link to the properties; nothing
+    is scheduled."""
     billing.subscribe(customer, "advanced", "monthly")
     for _ in range(5):
         PropertyFactory(account=customer)
@@ -90,6 +96,8 @@ def test_refused_downgrade_shows_what_to_remove(page, shot, customer):
 
 
 def test_cancel_then_resume(page, shot, customer):
+    """CAN-2, CAN-3, CAN-5: the owner cancels with a reason (kept), service runs until the period end, and the owner
+    resumes."""
     billing.subscribe(customer, "personal", "monthly")
     sub = current(customer)
     until = f"{terms.local_date(customer, sub.current_period_end):%Y-%m-%d}"
@@ -109,6 +117,8 @@ def test_cancel_then_resume(page, shot, customer):
 
 
 def test_declined_card_past_due_banner_then_fixing_the_card(page, shot, customer):
+    """DUN-1, DUN-4: a failed renewal shows the past-due banner with the decline reason; a new card pays the open
+    invoice at once and the subscription is active again."""
     billing.subscribe(customer, "personal", "monthly")
     log_in(page, customer.owner.email)
     page.get_by_role("link", name="Update payment method").first.click()
@@ -133,6 +143,7 @@ def test_declined_card_past_due_banner_then_fixing_the_card(page, shot, customer
 
 
 def test_download_an_invoice_pdf(page, shot, customer):
+    """INV-3: the owner opens an invoice from the billing page and downloads it as a PDF that carries its number."""
     billing.subscribe(customer, "personal", "monthly")
     invoice = Invoice.objects.get(account=customer, number__isnull=False)
     log_in(page, customer.owner.email)
@@ -150,6 +161,8 @@ def test_download_an_invoice_pdf(page, shot, customer):
 
 
 def test_pages_fit_a_phone_with_44px_buttons_and_visible_focus(page, shot, customer):
+    """Accessibility: the billing pages fit a 390 px phone screen with no sideways scrolling, buttons are at least 44 px
+    high, and keyboard focus is visible."""
     billing.subscribe(customer, "personal", "monthly")
     log_in(page, customer.owner.email)
     page.set_viewport_size({"width": 390, "height": 844})

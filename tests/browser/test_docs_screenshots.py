@@ -26,6 +26,8 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 def test_docs_screenshots_of_the_main_pages(page, catalog):
+    """Docs: refreshes the README screenshots (only with UPDATE_SCREENSHOTS=1);
+    each page must show its key text first."""
     account = AccountFactory(name="Acme Analytics")
     preferences.billing_details_update(account, company="Acme Analytics GmbH", address="Hauptstr. 1\n10115 Berlin",
                                        country="DE", vat_id="DE123456789")

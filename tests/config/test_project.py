@@ -15,10 +15,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.django_db
 def test_models_and_migrations_agree():
+    """Migrations: every model change has its migration (makemigrations --check finds nothing to write)."""
     call_command("makemigrations", "--check", "--dry-run", verbosity=0)
 
 
 def test_check_deploy_is_clean_with_production_settings():
+    """Deploy: manage.py check --deploy passes with no warning under the production settings."""
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.production", "DEBUG": "false",
            "SECRET_KEY": secrets.token_urlsafe(60), "ALLOWED_HOSTS": "billing.example.com",
            "SITE_URL": "https://billing.example.com"}
@@ -30,6 +32,7 @@ def test_check_deploy_is_clean_with_production_settings():
 
 
 def test_production_settings_refuse_a_missing_secret_key():
+    """Deploy: the production settings refuse to start without SECRET_KEY, and say so."""
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.production", "SECRET_KEY": ""}
     done = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=120)

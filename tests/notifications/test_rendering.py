@@ -97,6 +97,8 @@ VARIANTS = [
 
 
 def test_every_event_kind_has_a_rendering_variant():
+    """NOT-1: every event kind has an e-mail notification, and a rendering case in
+    VARIANTS so that none goes untested."""
     assert {kind for _name, kind, _data in VARIANTS} == set(KINDS)
     assert set(NOTIFICATIONS) == set(KINDS) | {PRODUCT_NEWS}
 
@@ -154,6 +156,8 @@ def check_and_save(name: str, entry: EmailLog) -> None:
 
 @pytest.mark.parametrize("name,kind,data", VARIANTS, ids=[v[0] for v in VARIANTS])
 def test_each_html_email_renders_with_no_unresolved_variable(name, kind, data, rows, committed, strict_templates):
+    """NOT-1: each event's e-mail renders in full: no unresolved variable or 'None', an HTML document linking to the
+    billing page, greeting the account."""
     with committed():
         events.emit(kind, EmailLog._meta.apps.get_model("accounts", "Account").objects.get().pk,
                     now=at("2026-04-20"), **{k: fill(v, rows) for k, v in data.items()})
@@ -164,6 +168,7 @@ def test_each_html_email_renders_with_no_unresolved_variable(name, kind, data, r
 
 
 def test_product_news_renders_with_no_unresolved_variable(account, committed, strict_templates):
+    """The product-news e-mail renders in full like the billing ones: no unresolved variable or 'None'."""
     news = ProductNews.objects.create(subject="Funnels are here", body="Track funnels.\n\nSee the docs.")
     with committed():
         product_news_send(news, now=at("2026-04-20"))

@@ -127,6 +127,7 @@ def test_a_payment_method_not_from_our_setup_intent_is_refused(client, localstri
 
 
 def test_the_setup_intent_endpoint_is_off_with_the_sandbox(client, db, catalog):
+    """PAY-1: with the sandbox gateway (the default) the Stripe SetupIntent endpoint does not exist (404)."""
     from tests.factories import AccountFactory, UserFactory
 
     user = UserFactory(username="sandboxed@example.com")

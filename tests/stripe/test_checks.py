@@ -28,6 +28,7 @@ def ids(settings_problems):
 
 
 def test_the_sandbox_default_needs_no_keys(settings):
+    """PAY-1: the sandbox gateway, the default, starts with no Stripe keys."""
     settings.PAYMENT_GATEWAY = "sandbox"
     settings.STRIPE_SECRET_KEY = ""
     settings.STRIPE_PUBLISHABLE_KEY = ""
@@ -36,6 +37,7 @@ def test_the_sandbox_default_needs_no_keys(settings):
 
 
 def test_good_test_keys_pass(stripe_gateway):
+    """Deploy: well-formed Stripe test keys pass the start-up check."""
     assert check_payment_settings() == []
 
 
@@ -54,6 +56,8 @@ def test_good_test_keys_pass(stripe_gateway):
     ],
 )
 def test_missing_or_malformed_settings_are_errors(stripe_gateway, changes, expected):
+    """Deploy: PAYMENT_GATEWAY=stripe with a missing, malformed or mismatched setting is a named error, and the start
+    stops."""
     for name, value in changes.items():
         setattr(stripe_gateway, name, value)
     assert expected in ids(check_payment_settings())
@@ -62,6 +66,7 @@ def test_missing_or_malformed_settings_are_errors(stripe_gateway, changes, expec
 
 
 def test_the_error_names_the_setting_but_never_echoes_the_key(stripe_gateway):
+    """Safety: the start-up error names the bad setting but never prints the secret key."""
     stripe_gateway.STRIPE_SECRET_KEY = "sk_live_leak"
     with pytest.raises(ImproperlyConfigured) as refused:
         raise_on_payment_settings_errors()
@@ -70,6 +75,7 @@ def test_the_error_names_the_setting_but_never_echoes_the_key(stripe_gateway):
 
 
 def test_an_api_base_in_live_mode_is_a_warning(stripe_gateway):
+    """Deploy: a custom STRIPE_API_BASE in live mode is a warning (W001), not an error: the start goes on."""
     stripe_gateway.STRIPE_SECRET_KEY = "sk_live_" + "A" * 24
     stripe_gateway.STRIPE_PUBLISHABLE_KEY = "pk_live_" + "A" * 24
     stripe_gateway.STRIPE_LIVE_MODE = True

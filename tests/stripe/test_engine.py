@@ -77,6 +77,8 @@ def test_pay1_a_card_refused_when_attached_is_not_saved(account):
 
 
 def test_ref_a_refund_through_the_engine_reaches_stripe(account):
+    """REF-4: a staff refund made through the engine (begin, send, record) reaches Stripe as one refund of 1400 cents on
+    the payment's intent."""
     from subscriptions import billing, charges
 
     billing.set_payment_method(account, "pm_card_visa")

@@ -40,11 +40,13 @@ def card_from_number(number: str) -> str:
     [("14.50", "USD", 1450), ("0.01", "usd", 1), ("134.40", "EUR", 13440), ("1500", "JPY", 1500)],
 )
 def test_amounts_cross_the_boundary_as_integer_minor_units(amount, currency, minor):
+    """D-3: amounts go to Stripe and come back as exact integer minor units (cents; yen as they are), never floats."""
     assert to_minor(Decimal(amount), currency) == minor
     assert from_minor(minor, currency) == Decimal(amount)
 
 
 def test_an_amount_finer_than_the_currency_is_refused_not_rounded():
+    """D-3: an amount finer than its currency allows (14.505 USD, 10.5 JPY) is refused, never rounded silently."""
     with pytest.raises(GatewayError):
         to_minor(Decimal("14.505"), "USD")
     with pytest.raises(GatewayError):
@@ -52,6 +54,7 @@ def test_an_amount_finer_than_the_currency_is_refused_not_rounded():
 
 
 def test_get_gateway_returns_the_stripe_adapter(settings):
+    """PAY-1: PAYMENT_GATEWAY=stripe selects the Stripe adapter."""
     settings.PAYMENT_GATEWAY = "stripe"
     assert isinstance(get_gateway(), StripeGateway)
 
@@ -60,6 +63,8 @@ def test_get_gateway_returns_the_stripe_adapter(settings):
 
 
 def test_ensure_customer_creates_one_djstripe_customer_per_account(gateway, account):
+    """PAY-1: each account gets one Stripe customer, made through dj-stripe (local row linked to the account) and reused
+    the second time."""
     from djstripe.models import Customer
 
     customer_id = gateway.ensure_customer(account)
@@ -74,6 +79,7 @@ def test_ensure_customer_creates_one_djstripe_customer_per_account(gateway, acco
 
 
 def test_ensure_customer_trusts_the_id_stored_on_the_account(gateway, account):
+    """A Stripe customer id already stored on the account is used as it is."""
     account.gateway_customer_id = "cus_alreadyKnown"
     assert gateway.ensure_customer(account) == "cus_alreadyKnown"
 
@@ -111,6 +117,8 @@ def test_pay1_a_card_refused_when_attached_raises_card_declined(gateway, account
 
 
 def test_an_unknown_payment_method_is_refused_with_a_message(gateway, account):
+    """PAY-1: attaching an unknown payment method is refused as a card error (CardDeclined, code invalid_token), not a
+    crash."""
     customer_id = gateway.ensure_customer(account)
     with pytest.raises(CardDeclined) as refused:
         gateway.attach(customer_id, "pm_doesNotExist000")
@@ -240,6 +248,8 @@ def test_pay2_find_charge_when_the_account_id_was_not_stored_uses_the_djstripe_c
 
 
 def test_refund_in_part_then_the_rest(gateway, customer_with_card):
+    """The Stripe adapter refunds a charge in parts: $10.00, then $19.00; both are
+    listed and $29.00 is refunded in all."""
     customer_id, pm_id = customer_with_card
     paid = gateway.charge(customer_id=customer_id, payment_method_id=pm_id, amount=Decimal("29.00"),
                           currency="USD", idempotency_key="pay:test:refund")
@@ -255,6 +265,7 @@ def test_refund_in_part_then_the_rest(gateway, customer_with_card):
 
 
 def test_refund_with_the_same_key_refunds_once(gateway, customer_with_card):
+    """Safety: a refund retried with the same idempotency key refunds once and returns the same result."""
     customer_id, pm_id = customer_with_card
     paid = gateway.charge(customer_id=customer_id, payment_method_id=pm_id, amount=Decimal("29.00"),
                           currency="USD", idempotency_key="pay:test:refund-once")
@@ -267,6 +278,7 @@ def test_refund_with_the_same_key_refunds_once(gateway, customer_with_card):
 
 
 def test_a_failed_charge_cannot_be_refunded(gateway, account):
+    """A failed charge cannot be refunded: the adapter raises GatewayError."""
     customer_id = gateway.ensure_customer(account)
     card = gateway.attach(customer_id, "pm_card_chargeCustomerFail")
     failed = gateway.charge(customer_id=customer_id, payment_method_id=card.gateway_id, amount=Decimal("5.00"),

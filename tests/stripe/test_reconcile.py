@@ -71,6 +71,8 @@ def test_pay2_a_charge_that_never_reached_stripe_is_settled_as_not_sent(customer
 
 
 def test_a_refund_made_at_stripe_whose_webhook_was_missed_is_recorded(customer):
+    """A refund made at Stripe whose webhook was missed is recorded by reconcile_payments and printed; a second run
+    changes nothing."""
 
     account, _ = customer
     payment = open_invoice_payment(account)
@@ -87,6 +89,7 @@ def test_a_refund_made_at_stripe_whose_webhook_was_missed_is_recorded(customer):
 
 
 def test_payments_before_since_are_not_looked_at(customer):
+    """reconcile_payments --since skips payments made before that date."""
 
     account, _ = customer
     payment = open_invoice_payment(account)
@@ -115,6 +118,8 @@ def test_can1_a_card_removed_at_stripe_is_marked_detached(customer):
 
 
 def test_a_payment_failed_here_but_paid_at_stripe_is_reported_for_staff(customer):
+    """Safety: a payment recorded as failed here but paid at Stripe is reported for staff, never flipped by the
+    reconciliation itself."""
     from invoices.gateways import ChargeResult
 
     account, _ = customer
@@ -131,6 +136,7 @@ def test_a_payment_failed_here_but_paid_at_stripe_is_reported_for_staff(customer
 
 
 def test_when_stripe_does_not_answer_the_run_says_what_was_not_checked(customer, settings):
+    """When Stripe does not answer, reconcile_payments fails with an error that says what could not be checked."""
     import socket
 
 
@@ -147,6 +153,7 @@ def test_when_stripe_does_not_answer_the_run_says_what_was_not_checked(customer,
 
 
 def test_the_daily_schedule_is_created_once():
+    """The daily reconcile_payments schedule is created once; setting it up again changes nothing."""
     from django_q.models import Schedule
 
     from invoices.stripe_schedules import SCHEDULE_NAME, ensure_reconcile_schedule
@@ -162,6 +169,7 @@ def test_the_daily_schedule_is_created_once():
 
 
 def test_the_scheduled_task_runs_the_command_with_the_sandbox_default(catalog):
+    """The scheduled reconciliation runs with the sandbox default and reports nothing to change."""
     from invoices.stripe_schedules import scheduled_reconcile
 
     assert "0 change(s), 0 for staff, 0 not checked." in scheduled_reconcile()

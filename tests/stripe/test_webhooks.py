@@ -87,6 +87,8 @@ def ledger_state(account) -> dict:
 
 
 def test_good_signature_is_processed_once_and_a_replay_changes_nothing(customer, post_event):
+    """PAY-2: a signed payment_intent.succeeded settles the unknown payment and pays its invoice; the same event
+    replayed changes nothing."""
     from djstripe.models import Event
 
     account, _ = customer
@@ -120,6 +122,8 @@ def test_good_signature_is_processed_once_and_a_replay_changes_nothing(customer,
     ],
 )
 def test_a_bad_signature_or_an_old_timestamp_is_rejected_and_changes_nothing(customer, post_event, tamper):
+    """Safety: a webhook with a wrong secret, an hour-old timestamp or a garbage
+    signature gets 400 and changes nothing."""
     from djstripe.models import Event, WebhookEventTrigger
 
     account, _ = customer
@@ -139,12 +143,14 @@ def test_a_bad_signature_or_an_old_timestamp_is_rejected_and_changes_nothing(cus
 
 
 def test_a_missing_signature_is_rejected(customer, client, webhook_endpoint):
+    """Safety: a webhook without a signature gets 400."""
     response = client.post(f"/stripe/webhook/{webhook_endpoint.djstripe_uuid}/", data=b"{}",
                            content_type="application/json")
     assert response.status_code == 400
 
 
 def test_an_unknown_event_type_is_stored_and_ignored(customer, post_event):
+    """An event type Prorata does not handle is stored by dj-stripe and changes nothing in the ledger."""
     from djstripe.models import Event
 
     account, _ = customer
@@ -200,6 +206,7 @@ def test_a_stale_failure_event_does_not_contradict_what_stripe_says_now(customer
 
 
 def test_an_event_about_a_payment_already_settled_changes_nothing(customer, post_event):
+    """PAY-2: a success event about a payment the engine already settled changes nothing."""
 
     account, _ = customer
     payment = open_invoice_payment(account)
@@ -212,6 +219,7 @@ def test_an_event_about_a_payment_already_settled_changes_nothing(customer, post
 
 
 def test_an_intent_that_is_not_ours_is_ignored(customer, post_event):
+    """A payment made at Stripe outside Prorata (no key of ours in its metadata) is ignored."""
     account, method = customer
     intent = stripe.PaymentIntent.create(amount=500, currency="usd", customer=account.gateway_customer_id,
                                          payment_method=method.gateway_id, confirm=True, off_session=True,
@@ -225,6 +233,8 @@ def test_an_intent_that_is_not_ours_is_ignored(customer, post_event):
 
 
 def test_a_refund_made_in_the_stripe_dashboard_is_recorded_once(customer, post_event):
+    """INV-2: a refund made in the Stripe dashboard is recorded once, with a credit note for its amount; a second event
+    about it adds nothing."""
 
     account, _ = customer
     payment = open_invoice_payment(account)
@@ -248,6 +258,8 @@ def test_a_refund_made_in_the_stripe_dashboard_is_recorded_once(customer, post_e
 
 
 def test_a_refund_made_by_prorata_is_not_recorded_twice(customer, post_event):
+    """A refund Prorata sent (it carries our key) is left to the engine to record: its charge.refunded event adds
+    nothing."""
     from invoices.gateways import get_gateway
 
     account, _ = customer
@@ -268,6 +280,8 @@ def test_a_refund_made_by_prorata_is_not_recorded_twice(customer, post_event):
 
 
 def test_a_dispute_flags_the_account_for_staff_once(customer, post_event, localstripe):
+    """A dispute flags the account for staff once (audited; id, amount and reason in the flag) and changes no billing;
+    replays add nothing."""
     import json
 
 
@@ -313,6 +327,8 @@ def test_can1_a_card_detached_at_stripe_is_marked_detached_and_nothing_is_cancel
 
 
 def test_a_new_default_card_chosen_at_stripe_becomes_the_accounts_card_once(customer, post_event):
+    """PAY-1: a card made the default at Stripe becomes the account's default card, once; an attach alone or a replay
+    changes nothing."""
     account, old = customer
     mastercard = stripe.PaymentMethod.create(
         type="card", card={"number": "5555555555554444", "exp_month": 8, "exp_year": 2032, "cvc": "123"},

@@ -43,6 +43,8 @@ def test_every_subscription_status_change_is_in_the_table_or_refused(frm, to, ca
 
 
 def test_the_subscription_table_covers_the_documented_lifecycle():
+    """TRI-3, TRI-5, DUN-1, DUN-3: the transition table has the documented moves, and an ended subscription never
+    becomes active again."""
     assert {(Status.TRIALING, Status.ACTIVE), (Status.ACTIVE, Status.PAST_DUE),
             (Status.PAST_DUE, Status.SUSPENDED), (Status.SUSPENDED, Status.ACTIVE),
             (Status.CANCELED, Status.TRIALING)} <= set(SUBSCRIPTION_TRANSITIONS)
@@ -52,6 +54,8 @@ def test_the_subscription_table_covers_the_documented_lifecycle():
 @pytest.mark.parametrize("frm", AccountStatus.values)
 @pytest.mark.parametrize("to", AccountStatus.values)
 def test_every_account_status_change_is_in_the_table_or_refused(frm, to, db):
+    """Safety: suspending or lifting moves an account only along the transition table; any other move raises
+    TransitionNotAllowed."""
     account = AccountFactory()
     Account.objects.filter(pk=account.pk).update(status=frm)
     account.refresh_from_db()

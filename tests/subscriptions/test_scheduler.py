@@ -449,6 +449,8 @@ def test_use3_months_invoiced_before_the_late_usage_check_count_as_billed(accoun
 
 
 def test_billing_run_dry_run_shows_amounts_and_changes_nothing(account, capsys):
+    """D-4, REN-1: billing_run --now ... --dry-run prints the renewal it would
+    charge ($29.00) and creates no invoice."""
     billing.subscribe(account, "advanced", now=at("2026-04-01"))
     call_command("billing_run", "--now", "2026-04-30T00:00", "--dry-run")
     out = capsys.readouterr().out
@@ -457,6 +459,7 @@ def test_billing_run_dry_run_shows_amounts_and_changes_nothing(account, capsys):
 
 
 def test_billing_run_rejects_a_bad_now():
+    """D-4: billing_run refuses a --now that is not ISO-8601, with a clear error."""
     from django.core.management import CommandError
 
     with pytest.raises(CommandError, match="ISO-8601"):

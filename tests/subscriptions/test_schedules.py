@@ -18,4 +18,5 @@ def test_ren1_setup_schedules_is_idempotent_and_runs_the_billing_run_every_15_mi
 
 
 def test_scheduled_run_returns_the_report(catalog):
+    """The scheduled task runs the billing run and returns its report."""
     assert "Billing run at" in tasks.scheduled_run()

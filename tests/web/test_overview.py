@@ -30,6 +30,8 @@ def personal(account, travel):
 
 
 def test_overview_shows_plan_cycle_status_period_and_next_charge(personal, client_owner, travel):
+    """REN-1: the overview shows plan, cycle, status, period, the next charge date (24 hours before the period ends),
+    the card and the $14.00 upcoming charge."""
     travel("2026-04-10")
     html = _text(client_owner.get(reverse("billing:overview")))
     assert "<strong>Personal</strong>" in html and "Monthly" in html and "Active" in html
@@ -137,6 +139,8 @@ def _history(account, n: int) -> None:
 
 def test_overview_renders_with_a_fixed_number_of_queries(account, client_owner, travel, other_account,
                                                           django_assert_max_num_queries):
+    """Speed: the overview's query count does not grow with the account's history (30 invoices, credit notes,
+    properties, usage days) and stays at most 25."""
     travel("2026-04-01")
     billing.subscribe(account, "advanced", "monthly")
     billing.subscribe(other_account, "advanced", "monthly")
