@@ -91,15 +91,18 @@ def cycles() -> list[list[str]]:
 
 
 def test_the_import_graph_reads_the_project():
+    """Architecture: the import graph really reads the project, so the checks below are not vacuous."""
     assert {"subscriptions.billing", "subscriptions.lifecycle", "core.events", "accounts.services"} <= set(GRAPH)
     assert "subscriptions.charges" in GRAPH["subscriptions.billing"]
 
 
 def test_imports_form_no_circle_between_modules():
+    """Architecture: imports flow one way: no circle between the project's modules."""
     assert cycles() == []
 
 
 def test_no_private_name_is_imported_from_another_module():
+    """Architecture: no `_private` name is imported from another module."""
     crossing = [f"{module}:{line} imports {name} from {target}"
                 for module in MODULES for target, name, line in imported(module)
                 if name and name.startswith("_") and not name.startswith("__") and target != module]
@@ -107,6 +110,7 @@ def test_no_private_name_is_imported_from_another_module():
 
 
 def test_no_star_import_and_no_module_patched_from_outside():
+    """Architecture: no `import *` (settings aside) and no setattr on a module from outside."""
     offenders = []
     for module, path in MODULES.items():
         tree = ast.parse(path.read_text())
@@ -166,6 +170,7 @@ def test_row_locks_of_the_engine_are_taken_only_through_the_lock_helpers():
 
 
 def test_statuses_of_subscriptions_and_accounts_are_assigned_only_by_the_lifecycle():
+    """Safety: only subscriptions.lifecycle assigns a subscription's or account's status (its table)."""
     assigned = []
     for module, path in MODULES.items():
         if module == "subscriptions.lifecycle":
