@@ -281,6 +281,7 @@ THROTTLE_AT = NOW.replace(second=30)
 
 def test_throttle_a_cached_answer_over_the_keys_rate_is_the_same_429_as_django_s(apps, api_key, personal_prop,
                                                                                settings):
+    """Safety: the WSGI fast path throttles a key like Django does, with a byte-identical 429."""
     settings.API_KEY_RATE = "1/m"
     with time_machine.travel(THROTTLE_AT, tick=False):
         warm(apps, personal_prop, api_key)  # the key's one request of this minute, through Django
@@ -293,6 +294,7 @@ def test_throttle_a_cached_answer_over_the_keys_rate_is_the_same_429_as_django_s
 
 
 def test_throttle_production_headers_of_the_429_are_identical(db, api_key, personal_prop, settings):
+    """Safety: with production security headers, the fast path's 429 matches Django's."""
     settings.API_KEY_RATE = "1/m"
     with override_settings(**PROD_SECURITY), time_machine.travel(THROTTLE_AT, tick=False):
         apps = Apps()
@@ -313,6 +315,7 @@ def test_throttle_each_request_is_counted_once_whichever_path_answers_it(apps, a
 
 
 def test_throttle_fails_open_on_the_fast_path(apps, api_key, personal_prop, settings, monkeypatch):
+    """Reliability: a throttle that cannot reach its counter lets the fast path answer (never a 500)."""
     from api import throttle
 
     settings.API_KEY_RATE = "1/m"

@@ -35,6 +35,7 @@ def post_batch(client, auth, prop, n=1):
 
 def test_throttle_a_key_over_its_rate_gets_429_with_retry_after_and_nothing_is_recorded(client, auth, personal_prop,
                                                                                        rate):
+    """Safety: a key over its rate gets 429 with Retry-After, and the refused batch records nothing (USE-1)."""
     with time_machine.travel(AT, tick=False):
         answers = [post_batch(client, auth, personal_prop).status_code for _ in range(3)]
         refused = post_batch(client, auth, personal_prop, n=5)
@@ -48,6 +49,7 @@ def test_throttle_a_key_over_its_rate_gets_429_with_retry_after_and_nothing_is_r
 
 
 def test_throttle_is_per_key(client, auth, personal_prop, rate):
+    """Safety: one key's traffic never throttles another key."""
     _, other_key = api_key_create(name="tracking-eu")
     with time_machine.travel(AT, tick=False):
         for _ in range(4):
@@ -61,6 +63,7 @@ def test_throttle_is_per_key(client, auth, personal_prop, rate):
 
 
 def test_throttle_counts_every_operation_and_lifts_when_the_window_ends(client, auth, personal_prop, rate):
+    """Safety: every API operation counts against the key, and the throttle lifts when its window ends."""
     with time_machine.travel(AT, tick=False) as clock:
         post_batch(client, auth, personal_prop)
         client.get(f"/api/v1/entitlements/{personal_prop.tracking_tag}", headers=auth)
@@ -78,6 +81,7 @@ def test_throttle_counts_every_operation_and_lifts_when_the_window_ends(client, 
 
 
 def test_throttle_does_not_count_requests_without_a_valid_key(client, auth, personal_prop, rate):
+    """Safety: requests with a wrong key are refused (401) and do not use up a real key's allowance."""
     with time_machine.travel(AT, tick=False):
         for _ in range(10):
             assert client.get(f"/api/v1/entitlements/{personal_prop.tracking_tag}",
@@ -86,6 +90,7 @@ def test_throttle_does_not_count_requests_without_a_valid_key(client, auth, pers
 
 
 def test_throttle_off_when_the_rate_is_empty(client, auth, personal_prop, rate):
+    """Configuration: API_KEY_RATE=off turns the throttle off."""
     rate("off")
     with time_machine.travel(AT, tick=False):
         assert {client.get(f"/api/v1/entitlements/{personal_prop.tracking_tag}", headers=auth).status_code
@@ -94,16 +99,19 @@ def test_throttle_off_when_the_rate_is_empty(client, auth, personal_prop, rate):
 
 @pytest.mark.parametrize("text", ["lots", "0/s", "10/fortnight"])
 def test_throttle_a_malformed_rate_is_refused_with_its_name(text):
+    """Configuration: a malformed API_KEY_RATE is refused (ValueError), not read as some other rate."""
     with pytest.raises(ValueError):
         throttle.rate_parse(text)
 
 
 def test_throttle_the_default_rate_is_far_above_the_benchmarked_load(settings):
+    """Speed: the default rate stays far above the benchmarked entitlement load."""
     rate = throttle.rate_parse(settings.API_KEY_RATE)
     assert rate.requests / rate.seconds >= 10 * 2000  # bench/entitlements.py: ~2,000 requests/s, one key
 
 
 def test_throttle_schema_documents_the_429(client, db):
+    """API: the OpenAPI schema documents the 429 the throttle answers."""
     paths = client.get("/api/v1/openapi.json").json()["paths"]
     assert "429" in paths["/api/v1/usage/events"]["post"]["responses"]
     assert "429" in paths["/api/v1/entitlements/{tracking_tag}"]["get"]["responses"]
@@ -135,6 +143,7 @@ def test_throttle_fails_open_when_redis_cannot_be_reached(client, auth, personal
 
 
 def test_throttle_fails_open_on_any_cache_error(client, auth, personal_prop, rate, monkeypatch):
+    """Reliability: any cache error lets the request through (the cache is never the source of truth)."""
     class Broken:
         def incr(self, key, ttl):
             raise OSError("cache backend exploded")
@@ -154,6 +163,7 @@ def redis_or_skip() -> throttle.RedisCounter:
 
 
 def test_throttle_redis_counter_counts_once_per_request_and_expires_the_window(db):
+    """Safety: the Redis counter counts each request once and expires with its window."""
     counter = redis_or_skip()
     key = f"{throttle.KEY_PREFIX}test:{time.time_ns()}"
     try:
@@ -164,6 +174,7 @@ def test_throttle_redis_counter_counts_once_per_request_and_expires_the_window(d
 
 
 def test_throttle_uses_the_redis_counter_when_the_cache_is_redis(settings):
+    """Safety: with Redis as the cache, workers share one counter per key."""
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
                                    "LOCATION": "redis://127.0.0.1:6379/15"}}
     assert isinstance(throttle.counter(), throttle.RedisCounter)

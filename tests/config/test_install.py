@@ -49,6 +49,7 @@ def closure(requirements: list[str]) -> set[str]:
 
 
 def test_runtime_lock_pins_every_runtime_package_and_no_dev_tool():
+    """Deploy: the runtime lock pins every runtime package and no test or development tool."""
     runtime = pins("requirements.lock")
     needed = closure(PYPROJECT["project"]["dependencies"])
     assert needed - set(runtime) == set(), "runtime packages missing from requirements.lock"
@@ -58,6 +59,7 @@ def test_runtime_lock_pins_every_runtime_package_and_no_dev_tool():
 
 
 def test_pyproject_pins_agree_with_the_locks():
+    """Deploy: pyproject's pins and the locks agree."""
     runtime, dev = pins("requirements.lock"), pins("requirements-dev.lock")
     for spec in PYPROJECT["project"]["dependencies"]:
         req = Requirement(spec)
@@ -68,6 +70,7 @@ def test_pyproject_pins_agree_with_the_locks():
 
 
 def test_dev_lock_builds_on_the_runtime_lock_without_repinning_it():
+    """Deploy: the dev lock adds to the runtime lock and never pins a runtime package again."""
     text = (ROOT / "requirements-dev.lock").read_text()
     assert "-r requirements.lock" in text.splitlines()
     runtime, dev = pins("requirements.lock"), pins("requirements-dev.lock")
@@ -77,6 +80,7 @@ def test_dev_lock_builds_on_the_runtime_lock_without_repinning_it():
 
 
 def test_the_readme_deployment_and_the_makefile_install_the_right_lock():
+    """Deploy: the README's deployment and `make run` install the runtime lock; `make test` the dev lock."""
     readme = (ROOT / "README.md").read_text()
     deployment = readme[readme.index("## Running on PostgreSQL"):]
     assert "pip install -r requirements.lock" in deployment

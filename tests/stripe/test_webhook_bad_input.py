@@ -70,6 +70,7 @@ NOT_EVENTS = [
 
 @pytest.mark.parametrize(("body", "reason"), NOT_EVENTS)
 def test_a_signed_body_that_is_not_an_event_is_acknowledged_and_recorded_for_staff(customer, deliver, body, reason):
+    """PAY-2: a signed webhook body that is not an event is acknowledged (200), recorded for staff, changes nothing."""
     before = ledger_state(customer)
 
     response = deliver(body)
@@ -83,6 +84,7 @@ def test_a_signed_body_that_is_not_an_event_is_acknowledged_and_recorded_for_sta
 
 @pytest.mark.parametrize(("body", "reason"), NOT_EVENTS[:3])
 def test_an_unsigned_body_that_is_not_an_event_is_still_refused(customer, deliver, body, reason):
+    """Safety: an unsigned body is refused (400) whatever it holds."""
     response = deliver(body, signature="t=1,v1=deadbeef")
 
     assert response.status_code == 400
@@ -127,6 +129,7 @@ def test_an_event_about_a_charge_stripe_no_longer_returns_is_acknowledged(custom
 
 
 def test_when_stripe_does_not_answer_the_event_is_a_500_so_stripe_delivers_it_again(customer, deliver, settings):
+    """PAY-2: when Stripe does not answer, the webhook answers 500 so that Stripe delivers it again."""
     payment = open_invoice_payment(customer)
     result = charge_at_stripe(payment)
     event = json.dumps(event_for("payment_intent.succeeded", intent_dict(result.reference),

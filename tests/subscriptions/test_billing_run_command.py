@@ -47,6 +47,7 @@ def due(account):
     ("next tuesday", "is not an ISO-8601 date or time"),
 ])
 def test_billing_run_refuses_a_bad_now_and_does_nothing(due, now, message):
+    """D-4: billing_run refuses a --now outside its range with a message, and runs nothing."""
     before = state()
 
     with pytest.raises(CommandError) as exc:
@@ -57,12 +58,14 @@ def test_billing_run_refuses_a_bad_now_and_does_nothing(due, now, message):
 
 
 def test_billing_run_at_the_edges_of_the_range_runs(due, capsys):
+    """D-4: billing_run accepts the first and last moments of its allowed range (dry runs)."""
     call_command("billing_run", "--now", "2099-12-31T23:59:59", "--dry-run")
     call_command("billing_run", "--now", "2000-01-01", "--dry-run")
     assert "dry run" in capsys.readouterr().out
 
 
 def test_billing_run_empty_now_from_the_shell_is_an_error_not_a_run_at_the_real_time():
+    """D-4: an empty --now is an error, not a run at the real time."""
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test"}
     done = subprocess.run([sys.executable, "manage.py", "billing_run", "--now", ""], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
