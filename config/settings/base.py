@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "invoices",
     "notifications",
     "api",
+    "metrics",
 ]
 
 MIDDLEWARE = [
