@@ -21,5 +21,6 @@ urlpatterns = [
     path("notifications/", include("notifications.urls")),
     path("api/", include("api.urls")),
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
+    path("admin/revenue/", include("metrics.urls")),  # ACC-5: the revenue and health page
     path("admin/", admin.site.urls),
 ]

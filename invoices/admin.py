@@ -22,6 +22,7 @@ from accounts.admin_base import (
     links,
     when,
 )
+from metrics.admin_filters import FigureFilter
 from subscriptions import staff
 from subscriptions.billing import BillingError
 from subscriptions.pricing import format_money
@@ -78,7 +79,7 @@ class InvoiceAdmin(ReadOnlyAdmin):
     list_display = ("number_or_draft", "account", "kind_label", "status_label", "total_amount", "paid_amount",
                     "issued", "paid")
     list_filter = ("status", "kind", ("issued_at", DateFieldListFilter), ("paid_at", DateFieldListFilter),
-                   ("created_at", DateFieldListFilter))
+                   ("created_at", DateFieldListFilter), FigureFilter)
     list_select_related = ("account",)
     ordering = ("-id",)  # the primary key follows creation and is indexed; created_at alone is not
     extra_lookups = ("subscription__id__exact",)
@@ -165,7 +166,7 @@ class PaymentAdmin(ReadOnlyAdmin):
 @admin.register(CreditNote)
 class CreditNoteAdmin(ReadOnlyAdmin):
     list_display = ("number", "account", "invoice", "kind", "note_amount", "remaining", "issued_at", "issued_by")
-    list_filter = ("kind", ("issued_at", DateFieldListFilter))
+    list_filter = ("kind", ("issued_at", DateFieldListFilter), FigureFilter)
     list_select_related = ("account", "invoice", "issued_by")
     ordering = ("-id",)
 
@@ -202,7 +203,7 @@ class PaymentMethodAdmin(ReadOnlyAdmin):
 class RefundAdmin(ReadOnlyAdmin):
     account_path = "payment__account"
     list_display = ("created_at", "payment", "amount", "credit_note", "gateway_reference", "reason")
-    list_filter = (("created_at", DateFieldListFilter),)
+    list_filter = (("created_at", DateFieldListFilter), FigureFilter)
     list_select_related = ("payment", "credit_note")
     ordering = ("-id",)
 

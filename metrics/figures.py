@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from django.db import connection
 from django.db.models import BigIntegerField, Count, Min, Q, Sum
 from django.db.models.functions import Cast, TruncMonth
 
@@ -260,25 +261,31 @@ def trial_figures(now: datetime, months: list[Month]) -> list[TrialMonth]:
     """Trials by the month they started (one per account, TRI-2): how many converted, i.e. paid the
     charge made at the trial's end (TRI-3) at once or within the dunning window."""
     rows = {month.key: TrialMonth(month) for month in months}
-    cohort = _trial_cohort(months[0].start, now + _EPSILON)
-    conversions = dict(Invoice.objects.filter(kind=InvoiceKind.TRIAL_CONVERSION,
-                                              subscription__in=cohort.values("pk"))
-                       .values_list("subscription_id", "status"))
-    for sub_id, trial_start, trial_end, status in cohort.values_list("pk", "trial_start", "trial_end", "status"):
-        row = rows[_key(trial_start)]
-        row.started += 1
-        invoice_status = conversions.get(sub_id)
-        if invoice_status == InvoiceStatus.PAID:
-            row.converted += 1
-        elif _trial_open(status, trial_end, invoice_status, now):
-            row.open += 1
+    start, end = months[0].start, now + _EPSILON
+    # A trial without its conversion invoice yet is open while it runs or may be reactivated (TRI-5).
+    def waiting(prefix=""):
+        return (Q(**{f"{prefix}status": "trialing"})
+                | Q(**{f"{prefix}status": "canceled", f"{prefix}trial_end__gt": now}))
+
+    cohort = (_trial_cohort(start, end).annotate(month=TruncMonth("trial_start", tzinfo=UTC)).values("month")
+              .annotate(started=Count("id"), waiting=Count("id", filter=waiting())).order_by())
+    for group in cohort:
+        row = rows[_key(group["month"])]
+        row.started, row.open = group["started"], group["waiting"]
+    # Their conversion invoices, issued at the trial's end (after the window's start): paid is
+    # converted, open is in dunning; a trial whose invoice exists waits on it, not on its end date.
+    conversions = (Invoice.objects.filter(kind=InvoiceKind.TRIAL_CONVERSION, issued_at__gte=start,
+                                          subscription__trial_start__gte=start, subscription__trial_start__lt=end)
+                   .annotate(month=TruncMonth("subscription__trial_start", tzinfo=UTC)).values("month")
+                   .annotate(paid=Count("id", filter=Q(status=InvoiceStatus.PAID)),
+                             dunning=Count("id", filter=Q(status=InvoiceStatus.OPEN)),
+                             waiting=Count("id", filter=waiting("subscription__")))
+                   .order_by())
+    for group in conversions:
+        row = rows[_key(group["month"])]
+        row.converted += group["paid"]
+        row.open += group["dunning"] - group["waiting"]
     return list(rows.values())
-
-
-def _trial_open(status, trial_end, invoice_status, now) -> bool:
-    if invoice_status is not None:
-        return invoice_status == InvoiceStatus.OPEN
-    return status == "trialing" or (status == "canceled" and trial_end is not None and trial_end > now)
 
 
 # --- failed payments (DUN) -----------------------------------------------------------------------------
@@ -303,45 +310,46 @@ class DunningMonth:
         return ratio(self.recovered, self.failed - self.open)
 
 
-def _first_failures(start: datetime, now: datetime) -> dict[int, datetime]:
-    """Invoice id -> its first failed collection (DUN-1), for invoices whose first failure is in
-    [start, now]. Declined upgrades (UPG-4) and attempts the bank never saw write no such row."""
-    failures = AuditEvent.objects.filter(action="payment.failed", object_type="Invoice")
-    recent = failures.filter(created_at__gte=start, created_at__lte=now).values("object_id")
-    firsts = (failures.filter(object_id__in=recent).values("object_id").annotate(first=Min("created_at"))
-              .filter(first__gte=start).order_by())
-    return {int(row["object_id"]): row["first"] for row in firsts}
-
-
-def _invoices(ids) -> list[dict]:
-    ids, found = sorted(ids), []
-    for offset in range(0, len(ids), 500):
-        found += Invoice.objects.filter(pk__in=ids[offset:offset + 500]).values("pk", "status", "total")
-    return found
+# The invoices whose collection first failed in each month, grouped by what became of them, in
+# one statement: the audit rows name their invoice by a text id, so the ORM cannot join them.
+FAILED_SQL = """
+SELECT {bucket} AS bucket, i.status, COUNT(*), SUM(i.total)
+FROM (SELECT object_id, MIN(created_at) AS first_failed_at
+      FROM accounts_auditevent
+      WHERE action = 'payment.failed' AND object_type = 'Invoice'
+      GROUP BY object_id
+      HAVING MIN(created_at) >= %s AND MIN(created_at) <= %s) AS f
+JOIN invoices_invoice AS i ON i.id = CAST(f.object_id AS BIGINT)
+GROUP BY 1, 2
+"""
 
 
 def dunning_figures(now: datetime, months: list[Month]) -> list[DunningMonth]:
-    """Invoices whose collection first failed in the month, and what became of them: paid by a
-    retry or a card update within the dunning window (recovered), voided or written off (lost),
-    or still open (in dunning). After the last retry the engine suspends the account and a card
-    update voids the open invoice and charges a new period (DUN-3), so a failed invoice that is
-    paid was paid within the window."""
-    rows = {month.key: DunningMonth(month) for month in months}
-    firsts = _first_failures(months[0].start, now)
-    for invoice in _invoices(firsts):
-        row = rows[_key(firsts[invoice["pk"]])]
-        row.failed += 1
-        row.failed_amount += invoice["total"]
-        if invoice["status"] == InvoiceStatus.PAID:
-            row.recovered += 1
-            row.recovered_amount += invoice["total"]
-        elif invoice["status"] == InvoiceStatus.OPEN:
-            row.open += 1
-            row.open_amount += invoice["total"]
+    """Invoices whose collection first failed in the month (DUN-1: a `payment.failed` audit row;
+    a declined upgrade, UPG-4, and an attempt the bank never saw write none), and what became of
+    them: paid by a retry or a card update within the dunning window (recovered), voided or
+    written off (lost), or still open (in dunning). After the last retry the engine suspends the
+    account and a card update voids the open invoice and charges a new period (DUN-3), so a failed
+    invoice that is paid was paid within the window."""
+    adapt = connection.ops.adapt_datetimefield_value
+    bucket = "CASE " + " ".join("WHEN f.first_failed_at < %s THEN " + str(i) for i in range(len(months) - 1)) + \
+        f" ELSE {len(months) - 1} END"
+    params = [adapt(month.end) for month in months[:-1]] + [adapt(months[0].start), adapt(now)]
+    with connection.cursor() as cursor:
+        cursor.execute(FAILED_SQL.format(bucket=bucket), params)
+        groups = cursor.fetchall()
+    rows = [DunningMonth(month) for month in months]
+    for index, status, n, total in groups:
+        row, amount = rows[int(index)], _sum(Decimal(str(total)))
+        row.failed += n
+        row.failed_amount += amount
+        if status == InvoiceStatus.PAID:
+            row.recovered, row.recovered_amount = row.recovered + n, row.recovered_amount + amount
+        elif status == InvoiceStatus.OPEN:
+            row.open, row.open_amount = row.open + n, row.open_amount + amount
         else:
-            row.lost += 1
-            row.lost_amount += invoice["total"]
-    return list(rows.values())
+            row.lost, row.lost_amount = row.lost + n, row.lost_amount + amount
+    return rows
 
 
 # --- overage, refunds, credit notes ---------------------------------------------------------------------

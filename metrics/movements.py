@@ -110,11 +110,15 @@ def catalog() -> dict:
 # --- chains -----------------------------------------------------------------------------------------
 
 
-def chain(account_id: int, events: Iterable[tuple], plans: dict) -> list[Change]:
-    """The changes of one account, from its state events `(id, created_at, Snapshot)` in id order."""
+def chain(account_id: int, events: Iterable[tuple], plans: dict, seen: dict | None = None) -> list[Change]:
+    """The changes of one account, from its state events `(id, created_at, Snapshot)` in id order.
+    `seen` keeps the buckets of snapshots already priced (there are few distinct ones)."""
     changes, current, paid_before = [], Bucket(), False
+    seen = {} if seen is None else seen
     for event_id, created_at, snapshot in events:
-        after = bucket_of(snapshot, plans)
+        after = seen.get(snapshot)
+        if after is None:
+            after = seen[snapshot] = bucket_of(snapshot, plans)
         kind = classify(current, after, paid_before=paid_before)
         if kind is not None:
             changes.append(Change(account_id, event_id, created_at, kind, current, after))
@@ -130,10 +134,12 @@ def state_events():
                       s_extra=KT("after__extra_properties"), s_price=KT("after__price")))
 
 
-def _rows(queryset) -> Iterator[tuple]:
-    for account_id, event_id, created_at, *fields in queryset.values_list(
-            "account_id", "id", "created_at", "s_plan", "s_cycle", "s_status", "s_extra", "s_price").iterator(
-            chunk_size=5000):
+def _rows(queryset, *, stream: bool = False) -> Iterator[tuple]:
+    """(account id, event id, time, Snapshot) of the state events; `stream` reads a big result in
+    chunks (a server-side cursor on PostgreSQL) instead of at once."""
+    rows = queryset.values_list("account_id", "id", "created_at", "s_plan", "s_cycle", "s_status", "s_extra",
+                                "s_price")
+    for account_id, event_id, created_at, *fields in (rows.iterator(chunk_size=5000) if stream else rows):
         yield account_id, event_id, created_at, Snapshot(*fields)
 
 
@@ -143,7 +149,7 @@ def replay(account_ids: Iterable[int] | None, until: datetime, plans: dict | Non
     plans = plans if plans is not None else catalog()
     events = state_events().filter(created_at__lte=until)
     if account_ids is None:
-        yield from _replay_sorted(_rows(events.order_by("account_id", "id")), plans)
+        yield from _replay_sorted(_rows(events.order_by("account_id", "id"), stream=True), plans)
         return
     ids = sorted(set(account_ids))
     for offset in range(0, len(ids), CHUNK):
@@ -152,15 +158,15 @@ def replay(account_ids: Iterable[int] | None, until: datetime, plans: dict | Non
 
 
 def _replay_sorted(rows: Iterator[tuple], plans: dict) -> Iterator[Change]:
-    account, events = None, []
+    account, events, seen = None, [], {}
     for account_id, event_id, created_at, snapshot in rows:
         if account_id != account and events:
-            yield from chain(account, events, plans)
+            yield from chain(account, events, plans, seen)
             events = []
         account = account_id
         events.append((event_id, created_at, snapshot))
     if events:
-        yield from chain(account, events, plans)
+        yield from chain(account, events, plans, seen)
 
 
 # --- the stored movements -------------------------------------------------------------------------------
@@ -204,7 +210,7 @@ def movements_refresh(now: datetime | None = None, *, full: bool = False) -> Ref
             count += len(MrrMovement.objects.bulk_create(batch))
         else:
             accounts = set(state_events().filter(created_at__gt=since, created_at__lte=until)
-                           .values_list("account_id", flat=True).distinct())
+                           .order_by().values_list("account_id", flat=True).distinct())
             ids, count = sorted(accounts), 0
             for offset in range(0, len(ids), CHUNK):
                 part = ids[offset:offset + CHUNK]
@@ -240,13 +246,18 @@ def tail(now: datetime) -> Tail:
     newer = state_events().filter(created_at__lte=now)
     if since is not None:
         newer = newer.filter(created_at__gt=since)
-    result.accounts = set(newer.values_list("account_id", flat=True).distinct())
+    result.accounts = set(newer.order_by().values_list("account_id", flat=True).distinct())
     if not result.accounts:
         return result
     ids = sorted(result.accounts)
     for offset in range(0, len(ids), CHUNK):
         part = ids[offset:offset + CHUNK]
-        result.removed += [Change.from_row(row) for row in MrrMovement.objects.filter(account_id__in=part)]
+        stored = MrrMovement.objects.filter(account_id__in=part).values_list(
+            "account_id", "audit_event_id", "at", "kind", "from_plan", "from_cycle", "from_amount", "to_plan",
+            "to_cycle", "to_amount")
+        for account, event, moment, kind, *buckets in stored:
+            before, after = Bucket(*buckets[:3]), Bucket(*buckets[3:])
+            result.removed.append(Change(account, event, moment, Kind(kind), before, after))
     result.added = list(replay(ids, now))
     return result
 
