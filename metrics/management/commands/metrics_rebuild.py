@@ -1,0 +1,36 @@
+from datetime import UTC, datetime
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from metrics.movements import LAG, movements_refresh, stored_movements_match_replay
+
+
+class Command(BaseCommand):
+    help = ("Rebuild the stored MRR movements of the revenue page from the audit log (ACC-3, ACC-5): every "
+            f"account with --full, else the accounts with audit rows since the last build (up to {LAG} ago).")
+
+    def add_arguments(self, parser):
+        parser.add_argument("--full", action="store_true", help="Replay every account's whole history")
+        parser.add_argument("--check", action="store_true",
+                            help="Compare the stored movements with a fresh replay; fail on any difference")
+        parser.add_argument("--now", help="ISO-8601 moment to build at (default: the current time)")
+
+    def handle(self, *args, full=False, check=False, now=None, **options):
+        moment = timezone.now()
+        if now:
+            try:
+                moment = datetime.fromisoformat(now)
+            except ValueError:
+                raise CommandError(f"--now {now!r} is not an ISO-8601 date or time, e.g. 2026-12-01T00:00") from None
+            if timezone.is_naive(moment):
+                moment = moment.replace(tzinfo=UTC)
+        if check:
+            problems = stored_movements_match_replay()
+            for problem in problems[:20]:
+                self.stdout.write(problem)
+            if problems:
+                raise CommandError(f"{len(problems)} stored movement(s) differ from the audit log; run --full.")
+            self.stdout.write("The stored movements match the audit log.")
+            return
+        self.stdout.write(str(movements_refresh(moment, full=full)))
