@@ -86,6 +86,12 @@ def months_window(now: datetime, back: int = MONTHS_BACK) -> list[Month]:
     return months + [Month(current, now, to_date=True)]
 
 
+def span(months: list[Month]) -> tuple[datetime, datetime]:
+    """[start, end) of consecutive months; the month to date ends just after now."""
+    last = months[-1]
+    return months[0].start, (last.end + _EPSILON if last.to_date else last.end)
+
+
 def _key(moment: datetime) -> str:
     return f"{moment.astimezone(UTC):%Y-%m}"
 
@@ -261,7 +267,7 @@ def trial_figures(now: datetime, months: list[Month]) -> list[TrialMonth]:
     """Trials by the month they started (one per account, TRI-2): how many converted, i.e. paid the
     charge made at the trial's end (TRI-3) at once or within the dunning window."""
     rows = {month.key: TrialMonth(month) for month in months}
-    start, end = months[0].start, now + _EPSILON
+    start, end = span(months)
     # A trial without its conversion invoice yet is open while it runs or may be reactivated (TRI-5).
     def waiting(prefix=""):
         return (Q(**{f"{prefix}status": "trialing"})
@@ -318,7 +324,7 @@ FROM (SELECT object_id, MIN(created_at) AS first_failed_at
       FROM accounts_auditevent
       WHERE action = 'payment.failed' AND object_type = 'Invoice'
       GROUP BY object_id
-      HAVING MIN(created_at) >= %s AND MIN(created_at) <= %s) AS f
+      HAVING MIN(created_at) >= %s AND MIN(created_at) < %s) AS f
 JOIN invoices_invoice AS i ON i.id = CAST(f.object_id AS BIGINT)
 GROUP BY 1, 2
 """
@@ -332,9 +338,9 @@ def dunning_figures(now: datetime, months: list[Month]) -> list[DunningMonth]:
     account and a card update voids the open invoice and charges a new period (DUN-3), so a failed
     invoice that is paid was paid within the window."""
     adapt = connection.ops.adapt_datetimefield_value
-    bucket = "CASE " + " ".join("WHEN f.first_failed_at < %s THEN " + str(i) for i in range(len(months) - 1)) + \
-        f" ELSE {len(months) - 1} END"
-    params = [adapt(month.end) for month in months[:-1]] + [adapt(months[0].start), adapt(now)]
+    bucket = " ".join(f"WHEN f.first_failed_at < %s THEN {i}" for i in range(len(months) - 1))
+    bucket = f"CASE {bucket} ELSE {len(months) - 1} END" if bucket else "0"
+    params = [adapt(month.end) for month in months[:-1]] + [adapt(moment) for moment in span(months)]
     with connection.cursor() as cursor:
         cursor.execute(FAILED_SQL.format(bucket=bucket), params)
         groups = cursor.fetchall()
@@ -375,7 +381,7 @@ def overage_invoices(start: datetime, end: datetime):
 
 def money_figures(now: datetime, months: list[Month]) -> list[MoneyMonth]:
     rows = {month.key: MoneyMonth(month) for month in months}
-    start, end = months[0].start, now + _EPSILON
+    start, end = span(months)
 
     def by_month(queryset, moment: str, amount: str, **extra):
         return (queryset.annotate(month=TruncMonth(moment, tzinfo=UTC)).values("month")
@@ -415,12 +421,15 @@ class Dashboard:
 
 
 def dashboard(now: datetime) -> Dashboard:
+    from .closed import with_closed_months
+
     months = months_window(now)
     the_tail = tail(now)
     currencies = sorted({plan.currency for plan in catalog().values() if not plan.is_free})
     return Dashboard(now=now, months=months, mrr=mrr_figures(now, months, the_tail),
-                     trials=trial_figures(now, months), dunning=dunning_figures(now, months),
-                     money=money_figures(now, months), subscriptions_mrr=current_subscriptions_mrr(),
+                     trials=with_closed_months("trials", now, months),
+                     dunning=with_closed_months("failed-payments", now, months),
+                     money=with_closed_months("money", now, months), subscriptions_mrr=current_subscriptions_mrr(),
                      built_through=the_tail.since, tail_accounts=len(the_tail.accounts), currencies=currencies)
 
 

@@ -36,6 +36,24 @@ class MrrMovement(models.Model):
         return f"{self.at:%Y-%m-%d} {self.account_id}: {Kind(self.kind).value} {self.delta}"
 
 
+class ClosedMonth(models.Model):
+    """A figure of a closed month that can no longer change, kept so that the page does not
+    count it again: money figures once the month is over; failed payments and trials once none
+    of the month's invoices is in dunning and none of its trials is open any more (paid and void
+    invoices never change again, INV-2). `metrics_rebuild --check` recomputes and compares them."""
+
+    figure = models.CharField(max_length=30)
+    month = models.DateField(help_text="The first day of the month (UTC).")
+    data = models.JSONField()
+    stored_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["figure", "month"], name="closed_month_unique")]
+
+    def __str__(self):
+        return f"{self.figure} {self.month:%Y-%m}"
+
+
 class MetricsBuild(models.Model):
     """How far `MrrMovement` has been built: every audit event recorded up to `built_through`."""
 

@@ -1,14 +1,30 @@
 """django-q2 entry points for the revenue figures' stored movements (docs/metrics.md)."""
 
+from datetime import datetime
+
+from django.utils import timezone
+
 from .movements import movements_refresh
 
 REFRESH_MINUTES = 15
 
 
+def refresh(now: datetime | None = None, *, full: bool = False) -> str:
+    """Store the MRR movements recorded since the last refresh (up to an hour ago) and the closed
+    months' final figures; `full` rebuilds both. The page is exact without it; it keeps it fast."""
+    from .closed import closed_months_refresh
+    from .models import ClosedMonth
+
+    now = now or timezone.now()
+    result = movements_refresh(now, full=full)
+    if full:
+        ClosedMonth.objects.all().delete()
+    stored = closed_months_refresh(now)
+    return f"{result} Stored {stored} closed month figure(s)."
+
+
 def scheduled_refresh() -> str:
-    """Store the MRR movements recorded since the last refresh (up to an hour ago). The page is
-    exact without it; the refresh keeps it fast."""
-    return str(movements_refresh())
+    return refresh()
 
 
 def ensure_schedule() -> str:

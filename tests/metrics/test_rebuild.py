@@ -1,6 +1,6 @@
-"""The stored MRR movements are kept exact (ACC-5): `metrics_rebuild` builds them up to an hour
-ago, `--check` compares them with a fresh replay of the audit log, `--full` rebuilds them; the
-schedule refreshes them."""
+"""The stored figures are kept exact (ACC-5): `metrics_rebuild` builds the MRR movements up to an
+hour ago and stores the closed months' final figures, `--check` compares both with the ledger,
+`--full` rebuilds them; the schedule refreshes them."""
 
 import io
 from datetime import UTC, datetime
@@ -12,7 +12,7 @@ from django.core.management.base import CommandError
 from django_q.models import Schedule
 
 from metrics import figures, tasks
-from metrics.models import MetricsBuild, MrrMovement
+from metrics.models import ClosedMonth, MetricsBuild, MrrMovement
 from subscriptions import billing, scheduler
 from tests.factories import AccountFactory
 
@@ -45,21 +45,27 @@ def run(*args) -> str:
 
 
 def test_acc5_metrics_rebuild_builds_checks_and_rebuilds(history):
-    assert "Rebuilt the MRR movements of 2 accounts (4 movements); built through 2026-03-31T23:00:00+00:00" in run(
-        "--now", "2026-04-01T00:00")
+    assert run("--now", "2026-04-01T00:00") == (
+        "Rebuilt the MRR movements of 2 accounts (4 movements); built through 2026-03-31T23:00:00+00:00. "
+        "Stored 33 closed month figure(s).\n")  # April 2025 ... February 2026 (March ends in less than an hour)
     assert sorted(MrrMovement.objects.values_list("kind", "delta")) == [
         ("churn", Decimal("-29.00")), ("expansion", Decimal("15.00")), ("new", Decimal("14.00")),
         ("new", Decimal("29.00"))]
-    assert run("--check") == "The stored movements match the audit log.\n"
+    feb = ClosedMonth.objects.get(figure="money", month="2026-02-01")
+    assert feb.data["refunds"] == 0
+    assert ClosedMonth.objects.get(figure="failed-payments", month="2026-02-01").data["failed"] == 0
+    assert run("--check") == "The stored movements and closed months match the ledger.\n"
     assert "0 accounts" in run("--now", "2026-04-01T00:00")  # nothing new since
+    assert "Stored 3 closed month" in run("--now", "2026-04-02T00:00")  # March is over
 
     MrrMovement.objects.filter(kind="expansion").update(delta=Decimal("16.00"), to_amount=Decimal("30.00"))
-    with pytest.raises(CommandError, match="1 stored movement"):
+    ClosedMonth.objects.filter(pk=feb.pk).update(data={**feb.data, "refunds": 1})
+    with pytest.raises(CommandError, match="2 stored figure"):
         run("--check")
-    assert "Rebuilt" in run("--full", "--now", "2026-04-01T00:00")
-    assert run("--check") == "The stored movements match the audit log.\n"
+    assert "Rebuilt" in run("--full", "--now", "2026-04-02T00:00")
+    assert run("--check") == "The stored movements and closed months match the ledger.\n"
 
-    board = figures.dashboard(at("2026-04-01T00:00"))
+    board = figures.dashboard(at("2026-04-01T00:00"))  # stored months and counted ones together
     march = board.mrr.months[-2]
     assert (march.month.key, march.opening, march.mrr) == ("2026-03", Decimal("58.00"), Decimal("29.00"))
 

@@ -3,12 +3,15 @@ from datetime import UTC, datetime
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from metrics.movements import LAG, movements_refresh, stored_movements_match_replay
+from metrics.closed import closed_months_match_ledger
+from metrics.movements import LAG, stored_movements_match_replay
+from metrics.tasks import refresh
 
 
 class Command(BaseCommand):
     help = ("Rebuild the stored MRR movements of the revenue page from the audit log (ACC-3, ACC-5): every "
-            f"account with --full, else the accounts with audit rows since the last build (up to {LAG} ago).")
+            f"account with --full, else the accounts with audit rows since the last build (up to {LAG} ago); "
+            "and store the closed months' final figures.")
 
     def add_arguments(self, parser):
         parser.add_argument("--full", action="store_true", help="Replay every account's whole history")
@@ -26,11 +29,11 @@ class Command(BaseCommand):
             if timezone.is_naive(moment):
                 moment = moment.replace(tzinfo=UTC)
         if check:
-            problems = stored_movements_match_replay()
+            problems = stored_movements_match_replay() + closed_months_match_ledger(moment)
             for problem in problems[:20]:
                 self.stdout.write(problem)
             if problems:
-                raise CommandError(f"{len(problems)} stored movement(s) differ from the audit log; run --full.")
-            self.stdout.write("The stored movements match the audit log.")
+                raise CommandError(f"{len(problems)} stored figure(s) differ from the ledger; run --full.")
+            self.stdout.write("The stored movements and closed months match the ledger.")
             return
-        self.stdout.write(str(movements_refresh(moment, full=full)))
+        self.stdout.write(refresh(moment, full=full))
