@@ -18,8 +18,14 @@ class Command(BaseCommand):
         parser.add_argument("--check", action="store_true",
                             help="Compare the stored movements with a fresh replay; fail on any difference")
         parser.add_argument("--now", help="ISO-8601 moment to build at (default: the current time)")
+        parser.add_argument("--schedule", action="store_true",
+                            help="Create or update the 15-minute refresh schedule (django-q2), then build")
 
-    def handle(self, *args, full=False, check=False, now=None, **options):
+    def handle(self, *args, full=False, check=False, now=None, schedule=False, **options):
+        if schedule:
+            from metrics.tasks import ensure_schedule
+
+            self.stdout.write(ensure_schedule())
         moment = timezone.now()
         if now:
             try:
