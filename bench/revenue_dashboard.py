@@ -32,48 +32,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from admin_lists import insert_select  # noqa: E402  (same folder: the bulk INSERT … SELECT helper)
+# Same folder: the scratch database and the bulk INSERT … SELECT of the changelists' bench.
+from admin_lists import create_database, create_tables, drop_database, insert_select, setup_django  # noqa: E402
 
 DB_NAME = "prorata_bench_revenue"
-SERVER = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432").rstrip("/")
 START = "(date_trunc('month', now()) - interval '13 months')"
-
-
-def create_database() -> None:
-    import psycopg
-
-    with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME}")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
-
-
-def drop_database() -> None:
-    import psycopg
-    from django.db import connections
-
-    connections.close_all()
-    with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME}")
-
-
-def setup_django() -> None:
-    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.test"
-    os.environ["TEST_DATABASE_URL"] = f"{SERVER}/{DB_NAME}"
-    import django
-
-    django.setup()
-    from django.conf import settings
-
-    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
-
-
-def create_tables() -> None:
-    from django.apps import apps
-    from django.conf import settings
-    from django.core.management import call_command
-
-    settings.MIGRATION_MODULES = {app.label: None for app in apps.get_app_configs()}
-    call_command("migrate", run_syncdb=True, verbosity=0)
 
 
 def snapshot_sql(account: str, month: str) -> str:
@@ -230,8 +193,8 @@ def main() -> None:
     args = parser.parse_args()
 
     if not args.reuse:
-        create_database()
-    setup_django()
+        create_database(DB_NAME)
+    setup_django(DB_NAME)
     try:
         from django.test import Client
         from django.utils import timezone
@@ -292,7 +255,7 @@ def main() -> None:
               f"({stored['median_ms']:.0f} ms median).")
     finally:
         if not args.keep:
-            drop_database()
+            drop_database(DB_NAME)
 
 
 if __name__ == "__main__":

@@ -12,14 +12,12 @@ from pathlib import Path
 
 import pytest
 import time_machine
-from django.db import connections
 
 from accounts.groups import BILLING_MANAGERS, ensure_staff_groups
 from tests.metrics.ledger import NOW, build_ledger
 
-from .conftest import staff_member
+from .conftest import CHROMIUM, staff_member
 
-CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 
@@ -28,19 +26,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not shutil.which(CHROMIUM), reason="needs Debian's chromium at /usr/bin/chromium"),
 ]
-
-
-@pytest.fixture
-def browser(monkeypatch):
-    from playwright.sync_api import sync_playwright
-
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield chromium
-        chromium.close()
-        connections.close_all()
 
 
 def test_acc5_a_billing_manager_reads_the_revenue_page_in_the_browser(transactional_db, live_server, browser,
