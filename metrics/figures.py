@@ -296,9 +296,6 @@ def trial_figures(now: datetime, months: list[Month]) -> list[TrialMonth]:
 
 # --- failed payments (DUN) -----------------------------------------------------------------------------
 
-COLLECTION_KINDS = (InvoiceKind.RENEWAL, InvoiceKind.TRIAL_CONVERSION, InvoiceKind.OVERAGE)
-
-
 @dataclass
 class DunningMonth:
     month: Month
