@@ -12,6 +12,7 @@ from django.urls import path
 from django.utils.html import format_html, format_html_join
 
 from core.admin_base import ReadOnlyInline, changelist_url, link, links
+from metrics.admin_filters import FigureFilter
 from notifications.models import EmailLog
 
 from . import admin_views
@@ -119,7 +120,7 @@ class AccountAdmin(BackOfficeAdmin):
     account_path = "pk"
     list_display = ("name", "owner_email", "status", "suspension_reason", "plan_name", "trial_used_at", "created_at")
     list_filter = ("status", "suspension_reason", CurrentPlanFilter, TrialAbuseFlagFilter,
-                   ("created_at", DateFieldListFilter), ("trial_used_at", DateFieldListFilter))
+                   ("created_at", DateFieldListFilter), ("trial_used_at", DateFieldListFilter), FigureFilter)
     ordering = ("-id",)
     change_form_template = "admin/accounts/account/change_form.html"
     change_list_template = "admin/accounts/account/change_list.html"

@@ -42,26 +42,26 @@ LISTS = [
 ]
 
 
-def create_database() -> None:
+def create_database(name: str = DB_NAME) -> None:
     import psycopg
 
     with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME}")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name}")
 
 
-def drop_database() -> None:
+def drop_database(name: str = DB_NAME) -> None:
     import psycopg
     from django.db import connections
 
     connections.close_all()
     with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME}")
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
 
 
-def setup_django() -> None:
+def setup_django(name: str = DB_NAME) -> None:
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.test"
-    os.environ["TEST_DATABASE_URL"] = f"{SERVER}/{DB_NAME}"
+    os.environ["TEST_DATABASE_URL"] = f"{SERVER}/{name}"
     import django
 
     django.setup()

@@ -34,5 +34,6 @@ urlpatterns = [
     # dj-stripe's webhook view, acknowledging input no redelivery can fix (invoices/stripe_endpoint.py).
     path("stripe/webhook/<uuid:uuid>/", StripeWebhookView.as_view(), name="stripe_webhook"),
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
+    path("admin/revenue/", include("metrics.urls")),  # ACC-5: the revenue and health page
     path("admin/", admin.site.urls),
 ]

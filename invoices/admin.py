@@ -12,6 +12,7 @@ from django.urls import path, reverse
 from accounts.admin_base import CREDIT_NOTE_NUMBER, INVOICE_NUMBER, BackOfficeAdmin, ReadOnlyAdmin
 from core.admin_base import ReadOnlyInline, change_url, changelist_url, labels, link, links, when
 from core.money import format_money
+from metrics.admin_filters import FigureFilter
 from subscriptions import staff
 from subscriptions.errors import BillingError
 
@@ -67,7 +68,7 @@ class InvoiceAdmin(ReadOnlyAdmin):
     list_display = ("number_or_draft", "account", "kind_label", "status_label", "total_amount", "paid_amount",
                     "issued", "paid")
     list_filter = ("status", "kind", ("issued_at", DateFieldListFilter), ("paid_at", DateFieldListFilter),
-                   ("created_at", DateFieldListFilter))
+                   ("created_at", DateFieldListFilter), FigureFilter)
     list_select_related = ("account",)
     ordering = ("-id",)  # the primary key follows creation and is indexed; created_at alone is not
     extra_lookups = ("subscription__id__exact",)
@@ -154,7 +155,7 @@ class PaymentAdmin(ReadOnlyAdmin):
 @admin.register(CreditNote)
 class CreditNoteAdmin(ReadOnlyAdmin):
     list_display = ("number", "account", "invoice", "kind", "note_amount", "remaining", "issued_at", "issued_by")
-    list_filter = ("kind", ("issued_at", DateFieldListFilter))
+    list_filter = ("kind", ("issued_at", DateFieldListFilter), FigureFilter)
     list_select_related = ("account", "invoice", "issued_by")
     ordering = ("-id",)
 
@@ -191,7 +192,7 @@ class PaymentMethodAdmin(ReadOnlyAdmin):
 class RefundAdmin(ReadOnlyAdmin):
     account_path = "payment__account"
     list_display = ("created_at", "payment", "amount", "credit_note", "gateway_reference", "reason")
-    list_filter = (("created_at", DateFieldListFilter),)
+    list_filter = (("created_at", DateFieldListFilter), FigureFilter)
     list_select_related = ("payment", "credit_note")
     ordering = ("-id",)
 

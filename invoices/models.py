@@ -79,6 +79,8 @@ class Invoice(models.Model):
             models.Index(fields=["account", "-created_at"]),
             models.Index(fields=["status", "-created_at"]),
             models.Index(fields=["-issued_at"]),
+            # ACC-5: the revenue page's overage and trial-conversion figures, by kind and month.
+            models.Index(fields=["kind", "issued_at"], name="invoice_kind_issued"),
         ]
         permissions = [("refund_invoice", "Can refund one invoice for a system failure")]
 

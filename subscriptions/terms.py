@@ -58,7 +58,7 @@ def iso(value) -> str | None:
 def snapshot(sub: Subscription) -> dict:
     """The audited state of a subscription (ACC-3 before/after)."""
     return {
-        "plan": sub.plan.code, "cycle": sub.cycle, "status": sub.status,
+        "plan": sub.plan.code, "cycle": sub.cycle, "status": sub.status, "price": str(sub.current_price),
         "period_start": iso(sub.current_period_start), "period_end": iso(sub.current_period_end),
         "trial_end": iso(sub.trial_end), "cancel_at_period_end": sub.cancel_at_period_end,
         "scheduled_plan": sub.scheduled_plan.code if sub.scheduled_plan_id else None,

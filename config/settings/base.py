@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "invoices",
     "notifications",
     "api",
+    "metrics",
 ]
 
 MIDDLEWARE = [

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 import pytest
 import time_machine
 from django.core import mail
+from django.db import connections
 from django.test import Client
 
 from accounts.groups import BILLING_MANAGERS, SUPPORT, ensure_staff_groups
@@ -13,6 +14,7 @@ from subscriptions import billing, scheduler
 from tests.factories import AccountFactory, UserFactory
 
 OWNER = "owner@acme.test"
+CHROMIUM = "/usr/bin/chromium"
 
 
 def at(text: str) -> datetime:
@@ -100,3 +102,22 @@ def kinds(outbox=None):
 
 def messages_of(response) -> list[str]:
     return [str(m) for m in response.context["messages"]] if response.context else []
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    """Debian's Chromium through Playwright, for the browser tests (never `playwright install`)."""
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are still
+    # synchronous and never overlap with it.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield chromium
+        chromium.close()
+        # ORM calls made while Playwright's loop runs get their own connection; close it, or
+        # PostgreSQL cannot drop the test database at the end of the run.
+        connections.close_all()

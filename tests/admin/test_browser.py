@@ -6,39 +6,19 @@ from pathlib import Path
 
 import pytest
 from django.core import mail
-from django.db import connections
 
 from accounts.groups import BILLING_MANAGERS, ensure_staff_groups
 from invoices.models import CreditNote
 from subscriptions import billing
 
-from .conftest import OWNER, at, kinds, staff_member
+from .conftest import CHROMIUM, OWNER, at, kinds, staff_member
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not shutil.which(CHROMIUM), reason="needs Debian's chromium at /usr/bin/chromium"),
 ]
-
-
-@pytest.fixture
-def browser(monkeypatch):
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are still
-    # synchronous and never overlap with it.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield chromium
-        chromium.close()
-        # ORM calls made while Playwright's loop runs get their own connection; close it, or
-        # PostgreSQL cannot drop the test database at the end of the run.
-        connections.close_all()
 
 
 def test_ref5_billing_manager_approves_a_trial_refund_in_the_browser(transactional_db, live_server, browser,

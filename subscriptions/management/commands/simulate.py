@@ -3,6 +3,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -24,12 +25,14 @@ class Command(BaseCommand):
             raise CommandError("--accounts and --days must be at least 1.")
         if not here:
             return self._in_scratch(accounts, days, seed)
-        from subscriptions.simulation import simulate
+        from metrics.report import revenue_report
+        from subscriptions.simulation import START, simulate
 
         started = time.perf_counter()
         result = simulate(accounts, days, seed)
         self.stdout.write(str(result))
         self.stdout.write(f"({time.perf_counter() - started:.1f} s)")
+        self.stdout.write("\n" + revenue_report(START + timedelta(days=days)))  # the revenue page's figures
         if not result.ok:
             raise CommandError("Ledger invariants violated; see above.")
 
