@@ -3,9 +3,17 @@ zone and an instant into the date a customer reads. Dates a customer sees are da
 account's billing time zone, never `now().date()` in UTC."""
 
 from datetime import date, datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from functools import cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 UTC_ZONE = ZoneInfo("UTC")
+DEFAULT = "UTC"
+
+# The IANA areas offered to an owner: places, not the legacy aliases ("US/Pacific", "Etc/GMT+5",
+# "Japan") that name the same zones. The current names and their older spellings
+# ("Asia/Kolkata", "Asia/Calcutta") both stay valid; only these areas are listed.
+AREAS = ("Africa", "America", "Antarctica", "Arctic", "Asia", "Atlantic", "Australia", "Europe", "Indian",
+         "Pacific")
 
 
 def zone(name: str | None) -> ZoneInfo:
@@ -16,9 +24,40 @@ def zone(name: str | None) -> ZoneInfo:
     ('Asia/Kolkata', 'UTC', 'UTC')
     """
     try:
-        return ZoneInfo(name or "UTC")
+        return ZoneInfo(name or DEFAULT)
     except (ZoneInfoNotFoundError, ValueError):
         return UTC_ZONE
+
+
+def is_zone(name: str | None) -> bool:
+    """Whether `name` is a time zone an owner may choose: UTC or an IANA place (`choices`).
+
+    >>> is_zone("Pacific/Chatham"), is_zone("UTC"), is_zone("US/Pacific"), is_zone("Mars/Olympus")
+    (True, True, False, False)
+    """
+    return name in offered()
+
+
+@cache
+def names() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+@cache
+def offered() -> frozenset[str]:
+    return frozenset(name for name in names() if name == DEFAULT or (
+        name.partition("/")[0] in AREAS and name.partition("/")[2]))
+
+
+@cache
+def choices() -> tuple:
+    """The zones an owner chooses from, grouped by area for a select: UTC first, then each area's
+    places by name (Django's grouped choices: an `<optgroup>` per area)."""
+    grouped: dict[str, list] = {area: [] for area in AREAS}
+    for name in sorted(offered() - {DEFAULT}):
+        area, _, place = name.partition("/")
+        grouped[area].append((name, place.replace("_", " ").replace("/", " / ")))
+    return ((DEFAULT, "UTC"), *((area, tuple(places)) for area, places in grouped.items() if places))
 
 
 def local_date(moment: datetime, tz: ZoneInfo) -> date:

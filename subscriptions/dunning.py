@@ -68,13 +68,14 @@ def collect_after_new_payment_method(account, *, actor, now) -> None:
         with transaction.atomic():
             locked = subscription_lock(sub[0])
             lifecycle.renewals_void_open(locked, now=now)
-            plan, cycle = locked.plan, locked.cycle
-            start, end = pricing.period_bounds(now, cycle, 0)
+            plan, cycle, zone = locked.plan, locked.cycle, locked.account.zone  # a new series: the owner's zone
+            start, end = pricing.period_bounds(now, cycle, 0, zone)
             lines = [terms.plan_period_line(plan, cycle, start, end,
-                                            "a full new period from the payment date (reactivation)")]
+                                            "a full new period from the payment date (reactivation)", zone)]
             if locked.extra_properties and plan.extra_property_monthly is not None:
-                lines.append(terms.addon_period_line(plan, cycle, locked.extra_properties, start, end))
+                lines.append(terms.addon_period_line(plan, cycle, locked.extra_properties, start, end, zone))
             step = charges.charge_begin(locked, kind=InvoiceKind.REACTIVATION, lines=lines,
-                                        pending={"action": "reactivate", "start": start.isoformat()},
+                                        pending={"action": "reactivate", "start": start.isoformat(),
+                                                 "timezone": locked.account.timezone},
                                         currency=plan.currency, period=(start, end), actor=actor, now=now)
         charges.charge_finish(step, actor=actor, now=now)

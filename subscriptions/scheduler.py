@@ -216,7 +216,7 @@ def trial_end(pk, now) -> bool:
             return True
         start, end = lifecycle.trial_convert(sub, now=now)
         line = terms.plan_period_line(sub.plan, sub.cycle, start, end,
-                                      f"first {terms.cycle_unit(sub.cycle)} after the free trial")
+                                      f"first {terms.cycle_unit(sub.cycle)} after the free trial", sub.zone)
         payment = charges.invoice_issue_and_begin(sub, InvoiceKind.TRIAL_CONVERSION, [line], (start, end),
                                                   f"trial:{sub.pk}", now)
     charges.payment_send_and_settle(payment, now)
@@ -265,7 +265,7 @@ def plan_run(now, report: RunReport) -> RunReport:
             continue
         report.add("renewals")
         report.planned.append(f"renew {sub.account} on {upcoming.plan.name} ({upcoming.cycle}) "
-                              f"{upcoming.start:%Y-%m-%d} to {upcoming.end:%Y-%m-%d}: "
+                              f"{terms.span(upcoming.start, upcoming.end, upcoming.zone)}: "
                               f"charge {format_money(upcoming.amount, upcoming.plan.currency)}")
     for sub in selectors.due_rollovers(now).select_related("plan", "account", "scheduled_plan"):
         report.add("rollovers")

@@ -134,8 +134,7 @@ def upcoming_charges(sub: Subscription | None, *, credit_balance: Decimal, usage
     if sub is not None and charge_at is not None and sub.status in (Status.ACTIVE, Status.TRIALING):
         if sub.status == Status.TRIALING:
             plan, cycle, extra = sub.plan, sub.cycle, 0
-            start = sub.trial_end
-            end = pricing.period_bounds(start, cycle, 0)[1]
+            start, end, _zone = terms.trial_first_period(sub)
             up.notes.append(f"Your free trial ends on {_day(sub, start)}; "
                             f"the first {terms.cycle_unit(cycle)} is charged then.")
         else:
@@ -170,7 +169,7 @@ def upcoming_charges(sub: Subscription | None, *, credit_balance: Decimal, usage
 
 
 def _day(sub: Subscription, moment: datetime) -> str:
-    return f"{terms.local_date(sub.account, moment):%Y-%m-%d}"
+    return f"{terms.period_date(sub, moment):%Y-%m-%d}"
 
 
 # --- pending changes (DWN-1, CAN-3, ADD-2, TRI-5) --------------------------------------------------
