@@ -40,7 +40,7 @@ def billing_zone_update(account, zone_name: str, *, actor=None, now=None, reason
     """D-5: the account's billing time zone, an IANA name (`core.zones.choices`). The billing engine
     calls this (`subscriptions.billing.set_billing_zone`) under its locks, after keeping the zone of
     a next period that is already invoiced: a subscription takes the new zone from its next period."""
-    zone_name = (zone_name or "").strip()
+    zone_name = zones.current_name(zone_name)
     if not zones.is_zone(zone_name):
         raise AccountError(f"{zone_name!r} is not a time zone we know (an IANA name, like Europe/Berlin).")
     return _update_audited(account, {"timezone": zone_name}, action="billing_zone.updated", actor=actor, now=now,

@@ -27,7 +27,8 @@ def account_create(*, email: str, password: str, account_name: str, timezone: st
     user = User.objects.create_user(username=email, email=email, password=password)
     account = Account.objects.create(
         name=account_name.strip() or email, identity_email=normalise_email(email),
-        timezone=timezone if zones.is_zone(timezone) else zones.DEFAULT, created_at=now or tz_now(),
+        timezone=zones.current_name(timezone) if zones.is_zone(zones.current_name(timezone)) else zones.DEFAULT,
+        created_at=now or tz_now(),
     )
     Membership.objects.create(user=user, account=account, role=Role.OWNER)
     audit(account=account, actor=user, action="account.signed_up", obj=account, after={"name": account.name})

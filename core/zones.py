@@ -10,10 +10,20 @@ UTC_ZONE = ZoneInfo("UTC")
 DEFAULT = "UTC"
 
 # The IANA areas offered to an owner: places, not the legacy aliases ("US/Pacific", "Etc/GMT+5",
-# "Japan") that name the same zones. The current names and their older spellings
-# ("Asia/Kolkata", "Asia/Calcutta") both stay valid; only these areas are listed.
+# "Japan") that name the same zones.
 AREAS = ("Africa", "America", "Antarctica", "Arctic", "Asia", "Atlantic", "Australia", "Europe", "Indian",
          "Pacific")
+
+# Older spellings that browsers still report (their Intl API follows CLDR, which kept these names:
+# Chromium says "Asia/Calcutta"), with the current IANA name each is stored and listed under.
+CURRENT_NAMES = {
+    "Asia/Calcutta": "Asia/Kolkata", "Asia/Saigon": "Asia/Ho_Chi_Minh", "Asia/Katmandu": "Asia/Kathmandu",
+    "Asia/Rangoon": "Asia/Yangon", "Europe/Kiev": "Europe/Kyiv", "America/Godthab": "America/Nuuk",
+    "America/Buenos_Aires": "America/Argentina/Buenos_Aires", "America/Indianapolis": "America/Indiana/Indianapolis",
+    "America/Louisville": "America/Kentucky/Louisville", "Atlantic/Faeroe": "Atlantic/Faroe",
+    "Pacific/Enderbury": "Pacific/Kanton", "Pacific/Truk": "Pacific/Chuuk", "Pacific/Ponape": "Pacific/Pohnpei",
+    "Asia/Dacca": "Asia/Dhaka", "Asia/Thimbu": "Asia/Thimphu", "Asia/Ujung_Pandang": "Asia/Makassar",
+}
 
 
 def zone(name: str | None) -> ZoneInfo:
@@ -29,10 +39,21 @@ def zone(name: str | None) -> ZoneInfo:
         return UTC_ZONE
 
 
-def is_zone(name: str | None) -> bool:
-    """Whether `name` is a time zone an owner may choose: UTC or an IANA place (`choices`).
+def current_name(name: str | None) -> str:
+    """`name` with an older spelling replaced by the current IANA name (`CURRENT_NAMES`).
 
-    >>> is_zone("Pacific/Chatham"), is_zone("UTC"), is_zone("US/Pacific"), is_zone("Mars/Olympus")
+    >>> current_name("Asia/Calcutta"), current_name(" Europe/Berlin ")
+    ('Asia/Kolkata', 'Europe/Berlin')
+    """
+    name = (name or "").strip()
+    return CURRENT_NAMES.get(name, name)
+
+
+def is_zone(name: str | None) -> bool:
+    """Whether `name` is a time zone an owner may choose: UTC or an IANA place (`choices`), in its
+    current spelling (see `current_name`).
+
+    >>> is_zone("Pacific/Chatham"), is_zone("UTC"), is_zone("US/Pacific"), is_zone("Asia/Calcutta")
     (True, True, False, False)
     """
     return name in offered()
@@ -46,7 +67,7 @@ def names() -> frozenset[str]:
 @cache
 def offered() -> frozenset[str]:
     return frozenset(name for name in names() if name == DEFAULT or (
-        name.partition("/")[0] in AREAS and name.partition("/")[2]))
+        name.partition("/")[0] in AREAS and name.partition("/")[2] and name not in CURRENT_NAMES))
 
 
 @cache

@@ -345,7 +345,7 @@ def set_billing_zone(account, zone_name: str, *, actor=None, now=None) -> ZoneCh
     the next period is computed on the new zone's. A next period already invoiced keeps the bounds
     its invoice states: the change then applies from the period after it. Audited (ACC-3)."""
     now = terms.clock(now)
-    zone_name = (zone_name or "").strip()
+    zone_name = zones.current_name(zone_name)
     if not zones.is_zone(zone_name):
         raise InvalidChange(f"{zone_name!r} is not a time zone we know. Choose one from the list, like "
                             "Europe/Berlin or America/New_York.")

@@ -356,6 +356,9 @@ def test_d5_sign_up_starts_with_the_browsers_zone_else_utc(catalog):
     _user, other = billing.sign_up(email="nowhere@example.com", password="a-long-password-1",
                                    account_name="Nowhere", timezone="Mars/Olympus")
     assert other.timezone == "UTC"
+    _user, calcutta = billing.sign_up(email="calcutta@example.com", password="a-long-password-1",
+                                      account_name="Calcutta", timezone="Asia/Calcutta")  # what Chromium reports
+    assert calcutta.timezone == "Asia/Kolkata"
 
 
 @pytest.mark.django_db
