@@ -133,9 +133,10 @@ def _subscription_facts(account) -> list[tuple[str, str]]:
         return [("Subscription", "none")]
     facts = [("Plan", f"{sub.plan.name} ({sub.cycle}), {sub.get_status_display().lower()}")]
     if sub.current_period_start and sub.current_period_end:
-        facts.append(("Current period", f"{sub.current_period_start:%Y-%m-%d} → {sub.current_period_end:%Y-%m-%d}"))
+        facts.append(("Current period", f"{terms.period_date(sub, sub.current_period_start)} → "
+                                        f"{terms.period_date(sub, sub.current_period_end)} ({sub.timezone})"))
     if sub.status == Status.TRIALING and sub.trial_end:
-        facts.append(("Trial ends", f"{sub.trial_end:%Y-%m-%d}"))
+        facts.append(("Trial ends", f"{terms.period_date(sub, sub.trial_end)}"))
     return facts
 
 
@@ -211,7 +212,7 @@ def account_extend(model_admin, request, object_id):
 
     def perform(data):
         extended = staff.extend_period(sub, data["days"], reason=data["reason"], actor=request.user)
-        return f"The period of {account.name} now ends on {extended.current_period_end:%Y-%m-%d}."
+        return f"The period of {account.name} now ends on {terms.period_date(extended, extended.current_period_end)}."
 
     return _confirm(
         model_admin, request, account, ExtendForm(request.POST or None), title="Extend the current period",

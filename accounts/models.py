@@ -29,7 +29,10 @@ class Account(models.Model):
     address = models.TextField(blank=True)
     country = models.CharField(max_length=2, blank=True, choices=country_choices, help_text="ISO 3166-1 alpha-2 code.")
     vat_id = models.CharField("VAT ID", max_length=30, blank=True)
-    timezone = models.CharField(max_length=64, default="UTC", help_text="Billing time zone (D-2).")
+    timezone = models.CharField(
+        max_length=64, default=zones.DEFAULT,
+        help_text="Billing time zone, an IANA name the owner chooses (D-5); each subscription takes it from its "
+                  "next period.")
     status = models.CharField(max_length=20, choices=AccountStatus, default=AccountStatus.ACTIVE)
     suspension_reason = models.CharField(max_length=20, choices=SuspensionReason, blank=True)
     suspension_note = models.TextField(blank=True)
@@ -53,8 +56,9 @@ class Account(models.Model):
 
     @property
     def zone(self):
-        """The billing time zone (D-2, D-5): the one place an account's zone is read. Dates a
-        customer reads and the days proration counts are dates of this zone."""
+        """The billing time zone the owner chose (D-5): the one place an account's zone is read.
+        Dates a customer reads are dates of this zone; a subscription's periods follow it from
+        their next period (`Subscription.zone` is the calendar of the current one)."""
         return zones.zone(self.timezone)
 
     @property

@@ -1,5 +1,5 @@
-"""Writes for what the customer sets on the billing page: billing details (INV-4) and the e-mail
-switches for non-billing kinds (NOT-2). Each change is audited (ACC-3).
+"""Writes for what the customer sets on the billing page: billing details (INV-4), the billing
+time zone (D-5) and the e-mail switches for non-billing kinds (NOT-2). Each change is audited (ACC-3).
 
 Billing details are copied onto an invoice when it is issued (invoices.services.invoice_issue),
 so a change shows on later invoices only: issued invoices never change (INV-2).
@@ -7,6 +7,8 @@ so a change shows on later invoices only: issued invoices never change (INV-2).
 
 from django.db import transaction
 from django.utils import timezone
+
+from core import zones
 
 from .audit import audit
 from .countries import COUNTRIES
@@ -31,6 +33,18 @@ def billing_details_update(account, *, company: str, address: str, country: str,
     if values["country"] and values["country"] not in COUNTRIES:
         raise AccountError(f"{values['country']!r} is not a country code (ISO 3166-1 alpha-2, like US or DE).")
     return _update_audited(account, values, action="billing_details.updated", actor=actor, now=now)
+
+
+@transaction.atomic
+def billing_zone_update(account, zone_name: str, *, actor=None, now=None, reason: str = "") -> Account:
+    """D-5: the account's billing time zone, an IANA name (`core.zones.choices`). The billing engine
+    calls this (`subscriptions.billing.set_billing_zone`) under its locks, after keeping the zone of
+    a next period that is already invoiced: a subscription takes the new zone from its next period."""
+    zone_name = zones.current_name(zone_name)
+    if not zones.is_zone(zone_name):
+        raise AccountError(f"{zone_name!r} is not a time zone we know (an IANA name, like Europe/Berlin).")
+    return _update_audited(account, {"timezone": zone_name}, action="billing_zone.updated", actor=actor, now=now,
+                           reason=reason)
 
 
 @transaction.atomic

@@ -3,6 +3,9 @@
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
+from django.utils.timezone import now as tz_now
+
+from core import zones
 
 from .audit import audit
 from .models import Account, Membership, Property, PropertyStatus, Role, normalise_email
@@ -13,16 +16,19 @@ class AccountError(Exception):
 
 
 @transaction.atomic
-def account_create(*, email: str, password: str, account_name: str, now=None):
+def account_create(*, email: str, password: str, account_name: str, timezone: str = "", now=None):
     """Create a user, an account and the owner membership. Sign-up (subscriptions.billing.sign_up)
-    puts the account on the Free plan in the same transaction."""
+    puts the account on the Free plan in the same transaction. The billing time zone starts as
+    `timezone` when it is one an owner may choose (D-5), else UTC."""
     User = get_user_model()
     email = email.strip().lower()
     if User.objects.filter(username__iexact=email).exists():
         raise AccountError("An account with this e-mail address already exists. Log in instead.")
     user = User.objects.create_user(username=email, email=email, password=password)
     account = Account.objects.create(
-        name=account_name.strip() or email, identity_email=normalise_email(email), created_at=now or timezone.now()
+        name=account_name.strip() or email, identity_email=normalise_email(email),
+        timezone=zones.current_name(timezone) if zones.is_zone(zones.current_name(timezone)) else zones.DEFAULT,
+        created_at=now or tz_now(),
     )
     Membership.objects.create(user=user, account=account, role=Role.OWNER)
     audit(account=account, actor=user, action="account.signed_up", obj=account, after={"name": account.name})

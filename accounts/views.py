@@ -22,6 +22,7 @@ def sign_up(request):
                 email=form.cleaned_data["email"],
                 password=form.cleaned_data["password"],
                 account_name=form.cleaned_data["account_name"],
+                timezone=form.cleaned_data["timezone"],
             )
         except services.AccountError as exc:
             form.add_error("email", str(exc))

@@ -124,8 +124,8 @@ class RestoreRequestAdmin(BackOfficeAdmin):
     @admin.display(description="Subscription")
     def subscription_link(self, obj):
         sub = obj.subscription
-        return link(sub, f"{sub.plan.name} ({sub.cycle}), period {sub.current_period_start:%Y-%m-%d} → "
-                         f"{sub.current_period_end:%Y-%m-%d}" if sub.current_period_end else str(sub))
+        return link(sub, f"{sub.plan.name} ({sub.cycle}), period {terms.period_date(sub, sub.current_period_start)} → "
+                         f"{terms.period_date(sub, sub.current_period_end)}" if sub.current_period_end else str(sub))
 
     @admin.display(description="Upgrade invoice")
     def invoice_link(self, obj):
@@ -174,7 +174,7 @@ class RestoreRequestAdmin(BackOfficeAdmin):
                 sub = req.subscription
                 self.message_user(
                     request,
-                    f"Approved: the period now ends on {sub.current_period_end:%Y-%m-%d}." if approve
+                    f"Approved: the period now ends on {terms.period_date(sub, sub.current_period_end)}." if approve
                     else "Rejected; the owner is e-mailed your reason.", messages.SUCCESS)
         else:
             self.message_user(request, "The reason is too long.", messages.ERROR)

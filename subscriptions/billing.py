@@ -9,14 +9,16 @@ a `BillingError` whose message is fit for the customer. Money moves through `cha
 it reads are in `terms` and `quotes`; state changes go through `lifecycle`.
 """
 
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 
+from accounts import preferences
 from accounts.audit import audit
 from accounts.models import AccountFlag, FlagKind
 from accounts.services import account_create, unpause_within_limit
-from core import events
+from core import events, zones
 from invoices import services as ledger
 from invoices.gateways import CardDeclined, GatewayError, GatewayUnavailable, get_gateway
 from invoices.models import (
@@ -48,22 +50,34 @@ from .pricing import Quote
 __all__ = [
     # the commands
     "cancel", "change_plan", "payment_method_detached", "preview_change", "preview_extra_properties",
-    "request_refund", "request_restore_days", "resume", "set_extra_properties", "set_payment_method", "sign_up",
-    "start_free", "start_trial", "subscribe",
+    "request_refund", "request_restore_days", "resume", "set_billing_zone", "set_extra_properties",
+    "set_payment_method", "sign_up", "start_free", "start_trial", "subscribe",
     # what they return and raise
     "BillingError", "InvalidChange", "LimitExceeded", "NotEligible", "PaymentDeclined", "PaymentPending",
-    "Quote", "QuoteChanged",
+    "Quote", "QuoteChanged", "ZoneChange",
 ]
+
+
+@dataclass(frozen=True)
+class ZoneChange:
+    """What `set_billing_zone` did: the account, and from when the subscription's periods follow
+    the new zone (the start of the first period not yet invoiced; None: nothing changed or no
+    period to follow it)."""
+
+    account: object
+    effective_at: object
 
 
 # --- signing up (a new account starts on Free) ---------------------------------------------------------
 
 
-def sign_up(*, email: str, password: str, account_name: str, now=None):
-    """A user, an account on the Free plan and the owner membership, at once."""
+def sign_up(*, email: str, password: str, account_name: str, timezone: str = "", now=None):
+    """A user, an account on the Free plan and the owner membership, at once. `timezone` is the
+    billing time zone to start with (the browser's, D-5); UTC when it is empty or unknown."""
     now = terms.clock(now)
     with transaction.atomic():
-        user, account = account_create(email=email, password=password, account_name=account_name, now=now)
+        user, account = account_create(email=email, password=password, account_name=account_name,
+                                       timezone=timezone, now=now)
         lifecycle.subscription_start_free(account, actor=user, now=now)
         return user, account
 
@@ -137,7 +151,7 @@ def subscribe(account, plan_code: str, cycle: str = "monthly", *, actor=None, no
         problem = terms.fit_problem(account, plan)
         if problem:
             raise LimitExceeded(problem.replace("to downgrade", "to subscribe to this plan"))
-        line, period = quotes.first_period(plan, cycle, now)
+        line, period = quotes.first_period(plan, cycle, now, sub.account)
         step = _first_period_begin(sub, plan, cycle, [line], period, actor=actor, now=now)
     charges.charge_finish(step, actor=actor, now=now)
     return Subscription.objects.filter(account=account).order_by("-id").select_related("plan").first()
@@ -147,7 +161,7 @@ def _first_period_begin(sub, plan, cycle, lines, period, *, actor, now):
     """Step 1 of the charge for a first full period (REN-4); the change applies once it is paid."""
     start, end = period
     pending = {"action": "subscribe", "plan": plan.code, "cycle": cycle, "start": start.isoformat(),
-               "from_subscription": sub.pk}
+               "timezone": sub.account.timezone, "from_subscription": sub.pk}
     return charges.charge_begin(sub, kind=InvoiceKind.SUBSCRIPTION,
                                 lines=[ledger.Line.from_quote(line, start, end) for line in lines],
                                 pending=pending, currency=plan.currency, period=period, actor=actor, now=now)
@@ -210,7 +224,8 @@ def change_plan(subscription, plan_code: str, cycle: str = "monthly", *, actor=N
         else:
             pending = {"action": "upgrade", "plan": plan.code, "cycle": cycle, "from_plan": sub.plan.code,
                        "from_cycle": sub.cycle, "period_start": terms.iso(sub.current_period_start),
-                       "new_start": change.period[0].isoformat(), "forfeited_days": change.quote.forfeited_days}
+                       "new_start": change.period[0].isoformat(), "timezone": sub.account.timezone,
+                       "forfeited_days": change.quote.forfeited_days}
             lines = [ledger.Line.from_quote(line, *change.period) for line in change.lines]
             step = charges.charge_begin(sub, kind=InvoiceKind.UPGRADE, lines=lines, pending=pending,
                                         currency=plan.currency, period=change.period,
@@ -234,7 +249,7 @@ def cancel(subscription, *, reason: str = "", actor=None, now=None) -> Subscript
         if not sub.is_paid or sub.status == Status.CANCELED:
             raise InvalidChange("There is no paid subscription to cancel.")
         if sub.cancel_at_period_end:
-            raise InvalidChange(f"Your subscription already ends on {sub.current_period_end:%Y-%m-%d}.")
+            raise InvalidChange(f"Your subscription already ends on {terms.period_date(sub, sub.current_period_end)}.")
         if sub.status == Status.SUSPENDED:
             raise InvalidChange("Your subscription is suspended for non-payment; there is nothing left to cancel.")
         before = terms.snapshot(sub)
@@ -264,7 +279,7 @@ def resume(subscription, *, actor=None, now=None) -> Subscription:
         before = terms.snapshot(sub)
         if sub.status == Status.CANCELED and sub.trial_end and sub.trial_start and not sub.current_price:
             if sub.trial_end <= now:
-                raise NotEligible(f"Your trial ended on {sub.trial_end:%Y-%m-%d}. "
+                raise NotEligible(f"Your trial ended on {terms.period_date(sub, sub.trial_end)}. "
                                   "You can subscribe to a paid plan instead.")
             if sub.ended_at:
                 raise NotEligible("This trial has ended. You can subscribe to a paid plan instead.")
@@ -319,6 +334,40 @@ def set_extra_properties(subscription, quantity: int, *, actor=None, now=None,
                                     pending={"action": "add_on", "quantity": quantity}, currency=sub.plan.currency,
                                     period=period, actor=actor, now=now)
     return quote.with_invoice(charges.charge_finish(step, actor=actor, now=now))
+
+
+# --- the billing time zone (D-1, D-5) -------------------------------------------------------------------
+
+
+def set_billing_zone(account, zone_name: str, *, actor=None, now=None) -> ZoneChange:
+    """D-5: the owner chooses the account's billing time zone (an IANA name). Dates are shown in it
+    at once; the current period keeps the calendar it was computed on (its end does not move) and
+    the next period is computed on the new zone's. A next period already invoiced keeps the bounds
+    its invoice states: the change then applies from the period after it. Audited (ACC-3)."""
+    now = terms.clock(now)
+    zone_name = zones.current_name(zone_name)
+    if not zones.is_zone(zone_name):
+        raise InvalidChange(f"{zone_name!r} is not a time zone we know. Choose one from the list, like "
+                            "Europe/Berlin or America/New_York.")
+    with transaction.atomic():
+        if Subscription.objects.filter(account=account).exists():
+            sub = account_subscription_lock(account)
+            account = sub.account
+        else:
+            sub, account = None, account_lock(account.pk)
+        if account.timezone == zone_name:
+            return ZoneChange(account, terms.zone_effective_at(sub))
+        if sub is not None and not sub.next_timezone and terms.next_period_invoiced(sub):
+            before = terms.snapshot(sub)
+            sub.next_timezone = terms.next_zone(sub)  # the invoiced period keeps its calendar (PAY-4)
+            sub.save(update_fields=["next_timezone", "updated_at"])
+            audit(account=account, actor=actor, action="subscription.next_period_zone_kept", obj=sub, before=before,
+                  after={**terms.snapshot(sub), "next_timezone": sub.next_timezone}, now=now)
+        effective_at = terms.zone_effective_at(sub)
+        account = preferences.billing_zone_update(
+            account, zone_name, actor=actor, now=now,
+            reason=f"periods from {terms.iso(effective_at)} follow it" if effective_at else "")
+        return ZoneChange(account, effective_at)
 
 
 # --- payment methods (PAY-1, DUN-3, DUN-4) -----------------------------------------------------------------

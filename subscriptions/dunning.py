@@ -70,7 +70,8 @@ def collect_after_new_payment_method(account, *, actor, now) -> None:
             lifecycle.renewals_void_open(locked, now=now)
             new = terms.reactivation_terms(locked, now)
             step = charges.charge_begin(locked, kind=InvoiceKind.REACTIVATION, lines=new.lines(),
-                                        pending={"action": "reactivate", "start": new.start.isoformat()},
+                                        pending={"action": "reactivate", "start": new.start.isoformat(),
+                                                 "timezone": new.timezone},
                                         currency=new.plan.currency, period=(new.start, new.end), actor=actor,
                                         now=now)
         charges.charge_finish(step, actor=actor, now=now)

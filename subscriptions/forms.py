@@ -5,6 +5,7 @@ from decimal import Decimal
 from django import forms
 
 from accounts.countries import country_choices
+from core import zones
 from plans.models import Cycle
 
 # PAY-1: Stripe's test payment-method tokens the sandbox gateway understands, and what each does.
@@ -72,6 +73,16 @@ class BillingDetailsForm(forms.Form):
                               widget=forms.Textarea(attrs={"rows": 3}))
     country = CountryField(label="Country", required=False)
     vat_id = forms.CharField(label="VAT ID", max_length=30, required=False)
+
+
+class BillingZoneForm(forms.Form):
+    """D-5: the billing time zone, an IANA zone grouped by area. Periods, trials and the dates on
+    the billing page, invoices and e-mails follow its calendar, from the next period on."""
+
+    timezone = forms.ChoiceField(
+        label="Billing time zone", choices=zones.choices,
+        help_text="Your periods renew at the same local time on the same day of the month in this zone. A change "
+                  "applies from your next period: the current one still ends when it was due to.")
 
 
 class EmailPreferencesForm(forms.Form):

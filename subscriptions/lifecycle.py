@@ -15,7 +15,7 @@ from django.conf import settings
 from accounts.audit import audit
 from accounts.models import Account, AccountStatus, SuspensionReason
 from accounts.services import pause_excess, unpause_within_limit
-from core import events
+from core import events, zones
 from core.money import ZERO
 from invoices import services as ledger
 from invoices.models import CreditNoteKind, Invoice, InvoiceKind, InvoiceStatus
@@ -118,6 +118,9 @@ def account_lift_if(account: Account, reason: str, note: str, *, actor, now, not
 
 
 def subscription_create(account, plan: Plan, status: str, *, now, **fields) -> Subscription:
+    """A new subscription; its periods are counted on the account's zone unless `timezone` says
+    on which zone its first period was computed."""
+    fields.setdefault("timezone", account.timezone)
     sub = Subscription(account=account, plan=plan, created_at=now, **fields)
     subscription_status_set(sub, status)
     sub.save()
@@ -154,7 +157,7 @@ def trial_start(sub: Subscription, plan: Plan, cycle: str, *, actor, now) -> Sub
     """TRI-1: a free trial of `plan` replaces `sub` (Free, or an ended subscription). The caller
     checked the eligibility (TRI-2) and holds the account's lock."""
     account = sub.account
-    trial_end = now + timedelta(days=plan.trial_days)
+    trial_end = terms.trial_end_at(account, plan, now)
     before = terms.snapshot(sub)
     subscription_end(sub, now)
     new = subscription_create(account, plan, Status.TRIALING, now=now, cycle=cycle, trial_start=now,
@@ -195,11 +198,13 @@ def trial_reactivate(sub: Subscription, *, actor, now) -> None:
 
 
 def trial_convert(sub: Subscription, *, now) -> tuple[datetime, datetime]:
-    """TRI-3: the trial ends; the first period starts at the trial end. Returns its bounds."""
+    """TRI-3: the trial ends; the first period starts at the trial end, on the calendar the owner
+    chose (D-5). Returns its bounds."""
     before = terms.snapshot(sub)
     first = terms.trial_terms(sub)
-    start, end = first.start, first.end
+    start, end, timezone_name = first.start, first.end, first.timezone
     subscription_status_set(sub, Status.ACTIVE)
+    sub.timezone, sub.next_timezone = timezone_name, ""
     sub.anchor_at, sub.period_index = start, 0
     sub.current_period_start, sub.current_period_end = start, end
     sub.current_price = terms.plan_price(sub.plan, sub.cycle)
@@ -290,6 +295,13 @@ def dunning_abandon(sub: Subscription, now, *, action: str) -> None:
 # --- what a paid charge changes (UPG, ADD-1, REN-4, DUN-3) ----------------------------------------
 
 
+def quoted_zone(change: dict) -> str:
+    """The zone a charged change's new period was computed on when it was quoted and invoiced, so
+    that the period applied is the one the invoice states (PAY-4). A change recorded before the
+    billing calendar followed the account's zone (issue 15) was computed on UTC's."""
+    return change.get("timezone") or zones.DEFAULT
+
+
 def paid_change_apply(invoice: Invoice, *, actor, now) -> None:
     """Make the change an immediate charge paid for real. Called once, inside the transaction that
     records the payment, with the subscription locked."""
@@ -300,9 +312,12 @@ def paid_change_apply(invoice: Invoice, *, actor, now) -> None:
     before = terms.snapshot(sub)
     if action == "subscribe":  # REN-4 / UPG-6: the first period starts on the payment date
         plan = Plan.objects.get(code=change["plan"])
-        start, end = pricing.period_bounds(datetime.fromisoformat(change["start"]), change["cycle"], 0)
+        timezone_name = quoted_zone(change)
+        start, end = pricing.period_bounds(datetime.fromisoformat(change["start"]), change["cycle"], 0,
+                                           zones.zone(timezone_name))
         subscription_end(sub, now)
         new = subscription_create(account, plan, Status.ACTIVE, now=now, cycle=change["cycle"], anchor_at=start,
+                                  timezone=timezone_name,
                                   period_index=0, current_period_start=start, current_period_end=end,
                                   current_price=terms.plan_price(plan, change["cycle"]))
         Invoice.objects.filter(pk=invoice.pk).update(subscription=new)
@@ -316,8 +331,10 @@ def paid_change_apply(invoice: Invoice, *, actor, now) -> None:
         from_plan = sub.plan.code
         if change["cycle"] != change["from_cycle"]:  # UPG-3: a new yearly period from today
             start = datetime.fromisoformat(change["new_start"])
+            sub.timezone, sub.next_timezone = quoted_zone(change), ""
             sub.anchor_at, sub.period_index = start, 0
-            sub.current_period_start, sub.current_period_end = pricing.period_bounds(start, change["cycle"], 0)
+            sub.current_period_start, sub.current_period_end = pricing.period_bounds(start, change["cycle"], 0,
+                                                                                     sub.zone)
             sub.cycle = change["cycle"]
         sub.plan = plan
         sub.current_price = terms.plan_price(plan, sub.cycle)
@@ -341,8 +358,9 @@ def paid_change_apply(invoice: Invoice, *, actor, now) -> None:
     elif action == "reactivate":  # DUN-3: a full new period from the payment date
         start = datetime.fromisoformat(change["start"])
         subscription_status_set(sub, Status.ACTIVE)
+        sub.timezone, sub.next_timezone = quoted_zone(change), ""
         sub.anchor_at, sub.period_index = start, 0
-        sub.current_period_start, sub.current_period_end = pricing.period_bounds(start, sub.cycle, 0)
+        sub.current_period_start, sub.current_period_end = pricing.period_bounds(start, sub.cycle, 0, sub.zone)
         sub.current_price = terms.plan_price(sub.plan, sub.cycle)
         sub.past_due_since, sub.retry_count, sub.next_retry_at = None, 0, None
         sub.save()

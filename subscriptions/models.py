@@ -1,7 +1,9 @@
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.timezone import now as tz_now
 
+from core import zones
 from plans.models import Cycle
 
 
@@ -16,9 +18,14 @@ class Status(models.TextChoices):
 class Subscription(models.Model):
     """An account's plan over time. The newest row of an account is its current subscription.
 
-    Periods are derived from `anchor_at` (D-1): period n is
-    [add_months(anchor, n), add_months(anchor, n + 1)) for monthly, years for yearly.
-    `period_index` is the n of the current period.
+    Periods are derived from `anchor_at` (D-1): period n ends at the anchor moved n + 1 months
+    (years for yearly) on the calendar of a billing time zone, at the anchor's local wall-clock
+    time (`pricing.calendar_shift`). `period_index` is the n of the current period.
+
+    `timezone` is the zone whose calendar the current period was computed and is counted on; the
+    next period takes the account's zone (`terms.next_zone`), so an owner's change applies from
+    the next period. `next_timezone` holds the zone of a next period that was already invoiced
+    when the owner changed zones, so that it keeps the bounds its invoice states.
     """
 
     account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="subscriptions")
@@ -29,6 +36,11 @@ class Subscription(models.Model):
     period_index = models.PositiveIntegerField(default=0)
     current_period_start = models.DateTimeField(null=True, blank=True)
     current_period_end = models.DateTimeField(null=True, blank=True)
+    timezone = models.CharField(max_length=64, default="UTC",
+                                help_text="The billing time zone of the current period's calendar (D-1, D-2).")
+    next_timezone = models.CharField(max_length=64, blank=True,
+                                     help_text="The zone of an already invoiced next period, kept when the owner "
+                                               "changed zones since (D-5); empty: the account's.")
     current_price = models.DecimalField(
         max_digits=12, decimal_places=2, default=0, help_text="What the current period's plan cost."
     )
@@ -58,7 +70,7 @@ class Subscription(models.Model):
     # REN-3: the period end whose renewal invoice exists, so that the run stops selecting the
     # subscription until the next period (the invoice's dedupe key stays the guarantee).
     renewal_invoiced_for = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=tz_now)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -75,6 +87,11 @@ class Subscription(models.Model):
 
     def __str__(self):
         return f"{self.account} — {self.plan} ({self.cycle}, {self.status})"
+
+    @property
+    def zone(self):
+        """The calendar of the current period (D-1, D-2): its dates, the days proration counts."""
+        return zones.zone(self.timezone)
 
     @property
     def is_trialing(self) -> bool:

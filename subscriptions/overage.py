@@ -86,7 +86,7 @@ def overage_terms(account, month: date) -> OverageTerms | None:
         if usage.sessions <= billed:
             continue
         start = datetime(usage.month.year, usage.month.month, 1, tzinfo=UTC)
-        period = (start, pricing.add_months(start, 1))
+        period = (start, pricing.calendar_shift(start, UTC, months=1))  # USE-1: usage months are UTC months
         if usage.sessions_billed is None and usage.month == month:
             line = pricing.overage_line(usage.sessions, included, plan.overage_per_1000, plan.currency)
             label = f"Overage {usage.month:%B %Y}"

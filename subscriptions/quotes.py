@@ -4,7 +4,6 @@ the billing page shows it for the customer to confirm.
 """
 
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 from django.conf import settings
 
@@ -38,13 +37,22 @@ def check_expected(quote: Quote, expected_amount) -> None:
                            f"instead of {format_money(expected_amount, quote.currency)}. Nothing was charged.", quote)
 
 
-def first_period(plan: Plan, cycle: str, now) -> tuple[QuoteLine, tuple]:
-    """REN-4, UPG-6: a first full period of (plan, cycle) that starts now: its line and bounds."""
+def first_period(plan: Plan, cycle: str, now, account) -> tuple[QuoteLine, tuple]:
+    """REN-4, UPG-6: a first full period of (plan, cycle) that starts now, on the calendar of the
+    account's billing time zone (D-1): its line and bounds."""
     price = terms.plan_price(plan, cycle)
-    start, end = pricing.period_bounds(now, cycle, 0)
-    line = QuoteLine(f"{plan.name} ({cycle}), {start:%Y-%m-%d} to {end:%Y-%m-%d}", price,
+    start, end = pricing.period_bounds(now, cycle, 0, account.zone)
+    line = QuoteLine(f"{plan.name} ({cycle}), {terms.span(start, end, account.zone)}", price,
                      f"full {terms.cycle_unit(cycle)} = {format_money(price, plan.currency)}")
     return line, (start, end)
+
+
+def _day(sub_or_account, moment) -> str:
+    """A date in a quote's sentences: on the current period's calendar for a subscription's dates,
+    on the account's for a new series."""
+    if isinstance(sub_or_account, Subscription):
+        return f"{terms.period_date(sub_or_account, moment):%Y-%m-%d}"
+    return f"{terms.local_date(sub_or_account, moment):%Y-%m-%d}"
 
 
 def plan_change(sub: Subscription, plan: Plan, cycle: str, now) -> Change:
@@ -66,17 +74,17 @@ def plan_change(sub: Subscription, plan: Plan, cycle: str, now) -> Change:
         if problem:
             raise LimitExceeded(problem.replace("to downgrade", "to subscribe to this plan"))
         if plan.trial_days and terms.trial_eligible(account):
-            trial_end = now + timedelta(days=plan.trial_days)
+            trial_end = terms.trial_end_at(account, plan, now)
             quote = Quote(
                 kind="new", amount_due=ZERO, effective_at=now, currency=currency,
                 lines=(QuoteLine(f"{plan.trial_days}-day free trial of {plan.name}", ZERO,
-                                 f"free until {trial_end:%Y-%m-%d}"),),
-                at_period_end=(f"Your trial ends on {trial_end:%Y-%m-%d}; then {plan.name} is charged "
+                                 f"free until {_day(account, trial_end)}"),),
+                at_period_end=(f"Your trial ends on {_day(account, trial_end)}; then {plan.name} is charged "
                                f"{format_money(price, currency)} per {cycle[:-2] if cycle == 'monthly' else 'year'}, "
                                "unless you cancel before."),
             )
             return Change("start_trial", quote, plan, cycle)
-        line, (start, end) = first_period(plan, cycle, now)
+        line, (start, end) = first_period(plan, cycle, now, account)
         notes = ()
         refusal = terms.trial_refusal(account) if plan.trial_days else None
         if refusal:
@@ -84,13 +92,13 @@ def plan_change(sub: Subscription, plan: Plan, cycle: str, now) -> Change:
         elif plan.trial_days and ledger.default_payment_method(account) is None:
             notes = ("Add a payment method to start a free trial instead.",)
         quote = Quote(kind="new", amount_due=price, effective_at=now, currency=currency, lines=(line,), notes=notes,
-                      at_period_end=f"Renews on {end:%Y-%m-%d} at {format_money(price, currency)}.")
+                      at_period_end=f"Renews on {_day(account, end)} at {format_money(price, currency)}.")
         return Change("subscribe", quote, plan, cycle, lines=[line], period=(start, end))
 
     if sub.status == Status.TRIALING:  # TRI-6: switch the trial's plan, no charge, same end date
         if plan.is_free:
             quote = Quote(kind="downgrade", amount_due=ZERO, effective_at=sub.trial_end, currency=currency,
-                          at_period_end=f"Your trial ends on {sub.trial_end:%Y-%m-%d}; then you move to Free "
+                          at_period_end=f"Your trial ends on {_day(sub, sub.trial_end)}; then you move to Free "
                                         "and nothing is charged.")
             return Change("schedule", quote, plan, cycle)
         terms.plan_price(plan, cycle)
@@ -101,7 +109,7 @@ def plan_change(sub: Subscription, plan: Plan, cycle: str, now) -> Change:
             raise LimitExceeded(problem)
         quote = Quote(kind="trial_change", amount_due=ZERO, effective_at=now, currency=currency,
                       lines=(QuoteLine(f"Trial switched to {plan.name}", ZERO, "no charge during the trial"),),
-                      at_period_end=f"Your trial still ends on {sub.trial_end:%Y-%m-%d}; then {plan.name} is "
+                      at_period_end=f"Your trial still ends on {_day(sub, sub.trial_end)}; then {plan.name} is "
                                     f"charged {format_money(terms.plan_price(plan, cycle), currency)}.")
         return Change("trial_change", quote, plan, cycle)
 
@@ -110,7 +118,7 @@ def plan_change(sub: Subscription, plan: Plan, cycle: str, now) -> Change:
     if direction is None:
         raise InvalidChange("That is your current plan.")
     period = terms.current_period(sub)
-    today = terms.local_date(account, now)
+    today = terms.period_date(sub, now)
     if direction:
         new_price = terms.plan_price(plan, cycle)
         if cycle == sub.cycle:  # UPG-2: same cycle, anchor kept, pay the difference for the days left
@@ -119,14 +127,15 @@ def plan_change(sub: Subscription, plan: Plan, cycle: str, now) -> Change:
             lines = [line]
             renewal = terms.period_price(plan, cycle, sub.extra_properties)
             quote = Quote(kind="upgrade", amount_due=line.amount, effective_at=now, currency=currency, lines=(line,),
-                          at_period_end=f"Renews on {sub.current_period_end:%Y-%m-%d} at "
+                          at_period_end=f"Renews on {_day(sub, sub.current_period_end)} at "
                                         f"{format_money(renewal, currency)}.")
             return Change("upgrade", quote, plan, cycle, lines=lines,
                            period=(sub.current_period_start, sub.current_period_end))
         # UPG-3: monthly -> yearly starts a new yearly period today; the monthly days left are forfeited.
-        start, end = pricing.period_bounds(now, Cycle.YEARLY, 0)
+        # The yearly series is new: it is counted on the account's zone from today (D-5).
+        start, end = pricing.period_bounds(now, Cycle.YEARLY, 0, account.zone)
         _, forfeited, _ = pricing.day_split(period, today)
-        line = QuoteLine(f"{plan.name} (yearly), {start:%Y-%m-%d} to {end:%Y-%m-%d}", new_price,
+        line = QuoteLine(f"{plan.name} (yearly), {terms.span(start, end, account.zone)}", new_price,
                          f"full year = {format_money(new_price, currency)}")
         lines = [line]
         addon = terms.addon_price(plan, Cycle.YEARLY, sub.extra_properties)
@@ -134,14 +143,14 @@ def plan_change(sub: Subscription, plan: Plan, cycle: str, now) -> Change:
             unit = format_money(plan.extra_property_monthly * 12, currency)
             lines.append(QuoteLine(f"{sub.extra_properties} extra properties for the year", addon,
                                    f"{sub.extra_properties} × {unit} = {format_money(addon, currency)}"))
-        restore_by = pricing.restore_deadline(today, settings.BILLING_RESTORE_WORKING_DAYS)
+        restore_by = pricing.restore_deadline(terms.local_date(account, start), settings.BILLING_RESTORE_WORKING_DAYS)
         notice = (f"The {forfeited} unused days of your monthly period are forfeited. You can ask for them to be "
                   f"added to your yearly period until {restore_by:%A %Y-%m-%d} "
                   f"({settings.BILLING_RESTORE_WORKING_DAYS} working days).")
         quote = Quote(kind="upgrade", amount_due=sum((ln.amount for ln in lines), ZERO), effective_at=now,
                       currency=currency, lines=tuple(lines), notes=(notice,) if forfeited else (),
                       forfeited_days=forfeited,
-                      at_period_end=f"Renews on {end:%Y-%m-%d} at "
+                      at_period_end=f"Renews on {_day(account, end)} at "
                                     f"{format_money(terms.period_price(plan, cycle, sub.extra_properties), currency)}.")
         return Change("upgrade", quote, plan, cycle, lines=lines, period=(start, end))
 
@@ -154,7 +163,7 @@ def plan_change(sub: Subscription, plan: Plan, cycle: str, now) -> Change:
     if immediate:  # DWN-4: at once, the unused difference becomes credit
         credit = pricing.unused_credit_line(sub.current_price, terms.plan_price(plan, cycle), period, today, currency)
         quote = Quote(kind="downgrade", amount_due=ZERO, effective_at=now, currency=currency, lines=(credit,),
-                      at_period_end=f"Renews on {sub.current_period_end:%Y-%m-%d} at "
+                      at_period_end=f"Renews on {_day(sub, sub.current_period_end)} at "
                                     f"{format_money(terms.period_price(plan, cycle, keep_extra), currency)}, "
                                     "less your credit.")
         return Change("downgrade_now", quote, plan, cycle, credit=credit)
@@ -162,7 +171,7 @@ def plan_change(sub: Subscription, plan: Plan, cycle: str, now) -> Change:
     then = ("nothing is charged" if plan.is_free
             else f"it renews at {format_money(terms.period_price(plan, cycle, keep_extra), currency)}")
     quote = Quote(kind="downgrade", amount_due=ZERO, effective_at=sub.current_period_end, currency=currency,
-                  at_period_end=f"You keep {sub.plan.name} until {sub.current_period_end:%Y-%m-%d}; "
+                  at_period_end=f"You keep {sub.plan.name} until {_day(sub, sub.current_period_end)}; "
                                 f"then you move to {target} and {then}. No refund for the current period.")
     return Change("schedule", quote, plan, cycle)
 
@@ -186,9 +195,9 @@ def addon_change(sub: Subscription, quantity: int, now) -> tuple[Quote, list]:
         raise InvalidChange(f"You already have {quantity} extra properties.")
     if quantity > sub.extra_properties:  # ADD-1: at once, prorated like UPG-2
         line = pricing.addon_line(quantity - sub.extra_properties, plan.extra_property_monthly, sub.cycle,
-                                  terms.current_period(sub), terms.local_date(sub.account, now), currency)
+                                  terms.current_period(sub), terms.period_date(sub, now), currency)
         quote = Quote(kind="add_on", amount_due=line.amount, effective_at=now, currency=currency, lines=(line,),
-                      at_period_end=f"Renews on {sub.current_period_end:%Y-%m-%d} with {quantity} extra properties "
+                      at_period_end=f"Renews on {_day(sub, sub.current_period_end)} with {quantity} extra properties "
                                     f"at {format_money(terms.period_price(plan, sub.cycle, quantity), currency)}.")
         return quote, [line]
     # ADD-2: fewer extra properties from the period end, no refund, only if the properties fit.
@@ -199,6 +208,6 @@ def addon_change(sub: Subscription, quantity: int, now) -> tuple[Quote, list]:
         raise LimitExceeded(f"{plan.name} with {quantity} extra properties allows {allowed} properties; you have "
                             f"{have}. Delete {remove} propert{'y' if remove == 1 else 'ies'} first.")
     quote = Quote(kind="add_on", amount_due=ZERO, effective_at=sub.current_period_end, currency=currency,
-                  at_period_end=f"From {sub.current_period_end:%Y-%m-%d} you have {quantity} extra properties; "
+                  at_period_end=f"From {_day(sub, sub.current_period_end)} you have {quantity} extra properties; "
                                 "no refund for the current period.")
     return quote, []

@@ -91,6 +91,7 @@ def rollover(pk, now) -> bool:
         sub.plan, sub.cycle, sub.anchor_at, sub.period_index = (upcoming.plan, upcoming.cycle, upcoming.anchor,
                                                                 upcoming.index)
         sub.current_period_start, sub.current_period_end = upcoming.start, upcoming.end
+        sub.timezone, sub.next_timezone = upcoming.timezone, ""  # D-5: the owner's zone from this period
         sub.current_price = terms.plan_price(upcoming.plan, upcoming.cycle)
         sub.extra_properties, sub.scheduled_extra_properties = upcoming.extra_properties, None
         sub.scheduled_plan, sub.scheduled_cycle = None, ""
@@ -185,13 +186,14 @@ def _roll(ids, now):
             sub.anchor_at, sub.period_index = nxt.anchor, nxt.index
             sub.current_period_start, sub.current_period_end = nxt.start, nxt.end
             sub.current_price, sub.scheduled_extra_properties = terms.plan_price(nxt.plan, nxt.cycle), None
-            rows.append((sub.pk, nxt.anchor, nxt.index, nxt.start, nxt.end, sub.current_price))
+            sub.timezone, sub.next_timezone = nxt.timezone, ""
+            rows.append((sub.pk, nxt.anchor, nxt.index, nxt.start, nxt.end, sub.current_price, nxt.timezone))
             audits.append(audit_row(account=sub.account, actor=None, action="period.started", obj=sub,
                                     before=before, after=terms.snapshot(sub), now=now))
         update_from_values(Subscription, {"anchor_at": "datetime", "period_index": "int",
                                           "current_period_start": "datetime", "current_period_end": "datetime",
-                                          "current_price": "decimal"}, rows,
-                           constants={"scheduled_extra_properties": None, "updated_at": now})
+                                          "current_price": "decimal", "timezone": "text"}, rows,
+                           constants={"scheduled_extra_properties": None, "next_timezone": "", "updated_at": now})
         AuditEvent.objects.bulk_create(audits)
     return len(plain), one_by_one
 

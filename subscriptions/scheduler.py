@@ -264,7 +264,7 @@ def plan_run(now, report: RunReport) -> RunReport:
             continue
         report.add("renewals")
         report.planned.append(f"renew {sub.account} on {upcoming.plan.name} ({upcoming.cycle}) "
-                              f"{upcoming.start:%Y-%m-%d} to {upcoming.end:%Y-%m-%d}: "
+                              f"{terms.span(upcoming.start, upcoming.end, upcoming.zone)}: "
                               f"charge {format_money(upcoming.amount, upcoming.plan.currency)}")
     for sub in selectors.due_rollovers(now).select_related("plan", "account", "scheduled_plan"):
         report.add("rollovers")

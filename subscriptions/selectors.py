@@ -82,7 +82,7 @@ def subscription_current(account) -> Subscription | None:
 
 
 def _day(sub: Subscription, moment: datetime) -> str:
-    return f"{terms.local_date(sub.account, moment):%Y-%m-%d}"
+    return f"{terms.period_date(sub, moment):%Y-%m-%d}"
 
 
 # --- pending changes (DWN-1, CAN-3, ADD-2, TRI-5) --------------------------------------------------

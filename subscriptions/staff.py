@@ -11,7 +11,6 @@ deliberately no function that cancels a subscription on a customer's behalf (CAN
 """
 
 import re
-from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
@@ -326,9 +325,8 @@ def extend_period(subscription, days: int, *, reason: str, actor, now=None) -> S
     with transaction.atomic():
         sub = subscription_lock_current(subscription)
         before = terms.snapshot(sub)
-        delta = timedelta(days=days)
         if sub.status == Status.TRIALING:
-            sub.trial_end += delta
+            sub.trial_end = terms.days_later(sub, sub.trial_end, days)  # local days (D-2)
             sub.current_period_end = sub.trial_end
         elif sub.status == Status.ACTIVE and sub.is_paid and sub.anchor_at is not None:
             if Invoice.objects.filter(subscription=sub, kind=InvoiceKind.RENEWAL,

@@ -16,11 +16,12 @@ from decimal import Decimal
 from django.db.models import Sum
 from django.utils import timezone
 
+from core import zones
 from core.money import ZERO, format_money
 from invoices import services as ledger
 from invoices.models import CreditNote, Invoice, InvoiceStatus, Payment, PaymentStatus
 
-from . import pricing, terms
+from . import terms
 from .models import Status, Subscription
 
 # --- money owed (DUN-1, SUS-1) ---------------------------------------------------------------------------
@@ -115,7 +116,8 @@ class Statement:
         what = f"{upcoming.plan.name} ({upcoming.cycle})"
         if upcoming.extra_properties:
             what += f" with {upcoming.extra_properties} extra propert{'y' if upcoming.extra_properties == 1 else 'ies'}"
-        span = f"{self.day(upcoming.start):%B %-d, %Y} to {self.day(upcoming.end):%B %-d, %Y}"
+        start, end = (zones.local_date(moment, upcoming.zone) for moment in (upcoming.start, upcoming.end))
+        span = f"{start:%B %-d, %Y} to {end:%B %-d, %Y}"  # on the period's own calendar (D-1)
         credit = f", after {format_money(charge.credit, charge.currency)} of credit" if charge.credit else ""
         return f"Next charge: {money} on {on}{credit}, for {what} from {span}."
 
@@ -212,6 +214,7 @@ def _overage(account, usage: dict, now: datetime) -> Overage | None:
     if not usage.get("overage_per_1000") or not usage.get("projected_overage_amount"):
         return None
     utc = now.astimezone(UTC)
-    invoiced_at = pricing.add_months(datetime(utc.year, utc.month, 1, tzinfo=UTC), 1)  # the 1st, 00:00 UTC (USE-3)
+    year, month = divmod(utc.year * 12 + utc.month, 12)  # the next month (USE-1 months are UTC)
+    invoiced_at = datetime(year, month + 1, 1, tzinfo=UTC)  # the overage run's 1st, 00:00 UTC (USE-3)
     return Overage(usage["projected_overage_sessions"], usage["projected_overage_amount"],
                    terms.local_date(account, invoiced_at))

@@ -5,7 +5,7 @@ charge calls it (one owner per fact).
 """
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -41,14 +41,33 @@ def clock(now: datetime | None) -> datetime:
 
 
 def local_date(account, moment: datetime) -> date:
-    """D-2: days are counted, and dates shown, on the account's billing time zone."""
+    """D-5: the date of `moment` in the billing time zone the owner chose (an invoice's date, the
+    day a request was made). A subscription's period dates are `period_date`'s."""
     return zones.local_date(moment, account.zone)
 
 
+def period_date(sub: Subscription, moment: datetime) -> date:
+    """D-1, D-2: the date of `moment` on the calendar of `sub`'s current period, the one its bounds
+    were computed on: the period's start and end, the day a change is counted from, the trial's
+    end. It is the account's zone, except until the next period after the owner changed zones."""
+    return zones.local_date(moment, sub.zone)
+
+
 def current_period(sub: Subscription) -> pricing.Period:
-    """The current period as local dates of the account (D-2), for proration."""
-    account = sub.account
-    return pricing.Period(local_date(account, sub.current_period_start), local_date(account, sub.current_period_end))
+    """The current period as local dates of its calendar (D-2), for proration."""
+    return pricing.Period(period_date(sub, sub.current_period_start), period_date(sub, sub.current_period_end))
+
+
+def trial_end_at(account, plan: Plan, now: datetime) -> datetime:
+    """TRI-3: a trial starting at `now` ends `trial_days` local days later, at the same local time,
+    on the account's calendar (a 14-day trial across a DST change is 14 calendar days)."""
+    return pricing.calendar_shift(now, account.zone, days=plan.trial_days)
+
+
+def days_later(sub: Subscription, moment: datetime, days: int) -> datetime:
+    """`moment` moved `days` local days on the calendar of `sub`'s current period (UPG-3 restored
+    days, REF-4 extensions)."""
+    return pricing.calendar_shift(moment, sub.zone, days=days)
 
 
 def iso(value) -> str | None:
@@ -60,7 +79,8 @@ def snapshot(sub: Subscription) -> dict:
     return {
         "plan": sub.plan.code, "cycle": sub.cycle, "status": sub.status, "price": str(sub.current_price),
         "period_start": iso(sub.current_period_start), "period_end": iso(sub.current_period_end),
-        "trial_end": iso(sub.trial_end), "cancel_at_period_end": sub.cancel_at_period_end,
+        "trial_end": iso(sub.trial_end), "timezone": sub.timezone,
+        "cancel_at_period_end": sub.cancel_at_period_end,
         "scheduled_plan": sub.scheduled_plan.code if sub.scheduled_plan_id else None,
         "scheduled_cycle": sub.scheduled_cycle or None, "extra_properties": sub.extra_properties,
         "scheduled_extra_properties": sub.scheduled_extra_properties,
@@ -104,17 +124,21 @@ def cycle_unit(cycle: str) -> str:
     return "month" if cycle == Cycle.MONTHLY else "year"
 
 
-def plan_period_line(plan: Plan, cycle: str, start: datetime, end: datetime, computation: str) -> ledger.Line:
+def span(start: datetime, end: datetime, zone) -> str:
+    """A period as the customer reads it: its local dates in the zone it was computed in (D-1)."""
+    return f"{zones.local_date(start, zone):%Y-%m-%d} to {zones.local_date(end, zone):%Y-%m-%d}"
+
+
+def plan_period_line(plan: Plan, cycle: str, start: datetime, end: datetime, computation: str, zone) -> ledger.Line:
     """The plan's line on an invoice for one whole period (a first period, a trial conversion, a
-    renewal, a reactivation)."""
-    return ledger.Line(f"{plan.name} ({cycle}), {start:%Y-%m-%d} to {end:%Y-%m-%d}", plan_price(plan, cycle),
-                       computation)
+    renewal, a reactivation); `zone` is the calendar the period was computed on."""
+    return ledger.Line(f"{plan.name} ({cycle}), {span(start, end, zone)}", plan_price(plan, cycle), computation)
 
 
-def addon_period_line(plan: Plan, cycle: str, quantity: int, start: datetime, end: datetime) -> ledger.Line:
+def addon_period_line(plan: Plan, cycle: str, quantity: int, start: datetime, end: datetime, zone) -> ledger.Line:
     """The extra properties' line for one whole period (ADD-2, REN-2)."""
     unit = pricing.addon_unit(plan.extra_property_monthly, cycle)
-    return ledger.Line(f"{quantity} extra properties, {start:%Y-%m-%d} to {end:%Y-%m-%d}",
+    return ledger.Line(f"{quantity} extra properties, {span(start, end, zone)}",
                        addon_price(plan, cycle, quantity), f"{quantity} × {format_money(unit, plan.currency)}",
                        quantity=Decimal(quantity), unit_price=unit)
 
@@ -215,7 +239,12 @@ class NextTerms:
     index: int
     start: datetime
     end: datetime
+    timezone: str  # the calendar the period is computed on (D-1)
     computation: str = ""  # how the plan's line says its price was reached ("" : the cycle's price)
+
+    @property
+    def zone(self):
+        return zones.zone(self.timezone)
 
     @property
     def amount(self) -> Decimal:
@@ -229,17 +258,29 @@ class NextTerms:
     def lines(self) -> list[ledger.Line]:
         """The renewal invoice's lines: the plan for the period, and the extra properties (ADD-2)."""
         price = format_money(plan_price(self.plan, self.cycle), self.plan.currency)
+        zone = self.zone
         lines = [plan_period_line(self.plan, self.cycle, self.start, self.end,
-                                  self.computation or f"{self.cycle} price {price}")]
+                                  self.computation or f"{self.cycle} price {price}", zone)]
         if self.extra_properties:
-            lines.append(addon_period_line(self.plan, self.cycle, self.extra_properties, self.start, self.end))
+            lines.append(addon_period_line(self.plan, self.cycle, self.extra_properties, self.start, self.end, zone))
         return lines
+
+
+def next_zone(sub: Subscription) -> str:
+    """D-5: the zone the next period of `sub` is computed on: the account's, as the owner chose it,
+    unless that period was already invoiced when the owner changed it (`next_timezone`, set by
+    `billing.set_billing_zone`): an issued invoice's period never moves."""
+    return sub.next_timezone or sub.account.timezone
 
 
 def next_terms(sub: Subscription) -> NextTerms:
     """The next period's plan, cycle, extra properties and bounds: the scheduled plan or cycle if
     a change is due (DWN-2), the scheduled number of extra properties (ADD-2), none on a plan
-    without the add-on (ADD-3). Periods come from the anchor (D-1); a new cycle re-anchors at the
+    without the add-on (ADD-3).
+
+    It starts where the current period ends (REN-1) and ends at the anchor moved one more period,
+    on the calendar of `next_zone` (D-1): when the owner chose another zone, the anchor's instant
+    is read as a local time of the new zone from this period on. A new cycle re-anchors at the
     current period's end."""
     plan = sub.scheduled_plan or sub.plan
     cycle = sub.scheduled_cycle or sub.cycle
@@ -250,39 +291,90 @@ def next_terms(sub: Subscription) -> NextTerms:
         anchor, index = sub.current_period_end, 0
     else:
         anchor, index = sub.anchor_at, sub.period_index + 1
-    start, end = pricing.period_bounds(anchor, cycle, index)
-    return NextTerms(plan, cycle, extra, anchor, index, start, end)
+    timezone_name = next_zone(sub)
+    end = pricing.period_bounds(anchor, cycle, index, zones.zone(timezone_name))[1]
+    return NextTerms(plan, cycle, extra, anchor, index, sub.current_period_end, end, timezone_name)
+
+
+def next_period_invoiced(sub: Subscription) -> bool:
+    """Whether the renewal invoice of the period after the current one exists (and is not void):
+    its bounds are then fixed (PAY-4, REN-3)."""
+    if sub.current_period_end is None:
+        return False
+    return Invoice.objects.filter(dedupe_key=renewal_key(sub, sub.current_period_end)).exclude(
+        status=InvoiceStatus.VOID).exists()
+
+
+def zone_effective_at(sub: Subscription | None) -> datetime | None:
+    """D-5: from when `sub`'s periods follow the zone the owner chose: the start of its first period
+    not yet invoiced (the trial's end for a trial). None when no period will follow (Free, ended,
+    cancelling)."""
+    if sub is None or not sub.is_paid or sub.ended_at or sub.current_period_end is None:
+        return None
+    if sub.status == Status.TRIALING:
+        return sub.trial_end
+    if sub.status == Status.CANCELED or sub.cancel_at_period_end:
+        return None
+    return next_terms(sub).end if sub.next_timezone else sub.current_period_end
+
+
+def zone_notes(account) -> list[str]:
+    """D-5 in the owner's words, for the billing details page: which zone the current period is
+    counted on and from when the chosen zone applies, when the two differ."""
+    sub = Subscription.objects.filter(account=account).select_related("plan", "account").order_by("-id").first()
+    account = sub.account if sub is not None else account  # as stored now
+    effective_at = zone_effective_at(sub)
+    if sub is None or effective_at is None:
+        return [f"Dates are shown in {account.timezone}."]
+    if sub.timezone == account.timezone and not sub.next_timezone:
+        return [f"Your periods follow the calendar of {account.timezone}."]
+    notes = [f"Your current period follows the calendar of {sub.timezone} and still ends on "
+             f"{period_date(sub, sub.current_period_end):%Y-%m-%d} ({sub.timezone})."]
+    if sub.next_timezone and sub.next_timezone != account.timezone:
+        notes.append(f"The next period was already invoiced; it follows {sub.next_timezone}.")
+    notes.append(f"From {zones.local_date(effective_at, account.zone):%Y-%m-%d}, your periods follow "
+                 f"{account.timezone}.")
+    return notes
+
+
+def trial_first_period(sub: Subscription) -> tuple[datetime, datetime, str]:
+    """TRI-3: the first paid period after the trial starts at the trial's end and is computed on the
+    calendar of `next_zone`: its start, its end and that zone's name."""
+    timezone_name = next_zone(sub)
+    start, end = pricing.period_bounds(sub.trial_end, sub.cycle, 0, zones.zone(timezone_name))
+    return start, end, timezone_name
 
 
 def anchor_moved(sub: Subscription, days: int) -> tuple[datetime, datetime]:
     """The anchor and the current period's end once `days` are added to a paid period (UPG-3
-    restored days, REF-4 extensions): the anchor moves, so the renewal and every later period
-    follow (D-1)."""
-    anchor = sub.anchor_at + timedelta(days=days)
-    return anchor, pricing.period_bounds(anchor, sub.cycle, sub.period_index)[1]
+    restored days, REF-4 extensions): the anchor moves `days` local days, so the renewal and every
+    later period follow (D-1)."""
+    anchor = days_later(sub, sub.anchor_at, days)
+    return anchor, pricing.period_bounds(anchor, sub.cycle, sub.period_index, sub.zone)[1]
 
 
 def following_terms(upcoming: NextTerms) -> NextTerms:
     """The period after `upcoming`, once it has started: same plan, cycle and extra properties (the
-    roll-over applies scheduled changes), the next period of the same anchor (D-1)."""
-    start, end = pricing.period_bounds(upcoming.anchor, upcoming.cycle, upcoming.index + 1)
+    roll-over applies scheduled changes), the next period of the same anchor on the same calendar
+    (D-1)."""
+    end = pricing.period_bounds(upcoming.anchor, upcoming.cycle, upcoming.index + 1, upcoming.zone)[1]
     return NextTerms(upcoming.plan, upcoming.cycle, upcoming.extra_properties, upcoming.anchor, upcoming.index + 1,
-                     start, end)
+                     upcoming.end, end, upcoming.timezone)
 
 
 def trial_terms(sub: Subscription) -> NextTerms:
-    """TRI-3: the first paid period of a trial, which starts at the trial end."""
-    start, end = pricing.period_bounds(sub.trial_end, sub.cycle, 0)
-    return NextTerms(sub.plan, sub.cycle, 0, start, 0, start, end,
+    """TRI-3: the first paid period of a trial, which starts at the trial end (trial_first_period)."""
+    start, end, timezone_name = trial_first_period(sub)
+    return NextTerms(sub.plan, sub.cycle, 0, start, 0, start, end, timezone_name,
                      computation=f"first {cycle_unit(sub.cycle)} after the free trial")
 
 
 def reactivation_terms(sub: Subscription, now: datetime) -> NextTerms:
     """DUN-3: after a suspension for non-payment, a new card pays a full new period from that day,
-    on the same plan, cycle and extra properties."""
-    start, end = pricing.period_bounds(now, sub.cycle, 0)
+    on the same plan, cycle and extra properties; a new series, on the calendar the owner chose."""
+    start, end = pricing.period_bounds(now, sub.cycle, 0, sub.account.zone)
     extra = sub.extra_properties if sub.plan.extra_property_monthly is not None else 0
-    return NextTerms(sub.plan, sub.cycle, extra, start, 0, start, end,
+    return NextTerms(sub.plan, sub.cycle, extra, start, 0, start, end, sub.account.timezone,
                      computation="a full new period from the payment date (reactivation)")
 
 
@@ -319,8 +411,9 @@ def next_charge_of(upcoming: NextTerms, *, credit: Decimal, kind: str = "renewal
 
 
 def renewal_key(sub: Subscription, start: datetime) -> str:
-    """REN-3: the renewal invoice of a period exists once (Invoice.dedupe_key)."""
-    return f"renewal:{sub.pk}:{start.isoformat()}"
+    """REN-3: the renewal invoice of a period exists once (Invoice.dedupe_key). The start is
+    written as a UTC instant whatever zone it was computed in, so one period has one key."""
+    return f"renewal:{sub.pk}:{start.astimezone(UTC).isoformat()}"
 
 
 def renewal_lead() -> timedelta:
@@ -391,9 +484,10 @@ def upgrade_invoice(sub: Subscription) -> Invoice | None:
 
 
 def upgraded_on(sub: Subscription, invoice: Invoice) -> date:
+    """The day of the monthly -> yearly upgrade on the yearly period's calendar (UPG-3)."""
     start = (invoice.pending_change or {}).get("new_start")
     moment = datetime.fromisoformat(start) if start else (invoice.paid_at or invoice.issued_at)
-    return local_date(sub.account, moment)
+    return period_date(sub, moment)
 
 
 def restore_refusal(subscription, now=None) -> str | None:
@@ -415,7 +509,7 @@ def restore_refusal(subscription, now=None) -> str | None:
                 f"{local_date(sub.account, existing.requested_at):%Y-%m-%d} ({existing.get_status_display().lower()}).")
     working_days = settings.BILLING_RESTORE_WORKING_DAYS
     upgraded = upgraded_on(sub, invoice)
-    today = local_date(sub.account, now)
+    today = period_date(sub, now)
     if not pricing.restore_window_open(upgraded, today, working_days):
         deadline = pricing.restore_deadline(upgraded, working_days)
         return (f"Forfeited days can be restored only within {working_days} working days of the upgrade. You "

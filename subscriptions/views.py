@@ -24,6 +24,7 @@ from invoices.models import Invoice, RefundRequest
 from . import billing, selectors, terms
 from .forms import (
     BillingDetailsForm,
+    BillingZoneForm,
     CancelForm,
     EmailPreferencesForm,
     ExtraPropertiesConfirmForm,
@@ -378,8 +379,18 @@ def billing_details(request):
     account = request.account
     initial = {"company": account.company, "address": account.address, "country": account.country,
                "vat_id": account.vat_id}
-    form = BillingDetailsForm(request.POST or None, initial=initial)
-    if request.method == "POST" and form.is_valid():
+    zone_post = request.method == "POST" and "timezone" in request.POST
+    zone_form = BillingZoneForm(request.POST if zone_post else None, initial={"timezone": account.timezone})
+    form = BillingDetailsForm(request.POST if request.method == "POST" and not zone_post else None, initial=initial)
+    if zone_post and zone_form.is_valid():  # D-5
+        try:
+            change = billing.set_billing_zone(account, zone_form.cleaned_data["timezone"], actor=request.user)
+        except billing.BillingError as exc:
+            zone_form.add_error("timezone", str(exc))
+        else:
+            messages.success(request, " ".join(["Billing time zone saved.", *terms.zone_notes(change.account)]))
+            return redirect("billing:billing_details")
+    elif not zone_post and form.is_valid():
         try:
             preferences.billing_details_update(account, actor=request.user, **form.cleaned_data)
         except AccountError as exc:
@@ -387,7 +398,8 @@ def billing_details(request):
         else:
             messages.success(request, "Billing details saved. They appear on invoices issued from now on.")
             return redirect("billing:billing_details")
-    return _render(request, "billing/billing_details.html", {"form": form})
+    return _render(request, "billing/billing_details.html", {
+        "form": form, "zone_form": zone_form, "zone_notes": terms.zone_notes(account)})
 
 
 @account_required("email_settings")

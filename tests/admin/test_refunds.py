@@ -248,7 +248,7 @@ def test_ref4_extend_the_current_period_by_n_days(account, manager, manager_clie
     sub.refresh_from_db()
     assert sub.current_period_end == at("2026-05-11") and sub.anchor_at == at("2026-04-11")
     assert sub.current_period_start == at("2026-04-01")
-    assert pricing.period_bounds(sub.anchor_at, sub.cycle, 1) == (at("2026-05-11"), at("2026-06-11"))
+    assert pricing.period_bounds(sub.anchor_at, sub.cycle, 1, sub.zone) == (at("2026-05-11"), at("2026-06-11"))
     event = AuditEvent.objects.get(action="period.extended")
     assert event.reason == "Dashboard down for 10 days" and event.before["period_end"] == "2026-05-01T00:00:00+00:00"
     assert event.after["period_end"] == "2026-05-11T00:00:00+00:00" and event.actor == manager

@@ -40,7 +40,7 @@ def test_upg3_request_up_to_the_fifth_working_day_is_accepted_and_approval_moves
     assert any("the period now ends on 2027-05-01" in m for m in messages_of(response))
     upgraded.refresh_from_db()
     assert upgraded.current_period_end == at("2027-05-01") and upgraded.current_period_start == at("2026-04-16")
-    assert pricing.period_bounds(upgraded.anchor_at, "yearly", 1) == (at("2027-05-01"), at("2028-05-01"))
+    assert pricing.period_bounds(upgraded.anchor_at, "yearly", 1, upgraded.zone) == (at("2027-05-01"), at("2028-05-01"))
     request.refresh_from_db()
     assert (request.status, request.decided_by, request.decided_at) == ("approved", support, at("2026-04-24T10:00"))
     event = AuditEvent.objects.get(action="restore.approved")

@@ -81,9 +81,13 @@ def test_d1_add_months_clamps_to_month_length(value, n, expected):
     assert add_months(value, n) == expected
 
 
-def test_d1_add_months_keeps_time_and_zone_of_a_datetime():
+def test_d1_an_instant_moves_only_on_a_zones_calendar():
+    """Issue 15: the UTC-only path is gone; an instant moves with calendar_shift and its zone."""
     value = datetime(2026, 1, 31, 13, 45, tzinfo=UTC)
-    assert add_months(value, 1) == datetime(2026, 2, 28, 13, 45, tzinfo=UTC)
+    with pytest.raises(TypeError, match="calendar_shift"):
+        add_months(value, 1)
+    assert pricing.calendar_shift(value, UTC, months=1) == datetime(2026, 2, 28, 13, 45, tzinfo=UTC)
+    assert add_months(value.replace(tzinfo=None), 1) == datetime(2026, 2, 28, 13, 45)  # a local wall-clock time
 
 
 @pytest.mark.parametrize(
