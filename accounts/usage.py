@@ -613,20 +613,26 @@ def entitlement_compute(tracking_tag: str, *, now: datetime | None = None) -> di
 # A small per-process layer in front of the shared cache saves a network round trip on the hot
 # path. Invalidation clears it in this process; other processes see a change within its TTL.
 LOCAL_CACHE_SECONDS = 2
-_answers = LayeredCache("entitlement:v1:", local_seconds=LOCAL_CACHE_SECONDS, local_max=10_000)
+# Stale-while-revalidate (core.cache): an answer past its lifetime is still served while the one
+# request that claimed its recompute runs the queries, so answers that expire together (after a
+# deploy, a cache flush, a benchmark's warm-up) cost one recompute each, not a burst of them.
+_answers = LayeredCache("entitlement:v2:", local_seconds=LOCAL_CACHE_SECONDS, local_max=10_000,
+                        stale_seconds=ENTITLEMENT_CACHE_SECONDS)
 
 
 def entitlement_cached(tracking_tag: str) -> dict | None:
-    """The cached answer, or None when neither cache holds one. Never reads the database: the
-    WSGI fast path (api/fastpath.py) answers from here and leaves a miss to Django."""
+    """The cached answer, or None when neither cache holds one (or it is stale and nobody is
+    recomputing it yet). Never reads the database: the WSGI fast path (api/fastpath.py) answers
+    from here and leaves a miss to Django."""
     return _answers.get(tracking_tag)
 
 
 def entitlement_get(tracking_tag: str, *, now: datetime | None = None) -> dict | None:
-    """The cached answer. Entries live at most ENTITLEMENT_CACHE_SECONDS in the shared cache (and
-    LOCAL_CACHE_SECONDS in this process) and are dropped on the domain events that change an
-    answer (api.apps) and when a property or account is saved."""
-    answer = entitlement_cached(tracking_tag)
+    """The cached answer. Entries are fresh for at most ENTITLEMENT_CACHE_SECONDS in the shared
+    cache (and LOCAL_CACHE_SECONDS in this process); past that, this request recomputes the answer
+    if it is the first to ask, and gets the stale one while another request does. They are dropped
+    on the domain events that change an answer (api.apps) and when a property or account is saved."""
+    answer = _answers.get(tracking_tag, refresh=True)
     if answer is None:
         answer = entitlement_compute(tracking_tag, now=now)
         if answer is None:

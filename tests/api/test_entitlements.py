@@ -8,7 +8,13 @@ from django.utils import timezone
 
 from accounts.models import Account, Property, UsageMonth
 from accounts.services import pause_excess, property_delete
-from accounts.usage import entitlement_cache_clear_local, entitlement_get, month_start, usage_ingest
+from accounts.usage import (
+    entitlement_cache_clear_local,
+    entitlement_cached,
+    entitlement_get,
+    month_start,
+    usage_ingest,
+)
 from core import events
 from subscriptions.models import Status, Subscription
 
@@ -226,3 +232,59 @@ def test_answers_cached_together_do_not_all_expire_together(personal_prop):
         entitlement_cache_clear_local()
         assert not any(entitlement_get(p.tracking_tag)["active"] for p in props)  # all expired by 30 s
     assert any(refreshed) and not all(refreshed)
+
+
+def test_a_stale_answer_is_recomputed_by_one_request_and_served_stale_to_the_others_meanwhile(personal_prop,
+                                                                                            monkeypatch):
+    """Stale-while-revalidate (issue 17): when answers cached together expire together, each is
+    recomputed once, by the first request that asks; requests arriving meanwhile (in any process:
+    the claim is in the shared cache) get the stale answer instead of running the queries too."""
+    from accounts import usage
+
+    tag = personal_prop.tracking_tag
+    real = usage.entitlement_compute
+    computed = []
+
+    def recompute(tracking_tag, now=None):
+        computed.append(tracking_tag)
+        entitlement_cache_clear_local()  # as another process would see it
+        assert entitlement_get(tracking_tag)["active"] is True  # stale: not recomputed a second time
+        assert entitlement_cached(tracking_tag)["active"] is True  # the fast path serves it too
+        return real(tracking_tag, now=now)
+
+    with time_machine.travel(NOW, tick=False) as clock:
+        assert entitlement_get(tag)["active"] is True
+        Property.objects.filter(pk=personal_prop.pk).update(status="paused")
+        clock.shift(timedelta(seconds=31))
+        entitlement_cache_clear_local()
+        monkeypatch.setattr(usage, "entitlement_compute", recompute)
+        assert entitlement_get(tag)["reason"] == "property_paused"
+        assert computed == [tag]
+        entitlement_cache_clear_local()
+        assert entitlement_cached(tag)["reason"] == "property_paused"  # fresh again, for everyone
+
+
+def test_the_fast_path_leaves_a_stale_answer_that_nobody_recomputes_to_django(personal_prop):
+    tag = personal_prop.tracking_tag
+    with time_machine.travel(NOW, tick=False) as clock:
+        entitlement_get(tag)
+        clock.shift(timedelta(seconds=31))
+        entitlement_cache_clear_local()
+        assert entitlement_cached(tag) is None  # Django's view claims the recompute
+
+
+def test_a_cache_failure_while_claiming_a_recompute_is_a_miss(personal_prop, monkeypatch):
+    from django.core.cache import cache
+
+    tag = personal_prop.tracking_tag
+    with time_machine.travel(NOW, tick=False) as clock:
+        entitlement_get(tag)
+        Property.objects.filter(pk=personal_prop.pk).update(status="paused")
+        clock.shift(timedelta(seconds=31))
+        entitlement_cache_clear_local()
+
+        def down(*args, **kwargs):
+            raise ConnectionError("Redis is down")
+
+        monkeypatch.setattr(cache, "add", down)
+        assert entitlement_get(tag)["reason"] == "property_paused"  # recomputed from the database
