@@ -111,15 +111,18 @@ def subscription_claim(pk: int, due):
             .select_related("plan", "account", "scheduled_plan").filter(pk=pk).first())
 
 
-def subscriptions_claim(due, related=("plan", "account", "scheduled_plan")) -> list[Subscription]:
+def subscriptions_claim(due, related=("plan", "account", "scheduled_plan"), fields=()) -> list[Subscription]:
     """The set-wise claim of due subscriptions (renewals and roll-overs of a batch), skipping rows
     another worker holds. It takes no account locks: the batch writes only new rows that refer to
     the accounts (their foreign-key checks do not conflict with a NO KEY UPDATE lock) and never
     changes an account row; anything that would goes through `subscription_claim`, one by one.
-    `related`: the rows loaded with each subscription (none: the caller attaches what it needs)."""
+    `related`: the rows loaded with each subscription (none: the caller attaches what it needs);
+    `fields`: only these columns (a batch of full rows costs more to decode than to lock)."""
     claimed = _for_update(due, skip_locked=True, of=("self",))
     if related:
         claimed = claimed.select_related(*related)
+    if fields:
+        claimed = claimed.only(*fields)
     return list(claimed.order_by("pk"))
 
 
