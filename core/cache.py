@@ -41,11 +41,12 @@ class LayeredCache:
         """The entry's name in the shared cache."""
         return f"{self.prefix}{key}"
 
-    def get(self, key: str, *, refresh: bool = False):
+    def get(self, key: str, *, refresh: bool = False, background=None):
         """The value from this process's layer, else from the shared cache; None when neither has
         it, or when the shared cache cannot be reached. A stale value (see the module's docstring):
         None for the one caller that claims its recompute (`refresh=True`), the value for the
-        others while that recompute is claimed."""
+        others while that recompute is claimed. With `background` (a callable taking the key), the
+        claiming caller hands the recompute to it and gets the stale value too."""
         clock = time.time()
         hit = self._local.get(key)
         if hit is not None and hit[0] > clock and hit[1] > clock:
@@ -61,7 +62,12 @@ class LayeredCache:
         if fresh_until > clock:
             self._put_local(key, value, clock, fresh_until)
             return value
-        return None if self._recompute_claimed(key, refresh) else value
+        if not self._recompute_claimed(key, refresh or background is not None):
+            return value
+        if background is None:
+            return None
+        background(key)
+        return value
 
     def _recompute_claimed(self, key: str, claim: bool) -> bool:
         """Stale: True when this caller is to recompute (it claimed it, or nobody has and it may

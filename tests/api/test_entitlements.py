@@ -252,6 +252,8 @@ def test_a_stale_answer_is_recomputed_by_one_request_and_served_stale_to_the_oth
         assert entitlement_cached(tracking_tag)["active"] is True  # the fast path serves it too
         return real(tracking_tag, now=now)
 
+    monkeypatch.setattr(usage, "entitlement_refresh_soon", lambda tag: pytest.fail("refreshed twice"))
+
     with time_machine.travel(NOW, tick=False) as clock:
         assert entitlement_get(tag)["active"] is True
         Property.objects.filter(pk=personal_prop.pk).update(status="paused")
@@ -264,13 +266,24 @@ def test_a_stale_answer_is_recomputed_by_one_request_and_served_stale_to_the_oth
         assert entitlement_cached(tag)["reason"] == "property_paused"  # fresh again, for everyone
 
 
-def test_the_fast_path_leaves_a_stale_answer_that_nobody_recomputes_to_django(personal_prop):
+def test_the_fast_path_serves_a_stale_answer_at_once_and_has_it_recomputed_once_off_the_request(
+        personal_prop, monkeypatch):
+    from accounts import usage
+
     tag = personal_prop.tracking_tag
+    handed = []
+    monkeypatch.setattr(usage, "entitlement_refresh_soon", handed.append)
     with time_machine.travel(NOW, tick=False) as clock:
         entitlement_get(tag)
+        Property.objects.filter(pk=personal_prop.pk).update(status="paused")
         clock.shift(timedelta(seconds=31))
+        for _ in range(3):
+            entitlement_cache_clear_local()
+            assert entitlement_cached(tag)["active"] is True  # stale, served without waiting
+        assert handed == [tag]  # one recompute, whoever asked
+        usage.entitlement_refresh(tag)  # what the refresher thread runs
         entitlement_cache_clear_local()
-        assert entitlement_cached(tag) is None  # Django's view claims the recompute
+        assert entitlement_cached(tag)["reason"] == "property_paused"
 
 
 def test_a_cache_failure_while_claiming_a_recompute_is_a_miss(personal_prop, monkeypatch):
