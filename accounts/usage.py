@@ -613,26 +613,60 @@ def entitlement_compute(tracking_tag: str, *, now: datetime | None = None) -> di
 # A small per-process layer in front of the shared cache saves a network round trip on the hot
 # path. Invalidation clears it in this process; other processes see a change within its TTL.
 LOCAL_CACHE_SECONDS = 2
-_answers = LayeredCache("entitlement:v1:", local_seconds=LOCAL_CACHE_SECONDS, local_max=10_000)
+# Stale-while-revalidate (core.cache): an answer past its lifetime is still served while the one
+# request that claimed its recompute runs the queries, so answers that expire together (after a
+# deploy, a cache flush, a benchmark's warm-up) cost one recompute each, not a burst of them.
+_answers = LayeredCache("entitlement:v2:", local_seconds=LOCAL_CACHE_SECONDS, local_max=10_000,
+                        stale_seconds=ENTITLEMENT_CACHE_SECONDS)
 
 
 def entitlement_cached(tracking_tag: str) -> dict | None:
     """The cached answer, or None when neither cache holds one. Never reads the database: the
-    WSGI fast path (api/fastpath.py) answers from here and leaves a miss to Django."""
-    return _answers.get(tracking_tag)
+    WSGI fast path (api/fastpath.py) answers from here and leaves a miss to Django. A stale answer
+    is served as it is; the first request to see it hands its recompute to this process's
+    refresher thread, so no request waits for the queries."""
+    return _answers.get(tracking_tag, background=entitlement_refresh_soon)
+
+
+_refresher: list = []  # this process's one refresher thread, started on first use
+
+
+def entitlement_refresh_soon(tracking_tag: str) -> None:
+    """Recompute a stale answer off the request path (one thread per process, one at a time)."""
+    if not _refresher:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _refresher.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="entitlement-refresh"))
+    _refresher[0].submit(_refresh_in_thread, tracking_tag)
+
+
+def _refresh_in_thread(tracking_tag: str) -> None:
+    from django.db import close_old_connections
+
+    close_old_connections()  # this thread's own connection, kept between refreshes
+    try:
+        entitlement_refresh(tracking_tag)
+    except Exception:  # the stale answer stays until its claim lapses; the next request retries
+        log.exception("Refreshing the entitlement of %s failed", tracking_tag)
+
+
+def entitlement_refresh(tracking_tag: str, *, now: datetime | None = None) -> dict | None:
+    """Compute the answer and cache it (or drop the entry: no property has the tag)."""
+    answer = entitlement_compute(tracking_tag, now=now)
+    if answer is None:
+        _answers.forget(tracking_tag)
+    else:
+        _answers.set(tracking_tag, answer, random.randint(ENTITLEMENT_CACHE_MIN_SECONDS, ENTITLEMENT_CACHE_SECONDS))
+    return answer
 
 
 def entitlement_get(tracking_tag: str, *, now: datetime | None = None) -> dict | None:
-    """The cached answer. Entries live at most ENTITLEMENT_CACHE_SECONDS in the shared cache (and
-    LOCAL_CACHE_SECONDS in this process) and are dropped on the domain events that change an
-    answer (api.apps) and when a property or account is saved."""
-    answer = entitlement_cached(tracking_tag)
-    if answer is None:
-        answer = entitlement_compute(tracking_tag, now=now)
-        if answer is None:
-            return None
-        _answers.set(tracking_tag, answer, random.randint(ENTITLEMENT_CACHE_MIN_SECONDS, ENTITLEMENT_CACHE_SECONDS))
-    return answer
+    """The cached answer. Entries are fresh for at most ENTITLEMENT_CACHE_SECONDS in the shared
+    cache (and LOCAL_CACHE_SECONDS in this process); past that, this request recomputes the answer
+    if it is the first to ask, and gets the stale one while another request does. They are dropped
+    on the domain events that change an answer (api.apps) and when a property or account is saved."""
+    answer = _answers.get(tracking_tag, refresh=True)
+    return entitlement_refresh(tracking_tag, now=now) if answer is None else answer
 
 
 def entitlement_invalidate(account_id: int) -> None:

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from datetime import UTC
 from decimal import Decimal
 
+from django.db import connection
 from django.db.models import F, Q
 
+from accounts.models import Account, AuditEvent
+from core import sql
 from core.money import ZERO, cents
-from core.sql import update_from_values
 
 from .gateways import ChargeRequest, ChargeResult, GatewayError, GatewayUnavailable, RefundResult, get_gateway
 from .models import (
@@ -90,12 +92,15 @@ def invoice_create(*, account, subscription, kind, lines: list[Line], currency: 
 
 
 def _line_row(invoice: Invoice, line: Line) -> InvoiceLine:
-    return InvoiceLine(
-        invoice=invoice, description=line.description[:300], computation=line.computation[:300],
-        quantity=line.quantity, unit_price=line.amount if line.unit_price is None else line.unit_price,
-        amount=line.amount, period_start=line.period_start or invoice.period_start,
-        period_end=line.period_end or invoice.period_end,
-    )
+    return InvoiceLine(invoice=invoice, **_line_fields(line, invoice.period_start, invoice.period_end))
+
+
+def _line_fields(line: Line, period_start, period_end) -> dict:
+    """An invoice line's columns (the set-wise insert writes them in this order)."""
+    return {"description": line.description[:300], "computation": line.computation[:300],
+            "quantity": line.quantity, "unit_price": line.amount if line.unit_price is None else line.unit_price,
+            "amount": line.amount, "period_start": line.period_start or period_start,
+            "period_end": line.period_end or period_end}
 
 
 def credit_apply(invoice: Invoice, *, now) -> Decimal:
@@ -151,21 +156,47 @@ def _issued(invoice: Invoice, account, number: str, now) -> None:
             invoice.paid_at = now
 
 
-# --- set-wise: the billing run issues and collects a chunk of invoices in a few statements ---------
+# --- set-wise: the billing run issues and collects a batch of invoices in a few statements ---------
+#
+# No model instance per row: each statement joins the whole batch as a relation (`core.sql.rows_from`:
+# binary arrays on PostgreSQL, VALUES on SQLite), and what the next step needs travels as small
+# frozen rows (`Attempt`). The guarantees are those of the one-by-one functions above.
 
 
 @dataclass(frozen=True)
 class Draft:
-    """An invoice to issue with `invoices_issue_many`."""
+    """An invoice to issue with `invoices_issue_many`, and the card of its first attempt."""
 
-    account: object
-    subscription: object
+    account_id: int
+    subscription_id: int | None
     kind: str
     lines: list[Line]
     currency: str
     period_start: object
     period_end: object
     dedupe_key: str
+    payment_method_id: int
+    payment_method_gateway_id: str
+    customer_id: str  # the account's customer at the gateway; "" when the gateway has to create it
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A first charge attempt recorded by `invoices_issue_many`: what steps 2 and 3 need."""
+
+    payment_id: int
+    invoice_id: int
+    account_id: int
+    amount: Decimal
+    currency: str
+    idempotency_key: str
+    payment_method_gateway_id: str
+    customer_id: str
+    gateway: str
+
+    def payment(self) -> Payment:
+        """The Payment row, for the one-by-one functions (a decline, a lost answer)."""
+        return Payment.objects.select_related("account", "payment_method").get(pk=self.payment_id)
 
 
 def accounts_with_credit(account_ids) -> set[int]:
@@ -174,87 +205,174 @@ def accounts_with_credit(account_ids) -> set[int]:
                .values_list("account_id", flat=True))
 
 
-def invoices_issue_many(drafts: list[Draft], *, now) -> list[Invoice]:
-    """`invoice_create` + `invoice_issue` for many invoices in four statements, for accounts
-    without credit (the caller checks `accounts_with_credit` in the same transaction). Numbers are
-    taken last, in one step, so the counter's lock is held only for the inserts (INV-1). A
-    duplicate `dedupe_key` raises IntegrityError for the whole set (REN-3)."""
+def invoices_issue_many(drafts: list[Draft], *, now, audit_actor: str) -> list[Attempt]:
+    """`invoice_create` + `invoice_issue` + `payment_begin` for many invoices of accounts without
+    credit (the caller checks `accounts_with_credit` in the same transaction), in a fixed number of
+    statements: each invoice with its lines, the billing details of its account as they are now
+    (INV-4), an `invoice.issued` audit row by `audit_actor` (ACC-3), and its first attempt,
+    `unknown`, on the draft's card (PAY-2). Returns the attempts, in the drafts' order.
+
+    Numbers are taken by the transaction's last statement (INV-1): the counter's row lock is held
+    from there to the commit, not through the batch's other writes, so two workers do not take
+    turns for a whole batch. They stay gapless: taken and used in one transaction. On PostgreSQL
+    the invoices' ids are reserved first, their lines and payments written (the foreign keys are
+    checked at commit), then one statement bumps the counter, inserts the numbered invoices and
+    their audit rows. A duplicate `dedupe_key` raises IntegrityError for the whole set (REN-3)."""
     if not drafts:
         return []
-    invoices = []
-    for draft in drafts:
-        subtotal = cents(sum((line.amount for line in draft.lines), ZERO))
-        invoices.append(Invoice(
-            account=draft.account, subscription=draft.subscription, kind=draft.kind, currency=draft.currency,
-            period_start=draft.period_start, period_end=draft.period_end, dedupe_key=draft.dedupe_key,
-            created_at=now, status=InvoiceStatus.DRAFT, subtotal=subtotal, total=subtotal,
-        ))
     year = now.astimezone(UTC).year
-    for invoice, draft, number in zip(invoices, drafts, next_numbers("INV", year, len(invoices)), strict=True):
-        _issued(invoice, draft.account, f"{year}-{number:06d}", now)
-    Invoice.objects.bulk_create(invoices)
-    InvoiceLine.objects.bulk_create([_line_row(invoice, line)
-                                     for invoice, draft in zip(invoices, drafts, strict=True)
-                                     for line in draft.lines])
-    return invoices
-
-
-def payments_begin_many(pairs: list[tuple[Invoice, PaymentMethod]], *, now) -> list[Payment]:
-    """Step 1 for the first attempt on many new invoices, in one statement."""
+    Sequence.objects.get_or_create(series="INV", year=year)
+    ids = _invoice_ids_reserve(len(drafts))
+    totals = [cents(sum((line.amount for line in draft.lines), ZERO)) for draft in drafts]
+    line_rows = []
+    for invoice_id, draft in zip(ids, drafts, strict=True):
+        for line in draft.lines:
+            fields = _line_fields(line, draft.period_start, draft.period_end)
+            line_rows.append((invoice_id, *fields.values()))
+    line_columns = {"invoice_id": "id", "description": "text", "computation": "text", "quantity": "decimal",
+                    "unit_price": "decimal", "amount": "decimal", "period_start": "datetime",
+                    "period_end": "datetime"}
+    for chunk in sql.chunks(line_rows, len(line_columns)):
+        source, params = sql.rows_from(line_columns, chunk)
+        sql.run(f"INSERT INTO {InvoiceLine._meta.db_table} ({', '.join(line_columns)}) "
+                f"SELECT {', '.join(line_columns)} FROM {source}", params)
     gateway = get_gateway().name
-    return Payment.objects.bulk_create([
-        Payment(invoice=invoice, account=invoice.account, payment_method=method, amount=invoice.amount_due,
-                currency=invoice.currency, idempotency_key=f"prorata-inv{invoice.pk}-a1", gateway=gateway,
-                status=PaymentStatus.UNKNOWN, attempted_at=now)
-        for invoice, method in pairs
-    ])
+    keys = [f"prorata-inv{invoice_id}-a1" for invoice_id in ids]
+    payment_columns = {"invoice_id": "id", "account_id": "id", "payment_method_id": "id", "amount": "decimal",
+                       "currency": "text", "idempotency_key": "text"}
+    payment_of = {}
+    rows = [(invoice_id, draft.account_id, draft.payment_method_id, total, draft.currency, key)
+            for invoice_id, draft, total, key in zip(ids, drafts, totals, keys, strict=True)]
+    for chunk in sql.chunks(rows, len(payment_columns)):
+        source, params = sql.rows_from(payment_columns, chunk)
+        payment_of.update((invoice_id, pk) for pk, invoice_id in sql.run(
+            f"INSERT INTO {Payment._meta.db_table} ({', '.join(payment_columns)}, gateway, gateway_reference, "
+            "status, decline_code, decline_message, refunded_amount, attempted_at) "
+            f"SELECT {', '.join(payment_columns)}, %s, '', %s, '', '', 0, %s FROM {source} RETURNING id, invoice_id",
+            [gateway, PaymentStatus.UNKNOWN, now, *params]))
+    _invoices_number_and_insert(ids, drafts, totals, year, now, audit_actor)
+    return [Attempt(payment_of[invoice_id], invoice_id, draft.account_id, total, draft.currency, key,
+                    draft.payment_method_gateway_id, draft.customer_id, gateway)
+            for invoice_id, draft, total, key in zip(ids, drafts, totals, keys, strict=True)]
 
 
-def payments_send_many(payments: list[Payment]) -> list[ChargeResult | None]:
-    """Step 2 for many payments, outside any transaction: one call where the gateway takes a
+INVOICE_COLUMNS = {"id": "id", "account_id": "id", "subscription_id": "id", "kind": "text", "currency": "text",
+                   "dedupe_key": "text", "period_start": "datetime", "period_end": "datetime", "total": "decimal"}
+INVOICE_INSERT = (  # {number}, {source}, {counter}: per database; bill-to details as they are now (INV-4)
+    "INSERT INTO {invoice} (id, account_id, subscription_id, number, kind, status, currency, dedupe_key, "
+    "period_start, period_end, issued_at, bill_to_name, bill_to_company, bill_to_address, bill_to_country, "
+    "bill_to_vat_id, subtotal, credit_applied, total, amount_paid, notes, pending_change, created_at) "
+    "SELECT v.id, v.account_id, v.subscription_id, {number}, v.kind, %s, v.currency, v.dedupe_key, v.period_start, "
+    "v.period_end, %s, a.name, a.company, a.address, a.country, a.vat_id, v.total, 0, v.total, 0, '', '{{}}', %s "
+    "FROM {counter}{source} JOIN {account} a ON a.id = v.account_id"
+)
+AUDIT_INSERT = ("INSERT INTO {audit} (account_id, actor_id, actor_label, action, object_type, object_id, before, "
+                "after, reason, created_at) ")
+
+
+def _invoices_number_and_insert(ids, drafts, totals, year, now, audit_actor) -> None:
+    rows = [(invoice_id, draft.account_id, draft.subscription_id, draft.kind, draft.currency, draft.dedupe_key,
+             draft.period_start, draft.period_end, total)
+            for invoice_id, draft, total in zip(ids, drafts, totals, strict=True)]
+    tables = {"invoice": Invoice._meta.db_table, "account": Account._meta.db_table,
+              "audit": AuditEvent._meta.db_table}
+    if connection.vendor == "postgresql":
+        # One statement from the counter's lock to the commit: bump it, insert the numbered
+        # invoices (numbers in the drafts' order, f"{year}-{n:06d}" as `invoice_issue` spells them),
+        # and their audit rows.
+        source, params = sql.rows_from({**INVOICE_COLUMNS, "n": "int"},
+                                       [(*row, n) for n, row in enumerate(rows, start=1)])
+        serial = "(counter.last - %s + v.n)::text"
+        number = f"%s || lpad({serial}, greatest(6, length({serial})), '0')"
+        insert = INVOICE_INSERT.format(number=number, counter="counter CROSS JOIN ", source=source, **tables)
+        sql.run(
+            "WITH counter AS (UPDATE invoices_sequence SET last = last + %s WHERE series = 'INV' AND year = %s "
+            f"RETURNING last), issued AS ({insert} RETURNING id, account_id, number, kind, total) "
+            + AUDIT_INSERT.format(**tables)
+            + "SELECT account_id, NULL, %s, 'invoice.issued', 'Invoice', id::text, '{}', "
+            "jsonb_build_object('number', number, 'kind', kind, 'total', total::text), '', %s FROM issued",
+            [len(rows), year, f"{year}-", len(rows), len(rows), InvoiceStatus.OPEN, now, now, *params,
+             audit_actor, now])
+        return
+    # SQLite: the transaction holds the whole database, so the order of the statements is free.
+    numbers = [f"{year}-{n:06d}" for n in next_numbers("INV", year, len(rows))]
+    for chunk in sql.chunks(list(zip(rows, numbers, strict=True)), len(INVOICE_COLUMNS) + 1):
+        source, params = sql.rows_from({**INVOICE_COLUMNS, "number": "text"},
+                                       [(*row, number) for row, number in chunk])
+        sql.run(INVOICE_INSERT.format(number="v.number", counter="", source=source, **tables),
+                [InvoiceStatus.OPEN, now, now, *params])
+    audit_columns = {"account_id": "id", "object_id": "text", "after": "json"}
+    audits = [(draft.account_id, str(invoice_id), {"number": number, "kind": draft.kind, "total": str(total)})
+              for invoice_id, draft, total, number in zip(ids, drafts, totals, numbers, strict=True)]
+    for chunk in sql.chunks(audits, len(audit_columns)):
+        source, params = sql.rows_from(audit_columns, chunk)
+        sql.run(AUDIT_INSERT.format(**tables) + "SELECT account_id, NULL, %s, 'invoice.issued', 'Invoice', object_id, "
+                f"'{{}}', after, '', %s FROM {source}", [audit_actor, now, *params])
+
+
+def _invoice_ids_reserve(count: int) -> list[int]:
+    """Primary keys for `count` new invoices, taken before the rows are written."""
+    table = Invoice._meta.db_table
+    if connection.vendor == "postgresql":
+        return [row[0] for row in sql.run(f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) "
+                                          "FROM generate_series(1, %s)", [count])]
+    # SQLite: the write transaction holds the database, so nobody else takes ids meanwhile.
+    row = sql.run("SELECT max(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = %s), 0), "
+                  f"COALESCE((SELECT max(id) FROM {table}), 0))", [table])
+    last = row[0][0]
+    return list(range(last + 1, last + count + 1))
+
+
+def payments_send_many(attempts: list[Attempt]) -> list[ChargeResult | None]:
+    """Step 2 for many attempts, outside any transaction: one call where the gateway takes a
     batch (`charge_many`), else one `payment_send` each. None: still unknown (PAY-2)."""
-    if not payments:
+    if not attempts:
         return []
-    gateway = get_gateway(payments[0].gateway)
+    gateway = get_gateway(attempts[0].gateway)
     charge_many = getattr(gateway, "charge_many", None)
-    if charge_many is None or any(p.gateway != payments[0].gateway for p in payments):
-        return [payment_send(payment) for payment in payments]
-    requests = [ChargeRequest(customer_id=gateway.ensure_customer(p.account),
-                              payment_method_id=p.payment_method.gateway_id, amount=p.amount, currency=p.currency,
-                              idempotency_key=p.idempotency_key, description=f"Invoice {p.invoice_id}")
-                for p in payments]
+    if charge_many is None or any(a.gateway != attempts[0].gateway for a in attempts):
+        payments = Payment.objects.select_related("account", "payment_method").in_bulk(
+            [a.payment_id for a in attempts])
+        return [payment_send(payments[a.payment_id]) for a in attempts]
+    requests = [ChargeRequest(customer_id=a.customer_id or _customer(gateway, a.account_id),
+                              payment_method_id=a.payment_method_gateway_id, amount=a.amount, currency=a.currency,
+                              idempotency_key=a.idempotency_key, description=f"Invoice {a.invoice_id}")
+                for a in attempts]
     try:
         return charge_many(requests)
     except GatewayUnavailable:
-        return [payment_lookup(payment, unseen_means_not_sent=False) for payment in payments]
+        return [payment_lookup(a.payment(), unseen_means_not_sent=False) for a in attempts]
 
 
-def payments_record_succeeded(pairs: list[tuple[Payment, ChargeResult]], *, now) -> list[Payment]:
-    """Step 3 for many succeeded charges, in the caller's transaction: the payments still
-    unknown are marked succeeded and their invoices paid. Returns those settled by this call
-    (a webhook or another worker may have settled some first)."""
-    done = update_from_values(  # one statement; only payments still unknown (PAY-2)
-        Payment, {"gateway_reference": "text"},
-        [(payment.pk, result.reference) for payment, result in pairs],
-        constants={"status": PaymentStatus.SUCCEEDED, "settled_at": now},
-        where="status = %s", where_params=(PaymentStatus.UNKNOWN,),
-    )
-    settled = []
-    for payment, result in pairs:
-        if payment.pk in done:
-            payment.status, payment.gateway_reference, payment.settled_at = (
-                PaymentStatus.SUCCEEDED, result.reference, now)
-            settled.append(payment)
-    by_amount: dict[Decimal, list[int]] = {}
-    for payment in settled:
-        by_amount.setdefault(payment.amount, []).append(payment.invoice_id)
-    for amount, invoice_ids in by_amount.items():
-        Invoice.objects.filter(pk__in=invoice_ids).update(amount_paid=F("amount_paid") + amount, paid_at=now)
-    Invoice.objects.filter(
-        pk__in=[payment.invoice_id for payment in settled], amount_paid__gte=F("total"),
-        status__in=[InvoiceStatus.OPEN, InvoiceStatus.DRAFT],
-    ).update(status=InvoiceStatus.PAID)
-    return settled
+def _customer(gateway, account_id: int) -> str:
+    return gateway.ensure_customer(Account.objects.get(pk=account_id))  # may create it at the gateway
+
+
+def payments_record_succeeded(pairs: list[tuple[Attempt, ChargeResult]], *, now) -> list[Attempt]:
+    """Step 3 for many succeeded charges, in the caller's transaction, which holds the invoices'
+    subscriptions (so no one else settles these payments meanwhile): the invoices of the payments
+    still unknown are paid (one update: amount, date and status), then those payments are marked
+    succeeded (a conditional update: only payments still unknown, PAY-2). Invoices before payments,
+    the lock order. Returns the attempts settled by this call (a webhook or another worker may
+    have settled some first)."""
+    if not pairs:
+        return []
+    invoice, payment = Invoice._meta.db_table, Payment._meta.db_table
+    done: set[int] = set()
+    for chunk in sql.chunks(pairs, 2):
+        source, params = sql.rows_from({"id": "id"}, [(attempt.payment_id,) for attempt, _result in chunk])
+        sql.run(f"UPDATE {invoice} SET amount_paid = {invoice}.amount_paid + p.amount, paid_at = %s, "
+                f"status = CASE WHEN {invoice}.amount_paid + p.amount >= {invoice}.total AND {invoice}.status IN "
+                f"(%s, %s) THEN %s ELSE {invoice}.status END FROM {source} JOIN {payment} p ON p.id = v.id "
+                f"WHERE {invoice}.id = p.invoice_id AND p.status = %s",
+                [now, InvoiceStatus.OPEN, InvoiceStatus.DRAFT, InvoiceStatus.PAID, *params, PaymentStatus.UNKNOWN])
+        source, params = sql.rows_from({"id": "id", "reference": "text"},
+                                       [(attempt.payment_id, result.reference) for attempt, result in chunk])
+        done.update(row[0] for row in sql.run(
+            f"UPDATE {payment} SET status = %s, gateway_reference = v.reference, settled_at = %s FROM {source} "
+            f"WHERE {payment}.id = v.id AND {payment}.status = %s RETURNING {payment}.id",
+            [PaymentStatus.SUCCEEDED, now, *params, PaymentStatus.UNKNOWN]))
+    return [attempt for attempt, _result in pairs if attempt.payment_id in done]
 
 
 def invoice_void(invoice: Invoice, *, now) -> None:

@@ -111,20 +111,27 @@ def subscription_claim(pk: int, due):
             .select_related("plan", "account", "scheduled_plan").filter(pk=pk).first())
 
 
-def subscriptions_claim(due) -> list[Subscription]:
+def subscriptions_claim(due, related=("plan", "account", "scheduled_plan"), fields=()) -> list[Subscription]:
     """The set-wise claim of due subscriptions (renewals and roll-overs of a batch), skipping rows
     another worker holds. It takes no account locks: the batch writes only new rows that refer to
     the accounts (their foreign-key checks do not conflict with a NO KEY UPDATE lock) and never
-    changes an account row; anything that would goes through `subscription_claim`, one by one."""
-    return list(_for_update(due, skip_locked=True, of=("self",))
-                .select_related("plan", "account", "scheduled_plan").order_by("pk"))
+    changes an account row; anything that would goes through `subscription_claim`, one by one.
+    `related`: the rows loaded with each subscription (none: the caller attaches what it needs);
+    `fields`: only these columns (a batch of full rows costs more to decode than to lock)."""
+    claimed = _for_update(due, skip_locked=True, of=("self",))
+    if related:
+        claimed = claimed.select_related(*related)
+    if fields:
+        claimed = claimed.only(*fields)
+    return list(claimed.order_by("pk"))
 
 
-def subscriptions_lock(ids) -> list[Subscription]:
-    """Lock these subscriptions by primary key, waiting for them, without their accounts: for the
-    billing run's set-wise steps, which never write an account row (see `subscriptions_claim`)."""
-    return list(_for_update(Subscription.objects.filter(pk__in=list(ids)), of=("self",))
-                .select_related("plan", "account").order_by("pk"))
+def subscriptions_lock_statuses(ids) -> dict[int, str]:
+    """Lock these subscriptions by primary key, waiting for them, without their accounts, and
+    return their statuses (no model instance): for the billing run's set-wise steps, which never
+    write an account row (see `subscriptions_claim`)."""
+    return dict(_for_update(Subscription.objects.filter(pk__in=list(ids)), of=("self",))
+                .order_by("pk").values_list("pk", "status"))
 
 
 def refund_request_lock(pk: int):

@@ -8,7 +8,13 @@ from django.utils import timezone
 
 from accounts.models import Account, Property, UsageMonth
 from accounts.services import pause_excess, property_delete
-from accounts.usage import entitlement_cache_clear_local, entitlement_get, month_start, usage_ingest
+from accounts.usage import (
+    entitlement_cache_clear_local,
+    entitlement_cached,
+    entitlement_get,
+    month_start,
+    usage_ingest,
+)
 from core import events
 from subscriptions.models import Status, Subscription
 
@@ -232,3 +238,74 @@ def test_answers_cached_together_do_not_all_expire_together(personal_prop):
         entitlement_cache_clear_local()
         assert not any(entitlement_get(p.tracking_tag)["active"] for p in props)  # all expired by 30 s
     assert any(refreshed) and not all(refreshed)
+
+
+def test_a_stale_answer_is_recomputed_by_one_request_and_served_stale_to_the_others_meanwhile(personal_prop,
+                                                                                            monkeypatch):
+    """Stale-while-revalidate (issue 17): when answers cached together expire together, each is
+    recomputed once, by the first request that asks; requests arriving meanwhile (in any process:
+    the claim is in the shared cache) get the stale answer instead of running the queries too."""
+    from accounts import usage
+
+    tag = personal_prop.tracking_tag
+    real = usage.entitlement_compute
+    computed = []
+
+    def recompute(tracking_tag, now=None):
+        computed.append(tracking_tag)
+        entitlement_cache_clear_local()  # as another process would see it
+        assert entitlement_get(tracking_tag)["active"] is True  # stale: not recomputed a second time
+        assert entitlement_cached(tracking_tag)["active"] is True  # the fast path serves it too
+        return real(tracking_tag, now=now)
+
+    monkeypatch.setattr(usage, "entitlement_refresh_soon", lambda tag: pytest.fail("refreshed twice"))
+
+    with time_machine.travel(NOW, tick=False) as clock:
+        assert entitlement_get(tag)["active"] is True
+        Property.objects.filter(pk=personal_prop.pk).update(status="paused")
+        clock.shift(timedelta(seconds=31))
+        entitlement_cache_clear_local()
+        monkeypatch.setattr(usage, "entitlement_compute", recompute)
+        assert entitlement_get(tag)["reason"] == "property_paused"
+        assert computed == [tag]
+        entitlement_cache_clear_local()
+        assert entitlement_cached(tag)["reason"] == "property_paused"  # fresh again, for everyone
+
+
+def test_the_fast_path_serves_a_stale_answer_at_once_and_has_it_recomputed_once_off_the_request(
+        personal_prop, monkeypatch):
+    """Speed: after expiry the fast path answers the stale entitlement at once; one recompute runs off the request."""
+    from accounts import usage
+
+    tag = personal_prop.tracking_tag
+    handed = []
+    monkeypatch.setattr(usage, "entitlement_refresh_soon", handed.append)
+    with time_machine.travel(NOW, tick=False) as clock:
+        entitlement_get(tag)
+        Property.objects.filter(pk=personal_prop.pk).update(status="paused")
+        clock.shift(timedelta(seconds=31))
+        for _ in range(3):
+            entitlement_cache_clear_local()
+            assert entitlement_cached(tag)["active"] is True  # stale, served without waiting
+        assert handed == [tag]  # one recompute, whoever asked
+        usage.entitlement_refresh(tag)  # what the refresher thread runs
+        entitlement_cache_clear_local()
+        assert entitlement_cached(tag)["reason"] == "property_paused"
+
+
+def test_a_cache_failure_while_claiming_a_recompute_is_a_miss(personal_prop, monkeypatch):
+    """Reliability: a cache error while claiming the recompute is a miss answered from the database."""
+    from django.core.cache import cache
+
+    tag = personal_prop.tracking_tag
+    with time_machine.travel(NOW, tick=False) as clock:
+        entitlement_get(tag)
+        Property.objects.filter(pk=personal_prop.pk).update(status="paused")
+        clock.shift(timedelta(seconds=31))
+        entitlement_cache_clear_local()
+
+        def down(*args, **kwargs):
+            raise ConnectionError("Redis is down")
+
+        monkeypatch.setattr(cache, "add", down)
+        assert entitlement_get(tag)["reason"] == "property_paused"  # recomputed from the database
