@@ -266,7 +266,8 @@ def usage_ingest(raw_events: list, *, now: datetime | None = None) -> IngestResu
     result.rejections.sort(key=lambda r: r.index)
     if storable:
         with transaction.atomic():
-            if connection.vendor == "postgresql":
+            pg = connection.vendor == "postgresql"
+            if pg:
                 # Check the events' foreign keys as they are inserted, not at COMMIT while the
                 # counter rows below are locked: concurrent batches wait less for each other.
                 connection.cursor().execute("SET CONSTRAINTS ALL IMMEDIATE")
@@ -278,6 +279,8 @@ def usage_ingest(raw_events: list, *, now: datetime | None = None) -> IngestResu
                 result.counted = _count(new, targets, now)
                 result.over_quota = result.accepted - result.counted
                 _record_first_events(new, targets, now)
+            if pg:  # the setting lasts to the end of the enclosing transaction: give the default back
+                connection.cursor().execute("SET CONSTRAINTS ALL DEFERRED")
     return result
 
 

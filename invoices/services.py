@@ -221,6 +221,8 @@ def invoices_issue_many(drafts: list[Draft], *, now, audit_actor: str) -> list[A
     if not drafts:
         return []
     year = now.astimezone(UTC).year
+    if connection.vendor == "postgresql":  # the lines and payments refer to invoices inserted last
+        sql.run("SET CONSTRAINTS ALL DEFERRED", [])
     Sequence.objects.get_or_create(series="INV", year=year)
     ids = _invoice_ids_reserve(len(drafts))
     totals = [cents(sum((line.amount for line in draft.lines), ZERO)) for draft in drafts]

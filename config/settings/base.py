@@ -204,3 +204,12 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# The seller (TAX-1): printed on every invoice, credit note and billing e-mail; the support address
+# is shown on the billing pages and in every suspension banner. The demo is a US company.
+SELLER_NAME = env.str("SELLER_NAME", default="Prorata Demo Inc.")
+SELLER_ADDRESS = env.str("SELLER_ADDRESS", default="1 Market Street\nSan Francisco, CA 94105")
+SELLER_COUNTRY = env.str("SELLER_COUNTRY", default="US")  # ISO 3166-1 alpha-2
+SELLER_TAX_ID = env.str("SELLER_TAX_ID", default="")  # e.g. a VAT ID (DE123456789) or an EIN
+SELLER_REGISTRATION = env.str("SELLER_REGISTRATION", default="")  # e.g. "Amtsgericht Berlin HRB 12345"
+SELLER_SUPPORT_EMAIL = env.str("SELLER_SUPPORT_EMAIL", default="support@prorata.localhost")
