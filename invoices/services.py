@@ -54,8 +54,8 @@ class Line:
     @classmethod
     def from_quote(cls, line, period_start=None, period_end=None) -> "Line":
         """From a quote line (description, amount, computation), for the span it charges."""
-        return cls(line.description, line.amount, line.computation, period_start=period_start,
-                   period_end=period_end)
+        return cls(line.description, line.amount, line.computation, quantity=Decimal(line.quantity),
+                   unit_price=line.unit_price, period_start=period_start, period_end=period_end)
 
 
 def next_number(series: str, year: int) -> int:

@@ -328,7 +328,7 @@ def set_extra_properties(subscription, quantity: int, *, actor=None, now=None,
             events.emit("add_on.changed", sub.account_id, now=now, subscription_id=sub.pk, quantity=quantity,
                         invoice_id=None, amount="0.00", effective_at=sub.current_period_end.isoformat())
             return quote
-        period = (sub.current_period_start, sub.current_period_end)
+        period = (now, sub.current_period_end)  # PAY-4: the span the prorated line charges (ADD-1)
         step = charges.charge_begin(sub, kind=InvoiceKind.ADD_ON,
                                     lines=[ledger.Line.from_quote(line, *period) for line in lines],
                                     pending={"action": "add_on", "quantity": quantity}, currency=sub.plan.currency,

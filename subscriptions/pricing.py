@@ -294,6 +294,8 @@ class QuoteLine:
     description: str
     amount: Decimal
     computation: str = ""
+    quantity: int = 1  # how many units the line charges (extra properties: their number)
+    unit_price: Decimal | None = None  # one unit for the whole period, before proration; None: the amount
 
 
 def _difference_line(
@@ -436,7 +438,7 @@ def addon_line(
         f"{format_money(unit, currency)}/{per}, {remaining} of {total} days "
         f"({_span(period, on)})"
     )
-    return QuoteLine(description, amount, computation)
+    return QuoteLine(description, amount, computation, quantity=quantity, unit_price=unit)
 
 
 def overage_amount(sessions: int, included: int | None, per_1000: Decimal | None) -> Decimal:
@@ -543,6 +545,8 @@ class Quote:
     notes: tuple[str, ...] = ()  # e.g. the forfeited-days notice (UPG-3)
     forfeited_days: int = 0
     invoice: object | None = None  # set with dataclasses.replace once applied
+    next_charge: object | None = None  # the next automatic charge once applied (PAY-4), from the statement
+    next_charge_text: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in QUOTE_KINDS:

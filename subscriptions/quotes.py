@@ -3,6 +3,8 @@ without changing anything. `billing` recomputes the same quote under its locks a
 the billing page shows it for the customer to confirm.
 """
 
+import copy
+import dataclasses
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -15,6 +17,7 @@ from . import pricing, terms
 from .errors import InvalidChange, LimitExceeded, NotEligible, QuoteChanged
 from .models import Status, Subscription
 from .pricing import Quote, QuoteLine
+from .statement import account_statement
 
 
 @dataclass
@@ -57,7 +60,57 @@ def _day(sub_or_account, moment) -> str:
 
 def plan_change(sub: Subscription, plan: Plan, cycle: str, now) -> Change:
     """What changing `sub` to (plan, cycle) at `now` does and costs (PAY-3); changes nothing.
-    The cases are tabled in docs/billing-engine.md."""
+    The cases are tabled in docs/billing-engine.md. The quote states the next automatic charge as
+    the account statement works it out for the subscription as it would be after the change (PAY-4)."""
+    change = _plan_change(sub, plan, cycle, now)
+    after = _after_change(sub, change, now)
+    credit = change.credit.amount if change.credit else ZERO
+    change.quote = _with_next_charge(change.quote, sub.account, after, now, credit)
+    return change
+
+
+def _after_change(sub: Subscription, change: Change, now) -> Subscription:
+    """An unsaved copy of `sub` as the change leaves it (what lifecycle will write)."""
+    plan, cycle = change.plan, change.cycle
+    after = copy.copy(sub)
+    after.pk = None  # not the stored row: the statement looks up no invoice of it
+    if change.mode == "start_trial":
+        trial_end = terms.trial_end_at(sub.account, plan, now)
+        after.plan, after.cycle, after.status = plan, cycle, Status.TRIALING
+        after.trial_start, after.trial_end, after.extra_properties = now, trial_end, 0
+        after.current_period_start, after.current_period_end = now, trial_end
+        after.scheduled_plan, after.scheduled_cycle, after.scheduled_extra_properties = None, "", None
+        after.timezone, after.next_timezone = sub.account.timezone, ""
+    elif change.mode == "trial_change":
+        after.plan, after.cycle, after.scheduled_plan, after.scheduled_cycle = plan, cycle, None, ""
+    elif change.mode == "schedule":
+        after.scheduled_plan, after.scheduled_cycle, after.cancel_at_period_end = plan, cycle, False
+    elif change.mode == "downgrade_now":
+        after.plan, after.current_price, after.scheduled_plan, after.scheduled_cycle = (
+            plan, plan.price_for(sub.cycle) or ZERO, None, "")
+        if plan.extra_property_monthly is None:
+            after.extra_properties, after.scheduled_extra_properties = 0, None
+    elif change.mode in ("subscribe", "upgrade"):
+        start, end = change.period
+        if change.mode == "subscribe" or cycle != sub.cycle:  # a new series from today (REN-4, UPG-3)
+            after.anchor_at, after.period_index = start, 0
+            after.current_period_start, after.current_period_end = start, end
+            after.timezone, after.next_timezone = sub.account.timezone, ""
+        if change.mode == "subscribe":
+            after.extra_properties, after.scheduled_extra_properties = 0, None
+        after.plan, after.cycle, after.status = plan, cycle, Status.ACTIVE
+        after.current_price = terms.plan_price(plan, cycle)
+        after.scheduled_plan, after.scheduled_cycle, after.cancel_at_period_end = None, "", False  # UPG-5
+    return after
+
+
+def _with_next_charge(quote: Quote, account, after: Subscription, now, credit_added=ZERO) -> Quote:
+    statement = account_statement(account, now, subscription=after, credit_added=credit_added)
+    return dataclasses.replace(quote, next_charge=statement.next_charge,
+                               next_charge_text=statement.next_charge_sentence)
+
+
+def _plan_change(sub: Subscription, plan: Plan, cycle: str, now) -> Change:
     account = sub.account
     currency = plan.currency
     if cycle not in Cycle.values:
@@ -129,8 +182,8 @@ def plan_change(sub: Subscription, plan: Plan, cycle: str, now) -> Change:
             quote = Quote(kind="upgrade", amount_due=line.amount, effective_at=now, currency=currency, lines=(line,),
                           at_period_end=f"Renews on {_day(sub, sub.current_period_end)} at "
                                         f"{format_money(renewal, currency)}.")
-            return Change("upgrade", quote, plan, cycle, lines=lines,
-                           period=(sub.current_period_start, sub.current_period_end))
+            # PAY-4: the prorated line charges from now to the period end, and says so.
+            return Change("upgrade", quote, plan, cycle, lines=lines, period=(now, sub.current_period_end))
         # UPG-3: monthly -> yearly starts a new yearly period today; the monthly days left are forfeited.
         # The yearly series is new: it is counted on the account's zone from today (D-5).
         start, end = pricing.period_bounds(now, Cycle.YEARLY, 0, account.zone)
@@ -178,7 +231,18 @@ def plan_change(sub: Subscription, plan: Plan, cycle: str, now) -> Change:
 
 def addon_change(sub: Subscription, quantity: int, now) -> tuple[Quote, list]:
     """The quote for `quantity` extra properties (ADD-1, ADD-2), and the lines charged now (none
-    when fewer are scheduled for the period end)."""
+    when fewer are scheduled for the period end), with the next charge as it will be (PAY-4)."""
+    quote, lines = _addon_change(sub, quantity, now)
+    after = copy.copy(sub)
+    after.pk = None
+    if lines:
+        after.extra_properties, after.scheduled_extra_properties = quantity, None
+    else:
+        after.scheduled_extra_properties = quantity if quantity != sub.extra_properties else None
+    return _with_next_charge(quote, sub.account, after, now), lines
+
+
+def _addon_change(sub: Subscription, quantity: int, now) -> tuple[Quote, list]:
     plan = sub.plan
     if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 0 or quantity > 1000:
         raise InvalidChange("Choose a number of extra properties between 0 and 1,000.")

@@ -123,10 +123,11 @@ class Statement:
 
 
 def account_statement(account, now: datetime | None = None, *, subscription: Subscription | None = None,
-                      usage: dict | None = None) -> Statement:
+                      usage: dict | None = None, credit_added: Decimal = ZERO) -> Statement:
     """What is in force for `account` at `now` and what happens next, as the billing run will do it.
     `subscription`: a subscription as it would be after a change (a quote), instead of the stored
-    one. `usage`: this month's usage summary (selectors.usage_summary), for the projected overage."""
+    one (its `pk` None: no invoice is looked up for it); `credit_added`, credit the change would issue
+    (DWN-4). `usage`: this month's usage summary (selectors.usage_summary), for the projected overage."""
     now = now or timezone.now()
     sub = subscription or (Subscription.objects.filter(account=account).select_related("plan", "scheduled_plan")
                            .order_by("-id").first())
@@ -134,7 +135,7 @@ def account_statement(account, now: datetime | None = None, *, subscription: Sub
     statement = Statement(account=account, subscription=sub, now=now, currency=currency)
     if subscription is None:
         statement.owed = money_owed(account)
-    statement.credit = credit_balance(account, currency)
+    statement.credit = credit_balance(account, currency) + credit_added
     if sub is None:
         return statement
     statement.plan, statement.cycle = sub.plan, sub.cycle

@@ -294,8 +294,12 @@ def test_d5_a_change_of_zone_keeps_the_current_period_and_applies_from_the_next(
     assert change.effective_at == at("2026-02-28")
     sub = current(account)
     assert (sub.timezone, sub.current_period_end) == ("UTC", at("2026-02-28"))  # the current end stays
-    # Proration in the current period still counts its own (UTC) days: the quote does not move.
-    assert billing.preview_change(sub, "advanced", "monthly", now=at("2026-02-14T20:00")) == before
+    # Proration in the current period still counts its own (UTC) days: what is charged does not move;
+    # the next charge (PAY-4) is for the next period, which follows the new zone.
+    after = billing.preview_change(sub, "advanced", "monthly", now=at("2026-02-14T20:00"))
+    assert (after.amount_due, after.lines, after.at_period_end) == (before.amount_due, before.lines,
+                                                                   before.at_period_end)
+    assert "to March 30, 2026" in after.next_charge_text and "to March 31, 2026" in before.next_charge_text
     event = AuditEvent.objects.get(action="billing_zone.updated")
     assert (event.before, event.after) == ({"timezone": "UTC"}, {"timezone": "America/Adak"})
     assert "periods from 2026-02-28T00:00:00+00:00 follow it" in event.reason
