@@ -13,7 +13,7 @@ from accounts.admin_base import CREDIT_NOTE_NUMBER, INVOICE_NUMBER, BackOfficeAd
 from core.admin_base import ReadOnlyInline, change_url, changelist_url, labels, link, links, when
 from core.money import format_money
 from metrics.admin_filters import FigureFilter
-from subscriptions import staff
+from subscriptions import staff, terms
 from subscriptions.errors import BillingError
 
 from .models import (
@@ -291,6 +291,7 @@ class RefundRequestAdmin(BackOfficeAdmin):
             extra = {
                 "subtitle": f"Refund request #{obj.pk}: {obj.account}, invoice {obj.invoice}",
                 "evidence": trial_evidence(obj.account, obj.invoice.subscription),
+                "review": terms.refund_review(obj),  # REF-6: later payments and the paid time left
                 "pending": pending,
                 "can_approve": pending and can_approve,
                 "can_reject": pending and can_reject,

@@ -18,12 +18,12 @@ from accounts.services import pause_excess, unpause_within_limit
 from core import events, zones
 from core.money import ZERO
 from invoices import services as ledger
-from invoices.models import CreditNoteKind, Invoice, InvoiceKind, InvoiceStatus
+from invoices.models import CreditNoteKind, Invoice, InvoiceKind, InvoiceStatus, RefundRequest, RefundRequestStatus
 from plans.models import Plan
 
 from . import pricing, terms
 from .errors import InvalidChange
-from .locks import invoices_lock
+from .locks import invoices_lock, refund_request_lock
 from .models import Status, Subscription
 
 # --- the transition tables ------------------------------------------------------------------------
@@ -371,6 +371,30 @@ def paid_change_apply(invoice: Invoice, *, actor, now) -> None:
         # The receipt (payment.succeeded) is announced by charges.payment_settle, once.
     else:
         raise InvalidChange(f"Unknown pending change {action!r} on invoice {invoice.pk}.")
+    if invoice.total > 0:
+        refund_requests_close(invoice, now=now)
+
+
+def refund_requests_close(invoice: Invoice, *, now) -> None:
+    """REF-6: a paid plan change or purchase after a trial conversion shows the product was used: it
+    closes the account's open trial-refund requests, with that reason, and the owner is told. The
+    caller holds the invoice's locks; each request is locked after them, as a leaf."""
+    for pk in RefundRequest.objects.filter(account_id=invoice.account_id, status=RefundRequestStatus.PENDING,
+                                           invoice__paid_at__lt=invoice.paid_at).values_list("pk", flat=True):
+        request = refund_request_lock(pk)
+        if request.status != RefundRequestStatus.PENDING:
+            continue
+        paid_on = terms.local_date(invoice.account, invoice.paid_at)
+        reason = (f"Closed on {paid_on:%Y-%m-%d}: you then paid for a change to your subscription "
+                  f"({invoice.get_kind_display().lower()}, invoice {invoice.number}), which shows the product was "
+                  "used (REF-6).")
+        request.status, request.refusal_reason, request.decided_at = RefundRequestStatus.REFUSED, reason, now
+        request.save(update_fields=["status", "refusal_reason", "decided_at"])
+        audit(account=invoice.account, actor=None, action="refund.closed", obj=request,
+              before={"status": "pending"}, after={"status": request.status, "by_invoice": invoice.number},
+              reason=reason, now=now)
+        events.emit("refund.decided", invoice.account_id, now=now, refund_request_id=request.pk, approved=False,
+                    amount=str(request.invoice.total), reason=reason)
 
 
 # --- plan changes that apply at once without a charge (DWN-4) ------------------------------------------

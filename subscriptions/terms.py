@@ -437,6 +437,50 @@ def charged_at(invoice: Invoice) -> datetime | None:
     return payment.settled_at if payment else None
 
 
+# REF-6: paid changes and purchases, which show the product was used.
+USE_SHOWN_BY = (InvoiceKind.UPGRADE, InvoiceKind.ADD_ON, InvoiceKind.SUBSCRIPTION, InvoiceKind.REACTIVATION)
+
+
+def paid_change_after(invoice) -> Invoice | None:
+    """REF-6: the first paid plan change or purchase of the account after the trial conversion
+    `invoice` was charged, or None."""
+    charged = charged_at(invoice)
+    if charged is None:
+        return None
+    return (Invoice.objects.filter(account_id=invoice.account_id, kind__in=USE_SHOWN_BY, status=InvoiceStatus.PAID,
+                                   paid_at__gt=charged).order_by("paid_at", "id").first())
+
+
+@dataclass(frozen=True)
+class RefundReview:
+    """What staff see before deciding a trial refund (REF-6): every payment since the conversion,
+    and the paid time the account still has."""
+
+    later_payments: list
+    paid_until: datetime | None
+    days_left: int
+
+
+def refund_review(request, now=None) -> RefundReview:
+    now = clock(now)
+    invoice = request.invoice
+    charged = charged_at(invoice)
+    later = list(Payment.objects.filter(account_id=invoice.account_id, status=PaymentStatus.SUCCEEDED,
+                                        settled_at__gt=charged).exclude(invoice=invoice)
+                 .select_related("invoice").order_by("settled_at", "id")) if charged else []
+    current = (Subscription.objects.filter(account_id=invoice.account_id).select_related("account")
+               .order_by("-id").first())
+    paid_until = None
+    if current is not None and current.is_paid and current.status != Status.CANCELED and current.current_period_end:
+        paid_until = current.current_period_end
+        if next_period_invoiced(current) and Invoice.objects.filter(
+                dedupe_key=renewal_key(current, current.current_period_end), status=InvoiceStatus.PAID).exists():
+            paid_until = next_terms(current).end  # the next period is paid too (REN-1)
+    days_left = max((local_date(current.account, paid_until) - local_date(current.account, now)).days, 0) \
+        if paid_until else 0
+    return RefundReview(later, paid_until, days_left)
+
+
 def refund_refusal(invoice, now=None) -> str | None:
     """Why the owner may not ask for a refund of `invoice` now (REF-2, REF-3), or None."""
     now = clock(now)
@@ -457,6 +501,11 @@ def refund_refusal(invoice, now=None) -> str | None:
     if earlier is not None:
         return (f"A refund of this charge was already requested on {local_date(account, earlier.requested_at)} "
                 f"({earlier.get_status_display().lower()}).")
+    used = paid_change_after(invoice)
+    if used is not None:
+        return (f"You changed your subscription after the trial ({used.get_kind_display().lower()}, invoice "
+                f"{used.number} of {local_date(account, used.paid_at):%Y-%m-%d}), which shows the product was used, "
+                "so the trial charge can no longer be refunded.")
     if AccountFlag.objects.filter(account=account, kind=FlagKind.TRIAL_ABUSE, resolved_at__isnull=True).exists():
         return ("This account is flagged for review of its free trial, so the refund cannot be requested here. "
                 "Please contact support.")

@@ -17,7 +17,7 @@ from invoices.models import (
     RefundRequest,
     SandboxCharge,
 )
-from subscriptions import billing, pricing, staff, terms
+from subscriptions import billing, pricing, scheduler, staff, terms
 from tests.factories import PropertyFactory
 
 from .conftest import OWNER, at, kinds, messages_of
@@ -268,3 +268,52 @@ def test_ref4_support_cannot_refund_or_extend(account, support_client, clock):
     sub.refresh_from_db()
     assert sub.current_period_end == at("2026-05-01") and not CreditNote.objects.exists()
     assert sub.current_period_end - sub.current_period_start == timedelta(days=30)
+
+
+# --- REF-6: a paid change after the conversion shows the product was used -------------------------------
+
+
+def test_ref6_a_paid_change_after_the_conversion_closes_the_open_request_and_tells_the_owner(
+    converted, manager, committed
+):
+    """The reported case: a $14 trial refund was approved after the owner had paid for a yearly
+    upgrade, and approval ended the prepaid year. Now the upgrade closes the request instead."""
+    account = converted.account
+    request = billing.request_refund(converted, actor=account.owner, now=at("2026-04-20"))
+    with committed():
+        quote = billing.change_plan(current(account), "advanced", "yearly", actor=account.owner,
+                                    now=at("2026-04-22T09:00"))
+    upgrade = quote.invoice
+    request.refresh_from_db()
+    assert request.status == "refused" and f"invoice {upgrade.number}" in request.refusal_reason
+    assert "shows the product was used (REF-6)" in request.refusal_reason
+    assert AuditEvent.objects.filter(action="refund.closed", object_id=str(request.pk)).exists()
+    assert ("refund.decided", [OWNER]) in kinds()
+    with pytest.raises(billing.InvalidChange, match="already decided"):
+        staff.decide_refund(request, approve=True, reason="No usage", actor=manager, now=at("2026-04-23"))
+    yearly = current(account)
+    assert (yearly.plan.code, yearly.cycle, yearly.status) == ("advanced", "yearly", "active")  # the year stays
+    assert not Payment.objects.filter(invoice=converted, refunded_amount__gt=0).exists()
+
+
+def test_ref6_a_request_after_a_paid_change_is_refused_at_once_with_why(converted):
+    account = converted.account
+    quote = billing.change_plan(current(account), "advanced", "monthly", now=at("2026-04-18"))
+    with pytest.raises(billing.NotEligible, match=f"invoice {quote.invoice.number}.*shows the product was used"):
+        billing.request_refund(converted, now=at("2026-04-20"))
+    assert RefundRequest.objects.get().status == "refused"
+
+
+def test_ref6_staff_see_every_payment_since_the_conversion_and_the_paid_time_left(
+    converted, manager_client, clock
+):
+    """Before deciding, the review shows later payments (here a renewal) and the paid time left."""
+    account = converted.account
+    with clock("2026-05-14T09:00"):
+        request = billing.request_refund(converted, now=at("2026-05-14T09:00"))
+    scheduler.run(at("2026-05-14T08:30"))  # the renewal for 05-15 to 06-15, paid 24 hours ahead
+    renewal = Invoice.objects.get(account=account, kind=InvoiceKind.RENEWAL)
+    with clock("2026-05-14T10:00"):
+        body = manager_client.get(page(request)).content.decode()
+    assert f">{renewal.number}</a> · Renewal" in body and "14.00 USD" in body
+    assert "Paid service until 2026-06-15: 32 days left." in body
