@@ -87,7 +87,10 @@ NOTIFICATIONS: dict[str, Kind] = {
              _subject("Receipt: your {plan} subscription has started ({amount} paid)"), attach_pdf=True,
              once_per_related=True),
         Kind("subscription.upgraded", Category.BILLING,
-             _subject("Receipt: you upgraded to {to_plan} ({amount} paid)"), attach_pdf=True, once_per_related=True),
+             lambda ctx: (f"Receipt: {ctx['to_plan']} is now {ctx['to_cycle_unit']}ly ({ctx['amount']} paid)"
+                          if ctx.get("from_plan") == ctx.get("to_plan")  # a change of cycle only (UPG-1)
+                          else f"Receipt: you upgraded to {ctx['to_plan']} ({ctx['amount']} paid)"),
+             attach_pdf=True, once_per_related=True),
         Kind("subscription.trial_plan_changed", Category.BILLING,
              _subject("Your trial is now on {to_plan}, still free until {trial_end}")),
         Kind("downgrade.scheduled", Category.BILLING,
@@ -97,7 +100,9 @@ NOTIFICATIONS: dict[str, Kind] = {
              _subject("Your {plan} subscription will end on {effective_at}")),
         Kind("cancellation.effective", Category.BILLING,
              _subject("Your {plan} subscription has ended; you are on Free")),
-        Kind("subscription.resumed", Category.BILLING, _subject("Your {plan} subscription continues")),
+        Kind("subscription.resumed", Category.BILLING,
+             lambda ctx: (f"Your {ctx['plan']} trial is active again" if ctx.get("what") == "trial"
+                          else f"Your {ctx['plan']} subscription continues")),
         Kind("add_on.changed", Category.BILLING, _subject("Extra properties: you now have {quantity}"),
              attach_pdf=True),
         Kind("payment.succeeded", Category.BILLING,
@@ -251,6 +256,7 @@ def event_context(event: Event, account) -> dict:
         "restore_request": restore_request,
         "currency": currency,
         "billing_url": billing_url(),
+        "payment_method_url": billing_url() + "payment-method/",
         "site_url": settings.SITE_URL.rstrip("/"),
         "occurred_on": human_date(local_day(event.occurred_at, zone)),
         "invoice_number": invoice.number if invoice and invoice.number else "",

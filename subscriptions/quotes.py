@@ -223,7 +223,12 @@ def _plan_change(sub: Subscription, plan: Plan, cycle: str, now) -> Change:
     target = "Free" if plan.is_free else f"{plan.name} ({cycle})"
     then = ("nothing is charged" if plan.is_free
             else f"it renews at {format_money(terms.period_price(plan, cycle, keep_extra), currency)}")
+    notes = ()
+    if sub.extra_properties and not keep_extra:  # ADD-3: the add-on ends with the plan that offers it
+        notes = (f"Your {sub.extra_properties} extra propert{'y ends' if sub.extra_properties == 1 else 'ies end'} "
+                 f"then: {'Free' if plan.is_free else plan.name} does not offer extra properties.",)
     quote = Quote(kind="downgrade", amount_due=ZERO, effective_at=sub.current_period_end, currency=currency,
+                  notes=notes,
                   at_period_end=f"You keep {sub.plan.name} until {_day(sub, sub.current_period_end)}; "
                                 f"then you move to {target} and {then}. No refund for the current period.")
     return Change("schedule", quote, plan, cycle)

@@ -185,8 +185,8 @@ def plan_action(sub: Subscription | None, plan: Plan, cycle: str, trial: str) ->
         return "trial_change", f"Switch trial to {plan.name}" + ("" if cycle == sub.cycle else f" ({cycle})")
     if plan.is_free:
         return "downgrade", "Downgrade to Free"
-    if sub.cycle == Cycle.YEARLY and cycle == Cycle.MONTHLY:
-        return "downgrade", "Switch to monthly" if same else f"Downgrade to {plan.name}"
+    if sub.cycle == Cycle.YEARLY and cycle == Cycle.MONTHLY:  # DWN-1 whatever the plan: at period end
+        return "downgrade", "Switch to monthly" if same else f"Switch to {plan.name} (monthly) at period end"
     if plan.rank != sub.plan.rank:
         return ("upgrade", f"Upgrade to {plan.name}") if plan.rank > sub.plan.rank \
             else ("downgrade", f"Downgrade to {plan.name}")
@@ -323,6 +323,8 @@ def usage_summary(account, now: datetime | None = None) -> dict:
         "currency": plan.currency if plan else "USD",
         "sessions_used": sessions,
         "sessions_included": included,
+        # USE-3: the month's quota is the highest of the plans active in it, perhaps an earlier one's
+        "plan_sessions_limit": plan_limit,
         "percent": (sessions * 100 // included) if included else None,
         "hard_capped": hard_capped,
         "quota_exhausted": bool(hard_capped and included is not None and sessions >= included),

@@ -87,7 +87,7 @@ def test_use2_usage_summary_for_the_billing_page(catalog):
     summary = usage_summary(prop.account, now=NOV_10)
     assert summary == {
         "month": "2026-11", "month_name": "November 2026", "plan": "personal", "currency": "USD",
-        "sessions_used": 6_000, "sessions_included": 10_000, "percent": 60,
+        "sessions_used": 6_000, "sessions_included": 10_000, "plan_sessions_limit": 10_000, "percent": 60,
         "hard_capped": False, "quota_exhausted": False,
         "properties_used": 2, "properties_limit": 3, "integrations_used": 1, "integrations_limit": None,
         "overage_per_1000": Decimal("2.00"), "overage_sessions": 0, "overage_amount": Decimal("0.00"),
