@@ -1,11 +1,12 @@
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
 from accounts import services
 from accounts.models import Account
 from plans.services import DEMO_CATALOG, catalog_load_file
-from subscriptions import billing
+from subscriptions import billing, demo
 
 STAFF = ("admin@prorata.localhost", "admin-demo-2026")
 OWNER = ("owner@acme.localhost", "owner-demo-2026")
@@ -30,6 +31,12 @@ class Command(BaseCommand):
         if not account.properties.exists():
             for name, domain in DEMO_PROPERTIES[:1]:
                 services.property_add(account=account, name=name, domain=domain)
+        # Demo customers in every account state a newcomer should see (issue 14), built through the
+        # engine on a clock that ends now.
+        demo.build_states(timezone.now(), User.objects.get(username=STAFF[0]))
         self.stdout.write(self.style.SUCCESS("Demo data ready."))
         self.stdout.write(f"  Staff (admin):   {STAFF[0]} / {STAFF[1]}")
         self.stdout.write(f"  Customer owner:  {OWNER[0]} / {OWNER[1]}")
+        self.stdout.write("  Demo customers (billing page at /billing/):")
+        for title, email, password in demo.demo_logins():
+            self.stdout.write(f"    {email:<38} / {password}  {title}")
