@@ -13,6 +13,7 @@ from subscriptions import selectors
 
 from .models import CreditNote, Invoice, InvoiceKind
 from .pdf import credit_note_pdf, invoice_pdf
+from .selectors import issued_invoices
 
 
 def _render(request, template: str, context: dict):
@@ -42,7 +43,7 @@ def _pdf(content: bytes, filename: str) -> HttpResponse:
 def invoice_list(request):
     account = request.account
     return _render(request, "invoices/list.html", {
-        "invoices": Invoice.objects.filter(account=account, number__isnull=False).order_by("-issued_at", "-id"),
+        "invoices": issued_invoices(account),  # with what was refunded or credited (Invoice.status_label)
         "credit_notes": CreditNote.objects.filter(account=account).select_related("invoice")
                                           .order_by("-issued_at", "-id"),
     })
