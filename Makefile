@@ -32,7 +32,6 @@ run: install-runtime
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py seed_demo
 	$(PY) manage.py setup_schedules
-	$(PY) manage.py metrics_rebuild --schedule
 	@echo ""
 	@echo "  Billing page:  http://127.0.0.1:8000/billing/"
 	@echo "  Admin:         http://127.0.0.1:8000/admin/"

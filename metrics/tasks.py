@@ -28,8 +28,8 @@ def scheduled_refresh() -> str:
 
 
 def ensure_schedule() -> str:
-    """Create or update the refresh's schedule; idempotent (`metrics_rebuild --schedule`, which
-    `make run` runs after `setup_schedules`; run it on every deploy too)."""
+    """Create or update the refresh's schedule; idempotent (`setup_schedules` calls it on every
+    deploy; `metrics_rebuild --schedule` too)."""
     from django_q.models import Schedule
 
     Schedule.objects.update_or_create(name="metrics-refresh", defaults={

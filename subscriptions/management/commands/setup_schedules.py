@@ -3,6 +3,7 @@ from django.core.management.base import BaseCommand
 from django_q.models import Schedule
 
 from invoices.stripe_schedules import ensure_reconcile_schedule
+from metrics import tasks as metrics_tasks
 
 
 def ensure_schedules() -> list[str]:
@@ -21,12 +22,13 @@ def ensure_schedules() -> list[str]:
         )
         done.append(f"{name}: {func} every {minutes} min")
     done.append(ensure_reconcile_schedule())  # PAY-2: settle unknown outcomes and missed webhooks daily
+    done.append(metrics_tasks.ensure_schedule())  # ACC-5: the revenue figures' stored rows, every 15 min
     return done
 
 
 class Command(BaseCommand):
     help = ("Create or update the scheduled tasks (billing run, e-mail retries, usage-event pruning, "
-            "payment reconciliation).")
+            "payment reconciliation, the revenue figures' refresh).")
 
     def handle(self, *args, **options):
         for line in ensure_schedules():
