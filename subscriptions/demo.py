@@ -41,84 +41,72 @@ def _owner(key: str, name: str, *, now: datetime, card: str = "pm_card_visa"):
     return account
 
 
+def _customer(key: str, name: str, days_before: float, card: str = "pm_card_visa"):
+    """A builder's first step, shared: the customer `key` signs up `days_before` `today` with a card
+    of their own; a builder whose customer exists already is skipped (seed_demo runs twice)."""
+    def wrap(build):
+        def builder(today, staff_user):
+            start = today - timedelta(days=days_before)
+            account = _owner(key, name, now=start, card=card)
+            return None if account is None else build(account, start, today, staff_user)
+        return builder
+    return wrap
+
+
 def _current(account) -> Subscription:
     return account.subscriptions.select_related("plan", "scheduled_plan", "account").order_by("-id").first()
 
 
-def trialing(today, staff_user):
-    account = _owner("trialing", "Trialing Ltd", now=today - timedelta(days=5))
-    if account is None:
-        return None
-    quote = billing.change_plan(_current(account), "personal", "monthly", now=today - timedelta(days=5))
-    return account, quote
+@_customer("trialing", "Trialing Ltd", 5)
+def trialing(account, start, today, staff_user):
+    return account, billing.change_plan(_current(account), "personal", "monthly", now=start)
 
 
-def monthly(today, staff_user):
-    account = _owner("monthly", "Monthly Co", now=today - timedelta(days=10))
-    if account is None:
-        return None
+@_customer("monthly", "Monthly Co", 10)
+def monthly(account, start, today, staff_user):
     account.trial_used_at = today - timedelta(days=60)  # a returning customer: no trial (TRI-2)
     account.save(update_fields=["trial_used_at"])
-    quote = billing.change_plan(_current(account), "personal", "monthly", now=today - timedelta(days=10))
-    return account, quote
+    return account, billing.change_plan(_current(account), "personal", "monthly", now=start)
 
 
-def yearly_with_extra_properties(today, staff_user):
-    start = today - timedelta(days=40)
-    account = _owner("yearly", "Yearly Extras GmbH", now=start)
-    if account is None:
-        return None
+@_customer("yearly", "Yearly Extras GmbH", 40)
+def yearly_with_extra_properties(account, start, today, staff_user):
     sub = billing.subscribe(account, "advanced", "monthly", now=start)
     billing.set_extra_properties(sub, 2, now=start + timedelta(days=5))
-    quote = billing.change_plan(_current(account), "advanced", "yearly", now=today - timedelta(days=20))
-    return account, quote
+    return account, billing.change_plan(_current(account), "advanced", "yearly", now=today - timedelta(days=20))
 
 
-def pending_downgrade(today, staff_user):
-    account = _owner("downgrading", "Downgrading LLC", now=today - timedelta(days=12))
-    if account is None:
-        return None
-    billing.subscribe(account, "advanced", "monthly", now=today - timedelta(days=12))
-    quote = billing.change_plan(_current(account), "personal", "monthly", now=today - timedelta(days=2))
-    return account, quote
+@_customer("downgrading", "Downgrading LLC", 12)
+def pending_downgrade(account, start, today, staff_user):
+    billing.subscribe(account, "advanced", "monthly", now=start)
+    return account, billing.change_plan(_current(account), "personal", "monthly", now=today - timedelta(days=2))
 
 
-def pending_cancellation(today, staff_user):
-    account = _owner("cancelling", "Cancelling Inc.", now=today - timedelta(days=8))
-    if account is None:
-        return None
-    billing.subscribe(account, "personal", "monthly", now=today - timedelta(days=8))
+@_customer("cancelling", "Cancelling Inc.", 8)
+def pending_cancellation(account, start, today, staff_user):
+    billing.subscribe(account, "personal", "monthly", now=start)
     billing.cancel(_current(account), reason="too_expensive", now=today - timedelta(days=1))
     return account, None
 
 
-def credit_balance(today, staff_user):
-    account = _owner("credit", "Credit Balance SARL", now=today - timedelta(days=15))
-    if account is None:
-        return None
-    billing.subscribe(account, "advanced", "monthly", now=today - timedelta(days=15))
+@_customer("credit", "Credit Balance SARL", 15)
+def credit_balance(account, start, today, staff_user):
+    billing.subscribe(account, "advanced", "monthly", now=start)
     staff.downgrade_now(_current(account), "personal", reason="Demo: tracking outage compensation",
                         actor=staff_user, now=today - timedelta(days=5))
     return account, None
 
 
-def past_due(today, staff_user):
-    start = today - timedelta(days=31)
-    account = _owner("pastdue", "Past Due Ltd", now=start)
-    if account is None:
-        return None
+@_customer("pastdue", "Past Due Ltd", 31)
+def past_due(account, start, today, staff_user):
     billing.subscribe(account, "personal", "monthly", now=start)
     billing.set_payment_method(account, "pm_card_chargeCustomerFail:pastdue", now=start + timedelta(days=3))
-    sub = _current(account)
-    scheduler.run(sub.current_period_end - timedelta(hours=23))  # the renewal charge fails (DUN-1)
+    scheduler.run(_current(account).current_period_end - timedelta(hours=23))  # the renewal fails (DUN-1)
     return account, None
 
 
-def suspended_for_non_payment(today, staff_user):
-    start = today - timedelta(days=45)
-    account = _owner("suspended", "Suspended For Payment Co", now=start)
-    if account is None:
-        return None
+@_customer("suspended", "Suspended For Payment Co", 45)
+def suspended_for_non_payment(account, start, today, staff_user):
     billing.subscribe(account, "personal", "monthly", now=start)
     billing.set_payment_method(account, "pm_card_chargeCustomerFail:suspended", now=start + timedelta(days=2))
     first_failure = _current(account).current_period_end - timedelta(hours=23)
@@ -128,31 +116,23 @@ def suspended_for_non_payment(today, staff_user):
     return account, None
 
 
-def suspended_for_policy(today, staff_user):
-    account = _owner("policy", "Policy Breach Ltd", now=today - timedelta(days=9))
-    if account is None:
-        return None
-    billing.subscribe(account, "personal", "monthly", now=today - timedelta(days=9))
+@_customer("policy", "Policy Breach Ltd", 9)
+def suspended_for_policy(account, start, today, staff_user):
+    billing.subscribe(account, "personal", "monthly", now=start)
     staff.suspend_account(account, reason="Demo: spam reported on a tracked site", actor=staff_user,
                           now=today - timedelta(days=1))
     return account, None
 
 
-def renewal_paid_ahead(today, staff_user):
-    start = today - timedelta(days=31) + timedelta(hours=12)  # the period ends in 12 hours
-    account = _owner("renewed", "Renewed Yesterday Co", now=start)
-    if account is None:
-        return None
+@_customer("renewed", "Renewed Yesterday Co", 31 - 0.5)  # the period ends in 12 hours
+def renewal_paid_ahead(account, start, today, staff_user):
     billing.subscribe(account, "personal", "monthly", now=start)
     scheduler.run(today - timedelta(hours=6))  # REN-1: charged 24 hours before the end
     return account, None
 
 
-def free_after_refund(today, staff_user):
-    start = today - timedelta(days=20)
-    account = _owner("refunded", "Refunded Trial Co", now=start)
-    if account is None:
-        return None
+@_customer("refunded", "Refunded Trial Co", 20)
+def free_after_refund(account, start, today, staff_user):
     billing.start_trial(account, "personal", now=start)
     scheduler.run(start + timedelta(days=14, minutes=1))  # TRI-3: the conversion charge
     invoice = account.invoices.get(kind="trial_conversion")
@@ -162,17 +142,14 @@ def free_after_refund(today, staff_user):
     return account, None
 
 
-def custom_plan(today, staff_user):
-    account = _owner("custom", "Custom Plan Corp", now=today - timedelta(days=6))
-    if account is None:
-        return None
+@_customer("custom", "Custom Plan Corp", 6)
+def custom_plan(account, start, today, staff_user):
     account.trial_used_at = today - timedelta(days=90)
     account.save(update_fields=["trial_used_at"])
     staff.create_custom_plan(account, base_plan_code="advanced", code="custom-corp-pro", name="Custom Corp Pro",
                              monthly_price=Decimal("49.00"), yearly_price=None, limit_properties=25,
-                             actor=staff_user, now=today - timedelta(days=6))
-    quote = billing.change_plan(_current(account), "custom-corp-pro", "monthly", now=today - timedelta(days=6))
-    return account, quote
+                             actor=staff_user, now=start)
+    return account, billing.change_plan(_current(account), "custom-corp-pro", "monthly", now=start)
 
 
 BUILDERS = (
