@@ -98,9 +98,12 @@ def plan_for(account, code: str) -> Plan:
     return plan
 
 
+CYCLES = frozenset(Cycle.values)  # (Cycle.values builds a new list on every read)
+
+
 def plan_price(plan: Plan, cycle: str) -> Decimal:
     """The plan's price for one period of `cycle`; refused when the plan is not offered so."""
-    if cycle not in Cycle.values:
+    if cycle not in CYCLES:
         raise InvalidChange(f"Unknown billing cycle {cycle!r}: choose monthly or yearly.")
     price = plan.price_for(cycle)
     if price is None:
