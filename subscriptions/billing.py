@@ -44,7 +44,7 @@ from .errors import (
     QuoteChanged,
 )
 from .locks import account_lock, account_subscription_lock, invoice_lock, invoices_lock, subscription_lock_current
-from .models import RestoreRequest, Status, Subscription
+from .models import CancelReason, RestoreRequest, Status, Subscription
 from .pricing import Quote
 
 __all__ = [
@@ -237,14 +237,18 @@ def change_plan(subscription, plan_code: str, cycle: str = "monthly", *, actor=N
 # --- cancel and resume (CAN, TRI-4, TRI-5) ------------------------------------------------------------------
 
 
-def cancel(subscription, *, reason: str = "", actor=None, now=None) -> Subscription:
+def cancel(subscription, *, reason: str = "", reason_code: str = "", actor=None, now=None) -> Subscription:
     """CAN-2: a paid subscription cancels at period end; TRI-4: a trial is cancelled at once and the
-    account suspended. Only the owner may call this, from the billing page (CAN-1)."""
+    account suspended. Only the owner may call this, from the billing page (CAN-1). CAN-5: the
+    optional reason, a `CancelReason` code and the owner's own words, is kept for staff."""
     now = terms.clock(now)
+    if reason_code and reason_code not in CancelReason.values:
+        raise InvalidChange("Choose a reason from the list, or none.")
+    reason = (reason or "").strip()
     with transaction.atomic():
         sub = subscription_lock_current(subscription)
         if sub.status == Status.TRIALING:
-            lifecycle.trial_cancel(sub, reason, actor=actor, now=now)
+            lifecycle.trial_cancel(sub, reason, actor=actor, now=now, reason_code=reason_code)
             return sub
         if not sub.is_paid or sub.status == Status.CANCELED:
             raise InvalidChange("There is no paid subscription to cancel.")
@@ -261,10 +265,11 @@ def cancel(subscription, *, reason: str = "", actor=None, now=None) -> Subscript
             lifecycle.renewals_void_open(sub, now=now)
             lifecycle.dunning_abandon(sub, now, action="subscription.dunning_ended")
         sub.cancel_at_period_end, sub.canceled_at, sub.cancel_reason = True, now, reason[:2000]
+        sub.cancel_reason_code = reason_code
         sub.scheduled_plan, sub.scheduled_cycle, sub.scheduled_extra_properties = None, "", None
         sub.save()
         audit(account=sub.account, actor=actor, action="cancellation.scheduled", obj=sub, before=before,
-              after=terms.snapshot(sub), reason=reason, now=now)
+              after={**terms.snapshot(sub), "cancel_reason_code": reason_code}, reason=reason, now=now)
         events.emit("cancellation.scheduled", sub.account_id, now=now, subscription_id=sub.pk, plan=sub.plan.code,
                     effective_at=sub.current_period_end.isoformat())
         return sub
@@ -286,7 +291,7 @@ def resume(subscription, *, actor=None, now=None) -> Subscription:
             lifecycle.trial_reactivate(sub, actor=actor, now=now)
             what = "trial"
         elif sub.cancel_at_period_end:
-            sub.cancel_at_period_end, sub.canceled_at, sub.cancel_reason = False, None, ""
+            sub.cancel_at_period_end, sub.canceled_at, sub.cancel_reason, sub.cancel_reason_code = False, None, "", ""
             sub.save()
             what = "cancellation"
         elif sub.scheduled_plan_id or sub.scheduled_extra_properties is not None:

@@ -15,6 +15,20 @@ class Status(models.TextChoices):
     CANCELED = "canceled", "Canceled"  # ended; a cancelled trial may be reactivated (TRI-5)
 
 
+class CancelReason(models.TextChoices):
+    """Why the owner cancelled (CAN-5), optional. The codes are Stripe's `cancellation_details.feedback`
+    values, so an export or a later move to Stripe Billing maps them one to one."""
+
+    TOO_EXPENSIVE = "too_expensive", "It is too expensive"
+    MISSING_FEATURES = "missing_features", "Features I need are missing"
+    SWITCHED_SERVICE = "switched_service", "I am switching to another service"
+    UNUSED = "unused", "I do not use it enough"
+    CUSTOMER_SERVICE = "customer_service", "Customer service was not good enough"
+    TOO_COMPLEX = "too_complex", "It is too hard to use"
+    LOW_QUALITY = "low_quality", "The quality was not good enough"
+    OTHER = "other", "Another reason"
+
+
 class Subscription(models.Model):
     """An account's plan over time. The newest row of an account is its current subscription.
 
@@ -47,7 +61,10 @@ class Subscription(models.Model):
     trial_start = models.DateTimeField(null=True, blank=True)
     trial_end = models.DateTimeField(null=True, blank=True)
     cancel_at_period_end = models.BooleanField(default=False)
-    cancel_reason = models.TextField(blank=True)
+    cancel_reason_code = models.CharField("cancellation reason", max_length=20, choices=CancelReason, blank=True,
+                                          help_text="CAN-5: the reason the owner picked; empty when none was given.")
+    cancel_reason = models.TextField("cancellation comment", blank=True,
+                                     help_text="CAN-5: the owner's own words, optional; only staff read them.")
     canceled_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     scheduled_plan = models.ForeignKey(

@@ -206,7 +206,8 @@ def cancel(request):
     form = CancelForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            sub = billing.cancel(sub, reason=form.cleaned_data["reason"], actor=request.user)
+            sub = billing.cancel(sub, reason=form.cleaned_data["reason"], reason_code=form.cleaned_data["reason_code"],
+                                 actor=request.user)
         except billing.BillingError as exc:
             messages.error(request, str(exc))
             return redirect("billing:overview")
