@@ -16,8 +16,9 @@ from django.utils import timezone
 
 from accounts.models import ROLE_PERMISSIONS, SuspensionReason, UsageMonth
 from accounts.usage import month_included, month_label, month_start
+from core.money import format_money
 from invoices import services as ledger
-from invoices.models import Invoice, InvoiceKind
+from invoices.models import Invoice, InvoiceKind, InvoiceStatus, Payment, PaymentStatus
 from invoices.selectors import issued_invoices
 from plans.models import Cycle, Plan
 
@@ -273,7 +274,62 @@ def restore_offer(sub: Subscription | None, now: datetime) -> tuple[bool, str]:
     return reason is None, reason or ""
 
 
-# --- usage (USE-2) -----------------------------------------------------------------------------
+# --- the card on file and open invoices (PAY-5) -------------------------------------------------
+
+
+def pay_now_refusal(invoice: Invoice) -> str | None:
+    """Why `invoice` cannot be paid now with the card on file (PAY-5), or None. The engine's
+    `billing.invoice_pay_now` asks the same under the invoice's lock; the pages ask to show the
+    button or the reason instead."""
+    if invoice.status != InvoiceStatus.OPEN:
+        return f"Invoice {invoice.number} is {invoice.get_status_display().lower()}: nothing is owed on it."
+    account = invoice.account
+    if account.is_suspended and account.suspension_reason == SuspensionReason.NON_PAYMENT:
+        # DUN-3: the period this renewal was for is gone; a new card pays a new period from that day.
+        return ("Your account is suspended for non-payment, so this invoice is not charged again. Update your "
+                "payment method: a full new period is charged from that day, tracking resumes at once and this "
+                "invoice is voided.")
+    if Payment.objects.filter(invoice=invoice, status=PaymentStatus.UNKNOWN).exists():
+        return (f"A payment of invoice {invoice.number} is already being processed. Reload the page in a minute "
+                "to see its result; you will not be charged twice.")
+    sub = invoice.subscription
+    if sub is not None and sub.charge_in_flight_id and Payment.objects.filter(
+            pk=sub.charge_in_flight_id, status=PaymentStatus.UNKNOWN).exists():
+        return "A payment for your subscription is still being processed. Try again in a minute."
+    if ledger.default_payment_method(account) is None:
+        return "There is no card on file. Add a payment method to pay this invoice."
+    return None
+
+
+def card_removal_refusal(account, now: datetime) -> str | None:
+    """Why the card on file cannot be removed now (PAY-5: a paid subscription needs it), or None.
+    Read from the account statement, the one computation of what is charged next, and this
+    month's usage (an overage invoice is charged at once on the 1st, USE-3). Removing a card is
+    never a cancellation (CAN-1): the page says what to do instead."""
+    usage = usage_summary(account, now)
+    statement = account_statement(account, now, usage=usage)
+    sub = statement.subscription
+    if sub is not None and sub.charge_in_flight_id and Payment.objects.filter(
+            pk=sub.charge_in_flight_id, status=PaymentStatus.UNKNOWN).exists():
+        return "A payment is being processed with this card. Try again in a minute."
+    if statement.owed is not None:
+        owed = statement.owed
+        return (f"You have {format_money(owed.amount, owed.currency)} unpaid (invoice {owed.invoice.number}), "
+                "charged to this card. Pay it first, or replace the card with another one.")
+    charge = statement.next_charge
+    if charge is not None:
+        on = f"{terms.local_date(account, charge.at):%Y-%m-%d}"
+        money = format_money(charge.total, charge.currency)
+        what = (f"Your free trial of {sub.plan.name} converts on {on}: {money} is charged to this card."
+                if charge.kind == "trial_conversion"
+                else f"The next charge of your {sub.plan.name} subscription, {money} on {on}, is made with this card.")
+        return (f"{what} Replace the card with another one, or cancel first: a card can be removed once no charge "
+                "is scheduled.")
+    if usage["overage_amount"]:
+        return (f"Sessions over your quota this month ({format_money(usage['overage_amount'], usage['currency'])} "
+                f"so far) are invoiced on the 1st and charged to this card. Replace the card with another one "
+                "instead.")
+    return None
 
 
 # --- usage (USE-2) -----------------------------------------------------------------------------

@@ -362,13 +362,54 @@ def payment_method(request):
                 return redirect("billing:overview" if owed else "billing:payment_method")
     statement = account_statement(account)
     sub = statement.subscription
+    method = ledger.default_payment_method(account)
     context.update({
-        "method": ledger.default_payment_method(account),
+        "method": method,
         "owed": statement.owed if sub and sub.status in (Status.PAST_DUE, Status.SUSPENDED) else None,
         "statement": statement,
         "subscription": sub,
+        "removal_refusal": selectors.card_removal_refusal(account, timezone.now()) if method else None,
     })
     return _render(request, "billing/payment_method.html", context, status=402 if "declined" in context else 200)
+
+
+@account_required("payment_method")
+@require_POST
+def payment_method_remove(request):
+    """PAY-5: remove the card on file, unless a paid subscription needs it (the page says why)."""
+    try:
+        method = billing.payment_method_remove(request.account, actor=request.user)
+    except billing.BillingError as exc:
+        messages.error(request, f"Your card was not removed. {exc}")
+    else:
+        messages.success(request, f"Your card {method} is removed. No card is on file now; add one before your "
+                                  "next paid change.")
+    return redirect("billing:payment_method")
+
+
+@account_required("payment_method")
+@require_POST
+def pay_open(request):
+    """PAY-5 from the overview's past-due banner: pay every open invoice now with the card on file."""
+    before = selectors.subscription_current(request.account)
+    try:
+        paid = billing.open_invoices_pay_now(request.account, actor=request.user)
+    except billing.PaymentDeclined as exc:
+        messages.error(request, f"The payment did not go through. {exc} Update your payment method to use another "
+                                "card.")
+    except billing.PaymentPending as exc:
+        messages.info(request, str(exc))
+    except billing.BillingError as exc:
+        messages.error(request, str(exc))
+    else:
+        total = sum((invoice.amount_paid for invoice in paid), Decimal("0"))
+        numbers = ", ".join(invoice.number for invoice in paid)
+        text = f"Paid {_money(total, paid[0].currency)} (invoice{'s' if len(paid) > 1 else ''} {numbers})."
+        after = selectors.subscription_current(request.account)
+        if before is not None and before.status == Status.PAST_DUE and after.status == Status.ACTIVE:
+            text += " Nothing is owed any more: your subscription is in good standing again."
+        messages.success(request, text)
+    return redirect("billing:overview")
 
 
 # --- billing details (INV-4) and e-mail settings (NOT-2) ----------------------------------------
