@@ -6,6 +6,7 @@ app_name = "billing"
 urlpatterns = [
     path("", views.overview, name="overview"),
     path("plans/", views.plans, name="plans"),
+    path("usage/", views.usage, name="usage"),
     path("change/", views.change, name="change"),
     path("change/confirm/", views.change_confirm, name="change_confirm"),
     path("cancel/", views.cancel, name="cancel"),
