@@ -4,6 +4,7 @@ account's id is a 404. Drafts (an attempt that was declined, UPG-4) have no numb
 documents: they are never shown."""
 
 from django.contrib import messages
+from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -17,6 +18,7 @@ from subscriptions.models import Status
 from . import services as ledger
 from .models import CreditNote, Invoice, InvoiceKind, InvoiceStatus
 from .pdf import credit_note_pdf, invoice_pdf
+from .selectors import issued_invoices
 
 
 def _render(request, template: str, context: dict, status: int = 200):
@@ -41,15 +43,19 @@ def _pdf(content: bytes, filename: str) -> HttpResponse:
     return response
 
 
+INVOICES_PER_PAGE = 25
+
+
 @account_required("invoices")
 @require_GET
 def invoice_list(request):
+    """The account's invoices and credit notes, newest first, a page of each at a time (an account
+    with years of monthly invoices and overage must not render them all)."""
     account = request.account
-    return _render(request, "invoices/list.html", {
-        "invoices": Invoice.objects.filter(account=account, number__isnull=False).order_by("-issued_at", "-id"),
-        "credit_notes": CreditNote.objects.filter(account=account).select_related("invoice")
-                                          .order_by("-issued_at", "-id"),
-    })
+    invoices = Paginator(issued_invoices(account), INVOICES_PER_PAGE).get_page(request.GET.get("page"))
+    notes = CreditNote.objects.filter(account=account).select_related("invoice").order_by("-issued_at", "-id")
+    notes = Paginator(notes, INVOICES_PER_PAGE).get_page(request.GET.get("notes"))
+    return _render(request, "invoices/list.html", {"invoices": invoices, "credit_notes": notes})
 
 
 def _detail_context(request, invoice: Invoice) -> dict:
