@@ -12,7 +12,7 @@ class Status(models.TextChoices):
     ACTIVE = "active", "Active"  # paid up, or on the Free plan
     PAST_DUE = "past_due", "Past due"  # a renewal charge failed; retries running (DUN-1)
     SUSPENDED = "suspended", "Suspended"  # last retry failed (DUN-3)
-    CANCELED = "canceled", "Canceled"  # ended; a cancelled trial may be reactivated (TRI-5)
+    CANCELED = "canceled", "Cancelled"  # ended; a cancelled trial may be reactivated (TRI-5)
 
 
 class CancelReason(models.TextChoices):
@@ -131,7 +131,7 @@ class Subscription(models.Model):
 
 
 class RequestStatus(models.TextChoices):
-    PENDING = "pending", "Pending"  # waiting for staff
+    PENDING = "pending", "Pending review"  # waiting for staff (the words a refund request uses)
     APPROVED = "approved", "Approved"  # staff approved
     REJECTED = "rejected", "Rejected"  # staff rejected, with a reason
 
