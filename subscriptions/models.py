@@ -168,3 +168,6 @@ class BillingRunLock(models.Model):
     name = models.CharField(max_length=50, primary_key=True)
     holder = models.CharField(max_length=100, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return self.name
