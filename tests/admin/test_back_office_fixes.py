@@ -17,7 +17,7 @@ from plans.models import Plan
 from subscriptions import billing
 from tests.factories import PropertyFactory
 
-from .conftest import at, client_for, messages_of, staff_member
+from .conftest import at, client_for, messages_of
 
 pytestmark = pytest.mark.django_db
 
