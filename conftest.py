@@ -30,7 +30,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_pg)
 
 
-MONEY_CALLS = ("attach", "charge", "charge_many", "refund")
+MONEY_CALLS = ("attach", "charge", "charge_many", "detach", "refund")
 
 
 @pytest.fixture(autouse=True)

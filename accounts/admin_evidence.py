@@ -33,7 +33,8 @@ class PropertyEvidence:
 class TrialEvidence:
     trial_start: datetime | None
     trial_end: datetime | None
-    properties: list[PropertyEvidence] = field(default_factory=list)
+    properties: list[PropertyEvidence] = field(default_factory=list)  # those that existed during the trial
+    properties_added_later: int = 0  # created after the trial ended: not evidence of trial usage
     sessions_by_day: list[tuple[date, int]] = field(default_factory=list)
     integrations: list[Integration] = field(default_factory=list)
     logins: list[LoginEvent] = field(default_factory=list)
@@ -99,11 +100,18 @@ def trial_evidence(account: Account, subscription) -> TrialEvidence:
         days.append((day, int(per_day.get(day) or 0)))
         day += timedelta(days=1)
     evidence.sessions_by_day = days
-    # Every property, deleted ones too: a deleted property is still evidence (USE-5).
-    evidence.properties = [
-        PropertyEvidence(p, p.first_event_at, _in(p.first_event_at, start, end), int(per_property.get(p.pk) or 0))
-        for p in Property.objects.filter(account=account).order_by("created_at", "id")
-    ]
+    # Every property that existed during the trial, deleted ones too: a property deleted since is
+    # still evidence (USE-5). One created after the trial ended (or deleted before it began) is not
+    # listed, unless it has events or sessions in the trial: evidence is never hidden.
+    evidence.properties = []
+    for p in Property.objects.filter(account=account).order_by("created_at", "id"):
+        item = PropertyEvidence(p, p.first_event_at, _in(p.first_event_at, start, end),
+                                int(per_property.get(p.pk) or 0))
+        existed = p.created_at < end and (p.deleted_at is None or p.deleted_at >= start)
+        if existed or item.first_event_in_trial or item.sessions_in_trial:
+            evidence.properties.append(item)
+        elif p.created_at >= end:
+            evidence.properties_added_later += 1
     evidence.integrations = list(
         Integration.objects.filter(account=account, connected_at__lt=end)
         .filter(Q(disconnected_at__isnull=True) | Q(disconnected_at__gte=start)).order_by("connected_at")

@@ -72,7 +72,10 @@ class RefundInvoiceForm(ReasonForm):
 
 
 class CustomPlanForm(forms.Form):
-    base_plan = forms.ChoiceField(label="Start from")
+    base_plan = forms.ChoiceField(
+        label="Start from",
+        help_text="The custom plan takes this plan's rank (upgrades and downgrades are judged by it). "
+                  "\u201cCopy the chosen plan's prices and limits\u201d fills the fields below from it.")
     code = forms.SlugField(max_length=50, help_text="Unique, e.g. acme-advanced.")
     name = forms.CharField(max_length=100)
     monthly_price = forms.DecimalField(max_digits=12, decimal_places=2, min_value=0, required=False)
@@ -104,7 +107,7 @@ def _plan_initial(plan: Plan, account: Account) -> dict:
 
 
 def _confirm(model_admin, request, account, form, *, title, submit_label, facts, consequence, perform,
-             danger=False):
+             danger=False, secondary_submit=None):
     if request.method == "POST" and form.is_valid():
         try:
             message = perform(form.cleaned_data)
@@ -117,7 +120,7 @@ def _confirm(model_admin, request, account, form, *, title, submit_label, facts,
         **model_admin.admin_site.each_context(request),
         "opts": Account._meta, "title": title, "subtitle": account.name, "original": account, "form": form,
         "facts": facts, "consequence": consequence, "submit_label": submit_label, "danger": danger,
-        "cancel_url": change_url(account),
+        "cancel_url": change_url(account), "secondary_submit": secondary_submit,
     }
     return TemplateResponse(request, "admin/prorata/confirm_action.html", context)
 
@@ -249,14 +252,21 @@ def account_refund_invoice(model_admin, request, object_id):
 def account_custom_plan(model_admin, request, object_id):
     _require(request, "plans.create_custom_plan")
     account = get_object_or_404(Account, pk=object_id)
-    if request.method == "POST":
+    prefill = request.method == "POST" and "prefill" in request.POST
+    if request.method == "POST" and not prefill:
         form = CustomPlanForm(request.POST, account=account)
     else:
+        # CAT-3: the chosen base plan (the "copy" button, or ?base=) fills the fields; by default the
+        # account's current paid plan, else the highest public one.
         current = account.subscription
-        base_code = request.GET.get("base") or (current.plan.code if current and current.is_paid else None)
+        base_code = (request.POST.get("base_plan") if prefill else request.GET.get("base")) or (
+            current.plan.code if current and current.is_paid else None)
         base = (Plan.objects.filter(code=base_code).filter(Q(public=True) | Q(account=account)).first()
                 or Plan.objects.filter(public=True, monthly_price__gt=0).order_by("-rank").first())
         form = CustomPlanForm(initial=_plan_initial(base, account) if base else {}, account=account)
+        if prefill and base is not None:
+            model_admin.message_user(request, f"The fields are filled from {base.name}: change what differs, then "
+                                              "create the plan.", messages.INFO)
 
     def perform(data):
         plan = staff.create_custom_plan(
@@ -274,9 +284,8 @@ def account_custom_plan(model_admin, request, object_id):
         model_admin, request, account, form, title="Create a custom plan", submit_label="Create custom plan",
         facts=[("Account", account.name), *_subscription_facts(account)],
         consequence="A private plan offered to this account only (CAT-3), with the rank of the plan it starts "
-                    "from. Nothing changes for the account until the owner chooses it. To prefill from another "
-                    "plan, open this page with ?base=<code>.",
-        perform=perform,
+                    "from. Nothing changes for the account until the owner chooses it.",
+        perform=perform, secondary_submit=("prefill", "Copy the chosen plan's prices and limits"),
     )
 
 

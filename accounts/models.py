@@ -199,6 +199,9 @@ class UsageEvent(models.Model):
     class Meta:
         indexes = [models.Index(fields=["occurred_at"], name="usage_event_occurred")]  # the hourly prune
 
+    def __str__(self):
+        return f"Event {self.event_id} at {self.occurred_at:%Y-%m-%d %H:%M}"
+
 
 class UsageDay(models.Model):
     """Sessions per property per UTC day."""
@@ -211,6 +214,9 @@ class UsageDay(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["property", "day"], name="usage_day_unique")]
         indexes = [models.Index(fields=["account", "day"])]
+
+    def __str__(self):
+        return f"{self.day:%Y-%m-%d}: {self.sessions:,} sessions"
 
 
 class UsageMonth(models.Model):
@@ -230,6 +236,10 @@ class UsageMonth(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["account", "month"], name="usage_month_unique")]
 
+    def __str__(self):
+        quota = "unlimited" if self.sessions_included is None else f"{self.sessions_included:,}"
+        return f"{self.month:%Y-%m}: {self.sessions:,} sessions of {quota}"
+
 
 class LoginEvent(models.Model):
     """Logins: part of the trial-usage evidence staff review (REF-2)."""
@@ -238,6 +248,9 @@ class LoginEvent(models.Model):
     account = models.ForeignKey(Account, null=True, on_delete=models.CASCADE, related_name="logins")
     at = models.DateTimeField(default=tz_now)
     ip = models.GenericIPAddressField(null=True, blank=True)
+
+    def __str__(self):
+        return f"Login at {self.at:%Y-%m-%d %H:%M}"
 
 
 class FlagKind(models.TextChoices):
@@ -259,6 +272,9 @@ class AccountFlag(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["kind", "resolved_at"])]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} (flag #{self.pk})"
 
 
 class AuditEvent(models.Model):

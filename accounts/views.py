@@ -3,7 +3,7 @@ from django.contrib.auth import login
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
-from subscriptions import billing
+from subscriptions import billing, selectors
 
 from . import services
 from .decorators import account_required
@@ -43,7 +43,9 @@ def property_list(request):
         request,
         "accounts/property_list.html",
         {"properties": props, "limit": limit, "form": form,
-         "can_manage": request.membership.can("manage_properties")},
+         "can_manage": request.membership.can("manage_properties"),
+         # SUS-1: a suspended account's properties do not track; the page says so and why.
+         "suspension": selectors.suspension(account)},
     )
 
 

@@ -1,5 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.http import HttpResponseRedirect
+from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
@@ -7,12 +9,21 @@ from accounts import auth as account_auth
 from accounts import views as account_views
 from invoices.stripe_endpoint import StripeWebhookView
 
+
+def favicon(request):
+    """Browsers and the admin ask for /favicon.ico: the static file, served by whitenoise. Its URL is
+    read per request (the production storage names it after its content, so a redeploy with a new
+    icon changes it; hence a temporary redirect)."""
+    return HttpResponseRedirect(static("favicon.ico"))
+
+
 admin.site.site_header = "Prorata back office"
 admin.site.site_title = "Prorata"
 admin.site.index_title = "Billing back office"
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="billing:overview", permanent=False)),
+    path("favicon.ico", favicon),
     path("signup/", account_views.sign_up, name="signup"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),

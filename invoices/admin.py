@@ -328,3 +328,55 @@ class RefundRequestAdmin(BackOfficeAdmin):
                 messages.SUCCESS,
             )
         return redirect(change_url(req))
+
+
+# --- dj-stripe's models: for superusers, read-only but for the Stripe setup ----------------------------
+
+
+class StripeMirrorAdmin:
+    """dj-stripe registers ~45 admins for its copies of Stripe's objects (customers, charges,
+    invoices, prices...). Prorata's ledger is its own (Invoice, Payment, PaymentMethod above); those
+    rows only mirror Stripe, are written by dj-stripe's sync and webhooks, and an edit or an "Add"
+    here would change nothing at Stripe and could only make the mirror lie. So: staff never see them
+    (Support and Billing managers work from our models, ACC-2), even if someone grants them a
+    dj-stripe permission; superusers see them read-only, to debug a webhook, except the two models
+    the Stripe setup edits (docs/stripe.md: API keys, webhook endpoints)."""
+
+    editable_models = {"APIKey", "WebhookEndpoint"}
+
+    def _superuser(self, request) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def _editable(self, request) -> bool:
+        return self._superuser(request) and self.model.__name__ in self.editable_models
+
+    def has_module_permission(self, request):
+        return self._superuser(request)
+
+    def has_view_permission(self, request, obj=None):
+        return self._superuser(request)
+
+    def has_add_permission(self, request, *args):
+        return self._editable(request) and super().has_add_permission(request, *args)
+
+    def has_change_permission(self, request, obj=None):
+        return self._editable(request) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return self._editable(request) and super().has_delete_permission(request, obj)
+
+
+def stripe_mirror_guard(site=admin.site) -> list:
+    """Put StripeMirrorAdmin in front of every dj-stripe admin registered on `site` (dj-stripe is
+    installed before this app, so its admins exist when this module is imported). Returns the models."""
+    guarded = []
+    for model, model_admin in list(site._registry.items()):
+        if model._meta.app_label != "djstripe" or isinstance(model_admin, StripeMirrorAdmin):
+            continue
+        site.unregister(model)
+        site.register(model, type(f"Guarded{type(model_admin).__name__}", (StripeMirrorAdmin, type(model_admin)), {}))
+        guarded.append(model)
+    return guarded
+
+
+stripe_mirror_guard()

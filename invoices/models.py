@@ -41,6 +41,9 @@ class Sequence(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["series", "year"], name="sequence_unique")]
 
+    def __str__(self):
+        return f"{self.series} {self.year}: last {self.last}"
+
 
 class Invoice(models.Model):
     account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="invoices")
@@ -151,6 +154,9 @@ class InvoiceLine(models.Model):
     class Meta:
         ordering = ["id"]
 
+    def __str__(self):
+        return self.description
+
 
 class CreditNoteKind(models.TextChoices):
     DOWNGRADE = "downgrade", "Unused value after an immediate downgrade"  # DWN-4: credit
@@ -205,6 +211,9 @@ class CreditApplication(models.Model):
     invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_applications")
     amount = models.DecimalField(**MONEY)
     applied_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return f"Credit of {self.amount} applied (#{self.pk})"
 
 
 class PaymentMethod(models.Model):
@@ -299,6 +308,9 @@ class Refund(models.Model):
     class Meta:
         indexes = [models.Index(fields=["status", "created_at"])]
 
+    def __str__(self):
+        return f"Refund of {self.amount} ({self.get_status_display().lower()}, #{self.pk})"
+
 
 class RefundRequestStatus(models.TextChoices):
     PENDING = "pending", "Pending review"  # waiting for staff (REF-2)
@@ -332,6 +344,9 @@ class RefundRequest(models.Model):
             ("review_refund", "Can review and reject refund requests"),
         ]
 
+    def __str__(self):
+        return f"Refund request #{self.pk} ({self.get_status_display().lower()})"
+
 
 # The sandbox gateway's own state: what a real gateway would hold on its side.
 class SandboxCard(models.Model):
@@ -339,6 +354,9 @@ class SandboxCard(models.Model):
     customer = models.CharField(max_length=100)
     token = models.CharField(max_length=100)
     created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return self.gateway_id
 
 
 class SandboxCharge(models.Model):
@@ -352,6 +370,9 @@ class SandboxCharge(models.Model):
     refunded_amount = models.DecimalField(default=Decimal("0"), **MONEY)
     created_at = models.DateTimeField(default=timezone.now)
 
+    def __str__(self):
+        return self.reference
+
 
 class SandboxRefund(models.Model):
     reference = models.CharField(max_length=40, unique=True)
@@ -359,3 +380,6 @@ class SandboxRefund(models.Model):
     charge = models.ForeignKey(SandboxCharge, on_delete=models.PROTECT)
     amount = models.DecimalField(**MONEY)
     created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return self.reference

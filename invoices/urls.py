@@ -7,6 +7,7 @@ urlpatterns = [
     path("invoices/", views.invoice_list, name="list"),
     path("invoices/<int:pk>/", views.invoice_detail, name="detail"),
     path("invoices/<int:pk>/pdf/", views.invoice_download, name="pdf"),
+    path("invoices/<int:pk>/pay/", views.invoice_pay, name="pay"),
     path("credit-notes/<int:pk>/", views.credit_note_detail, name="credit_note"),
     path("credit-notes/<int:pk>/pdf/", views.credit_note_download, name="credit_note_pdf"),
 ]

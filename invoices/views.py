@@ -3,24 +3,29 @@ Owner and billing roles only (ACC-1); every lookup filters by request.account, s
 account's id is a 404. Drafts (an attempt that was declined, UPG-4) have no number and are not
 documents: they are never shown."""
 
+from django.contrib import messages
+from django.core.paginator import Paginator
 from django.http import HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
 from accounts.decorators import account_required
-from subscriptions import selectors
+from core.money import format_money
+from subscriptions import billing, selectors
+from subscriptions.models import Status
 
-from .models import CreditNote, Invoice, InvoiceKind
+from . import services as ledger
+from .models import CreditNote, Invoice, InvoiceKind, InvoiceStatus
 from .pdf import credit_note_pdf, invoice_pdf
 from .selectors import issued_invoices
 
 
-def _render(request, template: str, context: dict):
+def _render(request, template: str, context: dict, status: int = 200):
     context.setdefault("account", request.account)
     context.setdefault("can", selectors.role_flags(request.membership))
     with timezone.override(request.account.zone):
-        return render(request, template, context)
+        return render(request, template, context, status=status)
 
 
 def _invoice(request, pk: int) -> Invoice:
@@ -38,21 +43,22 @@ def _pdf(content: bytes, filename: str) -> HttpResponse:
     return response
 
 
+INVOICES_PER_PAGE = 25
+
+
 @account_required("invoices")
 @require_GET
 def invoice_list(request):
+    """The account's invoices and credit notes, newest first, a page of each at a time (an account
+    with years of monthly invoices and overage must not render them all)."""
     account = request.account
-    return _render(request, "invoices/list.html", {
-        "invoices": issued_invoices(account),  # with what was refunded or credited (Invoice.status_label)
-        "credit_notes": CreditNote.objects.filter(account=account).select_related("invoice")
-                                          .order_by("-issued_at", "-id"),
-    })
+    invoices = Paginator(issued_invoices(account), INVOICES_PER_PAGE).get_page(request.GET.get("page"))
+    notes = CreditNote.objects.filter(account=account).select_related("invoice").order_by("-issued_at", "-id")
+    notes = Paginator(notes, INVOICES_PER_PAGE).get_page(request.GET.get("notes"))
+    return _render(request, "invoices/list.html", {"invoices": invoices, "credit_notes": notes})
 
 
-@account_required("invoices")
-@require_GET
-def invoice_detail(request, pk: int):
-    invoice = _invoice(request, pk)
+def _detail_context(request, invoice: Invoice) -> dict:
     context = {
         "invoice": invoice,
         "lines": list(invoice.lines.all()),
@@ -63,7 +69,42 @@ def invoice_detail(request, pk: int):
     if invoice.kind == InvoiceKind.TRIAL_CONVERSION and request.membership.can("requests"):
         ok, reason = selectors.refund_offer(invoice, timezone.now())
         context.update({"can_request_refund": ok, "refund_reason": reason, "offer_refund": True})
-    return _render(request, "invoices/detail.html", context)
+    if invoice.status == InvoiceStatus.OPEN and request.membership.can("payment_method"):  # PAY-5
+        context.update({"offer_pay_now": True, "pay_now_refusal": selectors.pay_now_refusal(invoice),
+                        "payment_method": ledger.default_payment_method(request.account)})
+    return context
+
+
+@account_required("invoices")
+@require_GET
+def invoice_detail(request, pk: int):
+    return _render(request, "invoices/detail.html", _detail_context(request, _invoice(request, pk)))
+
+
+@account_required("payment_method")
+@require_POST
+def invoice_pay(request, pk: int):
+    """PAY-5: pay this open invoice now with the card on file (owner and billing roles, ACC-1)."""
+    invoice = _invoice(request, pk)
+    before = selectors.subscription_current(request.account)
+    try:
+        paid = billing.invoice_pay_now(invoice, actor=request.user)
+    except billing.PaymentDeclined as exc:
+        context = _detail_context(request, Invoice.objects.get(pk=invoice.pk))
+        context["declined"] = str(exc)
+        return _render(request, "invoices/detail.html", context, status=402)
+    except billing.PaymentPending as exc:
+        messages.info(request, str(exc))
+    except billing.BillingError as exc:
+        messages.error(request, str(exc))
+    else:
+        money = format_money(paid.amount_paid, paid.currency)
+        text = f"Paid {money}: invoice {paid.number} is paid. A receipt is on its way."
+        after = selectors.subscription_current(request.account)
+        if before is not None and before.status == Status.PAST_DUE and after.status == Status.ACTIVE:
+            text += " Nothing is owed any more: your subscription is in good standing again."
+        messages.success(request, text)
+    return redirect("invoices:detail", pk=invoice.pk)
 
 
 @account_required("invoices")

@@ -10,10 +10,10 @@ from django.apps import apps
 from django.urls import get_urlconf, reverse
 from django.utils.http import urlencode
 
+from core import charts
+from core.charts import PALETTE, Series
 from core.money import format_money
 
-from . import charts
-from .charts import PALETTE, Series
 from .figures import Figure
 from .mrr import KIND_LABELS, MOVEMENT_KINDS, Kind
 from .summary import Dashboard

@@ -26,7 +26,8 @@ class SubscriptionAdmin(ReadOnlyAdmin):
     list_display = ("id", "account", "plan", "cycle_label", "status_label", "period_end", "trial_ends",
                     "cancel_at_period_end", "scheduled_plan", "created")
     list_display_links = ("id", "account")
-    list_filter = ("status", "cycle", "plan", "cancel_at_period_end", ("current_period_end", DateFieldListFilter),
+    list_filter = ("status", "cycle", "plan", "cancel_at_period_end", "cancel_reason_code",
+                   ("current_period_end", DateFieldListFilter),
                    ("trial_end", DateFieldListFilter), ("created_at", DateFieldListFilter))
     list_select_related = ("account", "plan", "scheduled_plan")
     ordering = ("-id",)
@@ -37,8 +38,9 @@ class SubscriptionAdmin(ReadOnlyAdmin):
                            "invoices_link")}),
         ("Period (D-1)", {"fields": ("anchor_at", "period_index", "current_period_start", "current_period_end")}),
         ("Trial", {"fields": ("trial_start", "trial_end", "trial_reminded_at")}),
-        ("Pending changes", {"fields": ("cancel_at_period_end", "cancel_reason", "canceled_at", "scheduled_plan",
+        ("Pending changes", {"fields": ("cancel_at_period_end", "canceled_at", "scheduled_plan",
                                         "scheduled_cycle", "scheduled_extra_properties", "ended_at")}),
+        ("Cancellation reason (CAN-5)", {"fields": ("cancel_reason_code", "cancel_reason")}),
         ("Dunning", {"fields": ("past_due_since", "retry_count", "next_retry_at", "charge_in_flight")}),
     ]
 

@@ -1,5 +1,6 @@
 """What a customer asks of the billing engine: start a trial or a subscription, change plans,
-buy extra properties, cancel and resume, save a card, ask for a refund or for forfeited days.
+buy extra properties, cancel and resume, save or remove a card, pay an open invoice now, ask for a
+refund or for forfeited days.
 The billing page calls these (docs/billing-engine.md); staff decisions are in `staff`, the
 scheduled work in `scheduler`.
 
@@ -33,7 +34,7 @@ from invoices.models import (
 )
 from plans.models import Plan
 
-from . import charges, dunning, lifecycle, quotes, terms
+from . import charges, dunning, lifecycle, quotes, selectors, terms
 from .errors import (
     BillingError,
     InvalidChange,
@@ -44,14 +45,15 @@ from .errors import (
     QuoteChanged,
 )
 from .locks import account_lock, account_subscription_lock, invoice_lock, invoices_lock, subscription_lock_current
-from .models import RestoreRequest, Status, Subscription
+from .models import CancelReason, RestoreRequest, Status, Subscription
 from .pricing import Quote
 
 __all__ = [
     # the commands
-    "cancel", "change_plan", "payment_method_detached", "preview_change", "preview_extra_properties",
-    "request_refund", "request_restore_days", "resume", "set_billing_zone", "set_extra_properties",
-    "set_payment_method", "sign_up", "start_free", "start_trial", "subscribe",
+    "cancel", "change_plan", "invoice_pay_now", "open_invoices_pay_now", "payment_method_detached",
+    "payment_method_remove", "preview_change", "preview_extra_properties", "request_refund", "request_restore_days",
+    "resume", "set_billing_zone", "set_extra_properties", "set_payment_method", "sign_up", "start_free",
+    "start_trial", "subscribe",
     # what they return and raise
     "BillingError", "InvalidChange", "LimitExceeded", "NotEligible", "PaymentDeclined", "PaymentPending",
     "Quote", "QuoteChanged", "ZoneChange",
@@ -237,14 +239,18 @@ def change_plan(subscription, plan_code: str, cycle: str = "monthly", *, actor=N
 # --- cancel and resume (CAN, TRI-4, TRI-5) ------------------------------------------------------------------
 
 
-def cancel(subscription, *, reason: str = "", actor=None, now=None) -> Subscription:
+def cancel(subscription, *, reason: str = "", reason_code: str = "", actor=None, now=None) -> Subscription:
     """CAN-2: a paid subscription cancels at period end; TRI-4: a trial is cancelled at once and the
-    account suspended. Only the owner may call this, from the billing page (CAN-1)."""
+    account suspended. Only the owner may call this, from the billing page (CAN-1). CAN-5: the
+    optional reason, a `CancelReason` code and the owner's own words, is kept for staff."""
     now = terms.clock(now)
+    if reason_code and reason_code not in CancelReason.values:
+        raise InvalidChange("Choose a reason from the list, or none.")
+    reason = (reason or "").strip()
     with transaction.atomic():
         sub = subscription_lock_current(subscription)
         if sub.status == Status.TRIALING:
-            lifecycle.trial_cancel(sub, reason, actor=actor, now=now)
+            lifecycle.trial_cancel(sub, reason, actor=actor, now=now, reason_code=reason_code)
             return sub
         if not sub.is_paid or sub.status == Status.CANCELED:
             raise InvalidChange("There is no paid subscription to cancel.")
@@ -261,10 +267,11 @@ def cancel(subscription, *, reason: str = "", actor=None, now=None) -> Subscript
             lifecycle.renewals_void_open(sub, now=now)
             lifecycle.dunning_abandon(sub, now, action="subscription.dunning_ended")
         sub.cancel_at_period_end, sub.canceled_at, sub.cancel_reason = True, now, reason[:2000]
+        sub.cancel_reason_code = reason_code
         sub.scheduled_plan, sub.scheduled_cycle, sub.scheduled_extra_properties = None, "", None
         sub.save()
         audit(account=sub.account, actor=actor, action="cancellation.scheduled", obj=sub, before=before,
-              after=terms.snapshot(sub), reason=reason, now=now)
+              after={**terms.snapshot(sub), "cancel_reason_code": reason_code}, reason=reason, now=now)
         events.emit("cancellation.scheduled", sub.account_id, now=now, subscription_id=sub.pk, plan=sub.plan.code,
                     effective_at=sub.current_period_end.isoformat())
         return sub
@@ -286,7 +293,7 @@ def resume(subscription, *, actor=None, now=None) -> Subscription:
             lifecycle.trial_reactivate(sub, actor=actor, now=now)
             what = "trial"
         elif sub.cancel_at_period_end:
-            sub.cancel_at_period_end, sub.canceled_at, sub.cancel_reason = False, None, ""
+            sub.cancel_at_period_end, sub.canceled_at, sub.cancel_reason, sub.cancel_reason_code = False, None, "", ""
             sub.save()
             what = "cancellation"
         elif sub.scheduled_plan_id or sub.scheduled_extra_properties is not None:
@@ -420,6 +427,87 @@ def payment_method_detached(account, gateway_id: str, *, now=None) -> None:
             method.detached_at, method.is_default = now, False
             method.save(update_fields=["detached_at", "is_default"])
             audit(account=account, actor=None, action="payment_method.detached", obj=method, now=now)
+
+
+def payment_method_remove(account, *, actor=None, now=None) -> PaymentMethod:
+    """PAY-5: the owner (or billing role) removes the card on file, unless a paid subscription
+    needs it (`selectors.card_removal_refusal`: a trial that converts, a renewal, money owed, an
+    overage invoice to come), then NotEligible says why. Removing a card is never a cancellation
+    (CAN-1). The card stops being used when this commits, then it is detached at the gateway,
+    outside any transaction; if the gateway does not do it, the card is put back as it was and
+    nothing changed (a detach that did happen despite a lost answer is caught by Stripe's
+    `payment_method.detached` webhook and by `reconcile_payments`). Audited (ACC-3)."""
+    now = terms.clock(now)
+    with transaction.atomic():
+        sub = account_subscription_lock(account)
+        account = sub.account
+        method = ledger.default_payment_method(account)
+        if method is None:
+            raise InvalidChange("There is no card on file to remove.")
+        refusal = selectors.card_removal_refusal(account, now)
+        if refusal:
+            raise NotEligible(refusal)
+        method.detached_at, method.is_default = now, False
+        method.save(update_fields=["detached_at", "is_default"])
+        audit(account=account, actor=actor, action="payment_method.removed", obj=method,
+              before={"default": str(method)}, after={"default": None}, now=now)
+    try:
+        get_gateway(method.gateway).detach(method.gateway_id)
+    except GatewayError as exc:
+        with transaction.atomic():
+            account_lock(account.pk)
+            still_none = ledger.default_payment_method(account) is None
+            if still_none and PaymentMethod.objects.filter(pk=method.pk, detached_at=now).update(
+                    detached_at=None, is_default=True):
+                audit(account=account, actor=actor, action="payment_method.remove_failed", obj=method,
+                      after={"default": str(method)}, reason=str(exc)[:300], now=now)
+        if isinstance(exc, GatewayUnavailable):
+            raise BillingError("The payment provider did not answer, so your card is still on file. Please try "
+                               "again.") from None
+        raise BillingError(f"The payment provider did not remove the card: {exc} Your card is still on file.") \
+            from None
+    return method
+
+
+# --- paying an open invoice now (PAY-5) ------------------------------------------------------------------
+
+
+def invoice_pay_now(invoice, *, actor=None, now=None) -> Invoice:
+    """PAY-5: pay an open invoice now with the card on file, without saving the card again. The
+    three steps of every charge (PAY-2): under the invoice's locks the attempt is recorded as the
+    subscription's charge in flight and committed; the gateway is called outside any transaction;
+    `charges.payment_settle` records the outcome once. Paid: past due ends when nothing else is
+    open (DUN-4's outcome) and the receipt goes out. Declined: PaymentDeclined with the bank's
+    reason; the invoice stays open and the dunning schedule is the run's, unchanged. A second
+    click while the first attempt is in flight, or on a paid invoice, is refused with the reason
+    (`selectors.pay_now_refusal`), so nothing is charged twice. While the account is suspended
+    for non-payment the old renewal is not charged: a new card pays a new period (DUN-3)."""
+    now = terms.clock(now)
+    with transaction.atomic():
+        invoice = invoice_lock(invoice.pk)
+        if not invoice.is_issued:
+            raise InvalidChange("This invoice does not exist.")
+        refusal = selectors.pay_now_refusal(invoice)
+        if refusal:
+            raise NotEligible(refusal)
+        payment = ledger.payment_begin(invoice, ledger.default_payment_method(invoice.account), now=now)
+        if invoice.subscription_id is not None:  # locked by invoice_lock
+            Subscription.objects.filter(pk=invoice.subscription_id).update(charge_in_flight=payment, updated_at=now)
+        audit(account=invoice.account, actor=actor, action="invoice.pay_now", obj=invoice,
+              after={"number": invoice.number, "amount": str(payment.amount), "payment": payment.idempotency_key},
+              now=now)
+    return charges.payment_settle(payment, ledger.payment_send(payment), actor=actor, now=now)
+
+
+def open_invoices_pay_now(account, *, actor=None, now=None) -> list[Invoice]:
+    """PAY-5 from the past-due banner: pay every open invoice, oldest first, with the card on file
+    (`invoice_pay_now` each). Stops at the first decline, which is raised; returns those paid."""
+    now = terms.clock(now)
+    invoices = list(Invoice.objects.filter(account=account, status=InvoiceStatus.OPEN, number__isnull=False)
+                    .order_by("issued_at", "id"))
+    if not invoices:
+        raise InvalidChange("Nothing is owed: your invoices are paid.")
+    return [invoice_pay_now(invoice, actor=actor, now=now) for invoice in invoices]
 
 
 # --- requests staff decide (REF-2, REF-3, UPG-3) -----------------------------------------------------------

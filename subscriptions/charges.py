@@ -111,7 +111,9 @@ def payment_settle(payment: Payment, result: ChargeResult | None, *, actor=None,
 
     For an upgrade, subscription, add-on or reactivation the change applies on success and
     nothing changes on a decline (UPG-4: PaymentDeclined is raised). For a renewal, trial
-    conversion or overage a decline starts or continues dunning (DUN-1..3)."""
+    conversion or overage a decline starts or continues dunning (DUN-1..3), unless the customer
+    asked for this attempt ("pay now", PAY-5): then PaymentDeclined is raised and dunning is left
+    as it was. Paid, it ends past due once nothing else is open, either way."""
     now = terms.clock(now)
     if result is None:
         raise PaymentPending("We could not confirm your payment with the bank yet. You will not be charged twice; "
@@ -124,7 +126,10 @@ def payment_settle(payment: Payment, result: ChargeResult | None, *, actor=None,
             invoice.refresh_from_db()
             return invoice  # settled already (a webhook, a reconcile or another worker)
         payment.refresh_from_db()
-        if sub is not None and sub.charge_in_flight_id == payment.pk:
+        # A charge the customer started from the billing page (a change, or "pay now" on an open
+        # invoice, PAY-5) is the subscription's charge in flight; the billing run's are not.
+        asked_by_customer = sub is not None and sub.charge_in_flight_id == payment.pk
+        if asked_by_customer:
             sub.charge_in_flight = None
             sub.save(update_fields=["charge_in_flight", "updated_at"])
         invoice.refresh_from_db()
@@ -144,6 +149,15 @@ def payment_settle(payment: Payment, result: ChargeResult | None, *, actor=None,
                                            payment.decline_code or "card_declined")
         elif payment.status == PaymentStatus.SUCCEEDED:
             lifecycle.dunning_collected(invoice, payment, sub, now)
+        elif asked_by_customer:
+            # PAY-5: the owner's own "pay now" was declined. They read the reason on the page at once;
+            # the invoice stays open and dunning's schedule, count and e-mails stay the run's.
+            audit(account=invoice.account, actor=actor, action="charge.declined", obj=payment,
+                  after={"invoice_kind": invoice.kind, "invoice": invoice.number, "amount": str(payment.amount),
+                         "decline_code": payment.decline_code}, now=now)
+            reason = payment.decline_message or "Your card was declined."
+            declined = PaymentDeclined(f"{reason} Nothing was charged; invoice {invoice.number} is still open.",
+                                       payment.decline_code or "card_declined")
         else:
             lifecycle.dunning_failed(invoice, sub, payment.decline_message or "Your card was declined.", now,
                                      emit=payment.decline_code != "not_sent", payment=payment)

@@ -8,6 +8,8 @@ from accounts.countries import country_choices
 from core import zones
 from plans.models import Cycle
 
+from .models import CancelReason
+
 # PAY-1: Stripe's test payment-method tokens the sandbox gateway understands, and what each does.
 SANDBOX_TOKENS = [
     ("pm_card_visa", "pm_card_visa: Visa •••• 4242, every charge succeeds"),
@@ -43,10 +45,16 @@ class ExtraPropertiesConfirmForm(ExtraPropertiesForm):
 
 
 class CancelForm(forms.Form):
+    """CAN-5: the confirmation asks for an optional reason, a short list plus the owner's own words."""
+
+    reason_code = forms.ChoiceField(
+        label="Why are you cancelling? (optional)", required=False, widget=forms.RadioSelect,
+        choices=[("", "I would rather not say"), *CancelReason.choices], initial="",
+    )
     reason = forms.CharField(
-        label="Why are you cancelling? (optional)", required=False, max_length=2000,
-        widget=forms.Textarea(attrs={"rows": 3}),
-        help_text="Only our staff read this. It helps us improve.",
+        label="Anything else you want to tell us? (optional)", required=False, max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 3, "aria-describedby": "reason-help"}),
+        help_text="Only our staff read your answers. They help us improve.",
     )
 
 

@@ -173,17 +173,18 @@ def trial_start(sub: Subscription, plan: Plan, cycle: str, *, actor, now) -> Sub
     return new
 
 
-def trial_cancel(sub: Subscription, reason: str, *, actor, now) -> None:
-    """TRI-4: the trial is cancelled at once and the account suspended; nothing is charged."""
+def trial_cancel(sub: Subscription, reason: str, *, actor, now, reason_code: str = "") -> None:
+    """TRI-4: the trial is cancelled at once and the account suspended; nothing is charged. The
+    owner's reason (CAN-5) is kept for staff."""
     before = terms.snapshot(sub)
     subscription_status_set(sub, Status.CANCELED)
-    sub.canceled_at, sub.cancel_reason = now, reason[:2000]
+    sub.canceled_at, sub.cancel_reason, sub.cancel_reason_code = now, reason[:2000], reason_code
     sub.scheduled_plan, sub.scheduled_cycle = None, ""
     sub.save()
     account_suspend(sub.account, SuspensionReason.CANCELLED_TRIAL, "You cancelled your trial.", actor=actor, now=now,
                     notify=False)
     audit(account=sub.account, actor=actor, action="trial.canceled", obj=sub, before=before,
-          after=terms.snapshot(sub), reason=reason, now=now)
+          after={**terms.snapshot(sub), "cancel_reason_code": reason_code}, reason=reason, now=now)
     events.emit("trial.canceled", sub.account_id, now=now, subscription_id=sub.pk, plan=sub.plan.code,
                 trial_end=sub.trial_end.isoformat())
 
@@ -191,7 +192,7 @@ def trial_cancel(sub: Subscription, reason: str, *, actor, now) -> None:
 def trial_reactivate(sub: Subscription, *, actor, now) -> None:
     """TRI-5: a cancelled trial resumes with the days that remain (the end date does not move)."""
     subscription_status_set(sub, Status.TRIALING)
-    sub.canceled_at, sub.cancel_reason = None, ""
+    sub.canceled_at, sub.cancel_reason, sub.cancel_reason_code = None, "", ""
     sub.save()
     account_lift_if(sub.account, SuspensionReason.CANCELLED_TRIAL, "Trial reactivated", actor=actor, now=now,
                     notify=False)

@@ -12,7 +12,21 @@ class Status(models.TextChoices):
     ACTIVE = "active", "Active"  # paid up, or on the Free plan
     PAST_DUE = "past_due", "Past due"  # a renewal charge failed; retries running (DUN-1)
     SUSPENDED = "suspended", "Suspended"  # last retry failed (DUN-3)
-    CANCELED = "canceled", "Canceled"  # ended; a cancelled trial may be reactivated (TRI-5)
+    CANCELED = "canceled", "Cancelled"  # ended; a cancelled trial may be reactivated (TRI-5)
+
+
+class CancelReason(models.TextChoices):
+    """Why the owner cancelled (CAN-5), optional. The codes are Stripe's `cancellation_details.feedback`
+    values, so an export or a later move to Stripe Billing maps them one to one."""
+
+    TOO_EXPENSIVE = "too_expensive", "It is too expensive"
+    MISSING_FEATURES = "missing_features", "Features I need are missing"
+    SWITCHED_SERVICE = "switched_service", "I am switching to another service"
+    UNUSED = "unused", "I do not use it enough"
+    CUSTOMER_SERVICE = "customer_service", "Customer service was not good enough"
+    TOO_COMPLEX = "too_complex", "It is too hard to use"
+    LOW_QUALITY = "low_quality", "The quality was not good enough"
+    OTHER = "other", "Another reason"
 
 
 class Subscription(models.Model):
@@ -47,7 +61,10 @@ class Subscription(models.Model):
     trial_start = models.DateTimeField(null=True, blank=True)
     trial_end = models.DateTimeField(null=True, blank=True)
     cancel_at_period_end = models.BooleanField(default=False)
-    cancel_reason = models.TextField(blank=True)
+    cancel_reason_code = models.CharField("cancellation reason", max_length=20, choices=CancelReason, blank=True,
+                                          help_text="CAN-5: the reason the owner picked; empty when none was given.")
+    cancel_reason = models.TextField("cancellation comment", blank=True,
+                                     help_text="CAN-5: the owner's own words, optional; only staff read them.")
     canceled_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     scheduled_plan = models.ForeignKey(
@@ -114,7 +131,7 @@ class Subscription(models.Model):
 
 
 class RequestStatus(models.TextChoices):
-    PENDING = "pending", "Pending"  # waiting for staff
+    PENDING = "pending", "Pending review"  # waiting for staff (the words a refund request uses)
     APPROVED = "approved", "Approved"  # staff approved
     REJECTED = "rejected", "Rejected"  # staff rejected, with a reason
 
@@ -151,3 +168,6 @@ class BillingRunLock(models.Model):
     name = models.CharField(max_length=50, primary_key=True)
     holder = models.CharField(max_length=100, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return self.name

@@ -7,17 +7,18 @@ sums are aggregates, and usage comes from the monthly counter, never from the pe
 
 import calendar
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import F, Q
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 
-from accounts.models import ROLE_PERMISSIONS, SuspensionReason, UsageMonth
+from accounts.models import ROLE_PERMISSIONS, SuspensionReason, UsageDay, UsageMonth
 from accounts.usage import month_included, month_label, month_start
+from core.money import format_money
 from invoices import services as ledger
-from invoices.models import Invoice, InvoiceKind
+from invoices.models import Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, Payment, PaymentStatus
 from invoices.selectors import issued_invoices
 from plans.models import Cycle, Plan
 
@@ -273,7 +274,62 @@ def restore_offer(sub: Subscription | None, now: datetime) -> tuple[bool, str]:
     return reason is None, reason or ""
 
 
-# --- usage (USE-2) -----------------------------------------------------------------------------
+# --- the card on file and open invoices (PAY-5) -------------------------------------------------
+
+
+def pay_now_refusal(invoice: Invoice) -> str | None:
+    """Why `invoice` cannot be paid now with the card on file (PAY-5), or None. The engine's
+    `billing.invoice_pay_now` asks the same under the invoice's lock; the pages ask to show the
+    button or the reason instead."""
+    if invoice.status != InvoiceStatus.OPEN:
+        return f"Invoice {invoice.number} is {invoice.get_status_display().lower()}: nothing is owed on it."
+    account = invoice.account
+    if account.is_suspended and account.suspension_reason == SuspensionReason.NON_PAYMENT:
+        # DUN-3: the period this renewal was for is gone; a new card pays a new period from that day.
+        return ("Your account is suspended for non-payment, so this invoice is not charged again. Update your "
+                "payment method: a full new period is charged from that day, tracking resumes at once and this "
+                "invoice is voided.")
+    if Payment.objects.filter(invoice=invoice, status=PaymentStatus.UNKNOWN).exists():
+        return (f"A payment of invoice {invoice.number} is already being processed. Reload the page in a minute "
+                "to see its result; you will not be charged twice.")
+    sub = invoice.subscription
+    if sub is not None and sub.charge_in_flight_id and Payment.objects.filter(
+            pk=sub.charge_in_flight_id, status=PaymentStatus.UNKNOWN).exists():
+        return "A payment for your subscription is still being processed. Try again in a minute."
+    if ledger.default_payment_method(account) is None:
+        return "There is no card on file. Add a payment method to pay this invoice."
+    return None
+
+
+def card_removal_refusal(account, now: datetime) -> str | None:
+    """Why the card on file cannot be removed now (PAY-5: a paid subscription needs it), or None.
+    Read from the account statement, the one computation of what is charged next, and this
+    month's usage (an overage invoice is charged at once on the 1st, USE-3). Removing a card is
+    never a cancellation (CAN-1): the page says what to do instead."""
+    usage = usage_summary(account, now)
+    statement = account_statement(account, now, usage=usage)
+    sub = statement.subscription
+    if sub is not None and sub.charge_in_flight_id and Payment.objects.filter(
+            pk=sub.charge_in_flight_id, status=PaymentStatus.UNKNOWN).exists():
+        return "A payment is being processed with this card. Try again in a minute."
+    if statement.owed is not None:
+        owed = statement.owed
+        return (f"You have {format_money(owed.amount, owed.currency)} unpaid (invoice {owed.invoice.number}), "
+                "charged to this card. Pay it first, or replace the card with another one.")
+    charge = statement.next_charge
+    if charge is not None:
+        on = f"{terms.local_date(account, charge.at):%Y-%m-%d}"
+        money = format_money(charge.total, charge.currency)
+        what = (f"Your free trial of {sub.plan.name} converts on {on}: {money} is charged to this card."
+                if charge.kind == "trial_conversion"
+                else f"The next charge of your {sub.plan.name} subscription, {money} on {on}, is made with this card.")
+        return (f"{what} Replace the card with another one, or cancel first: a card can be removed once no charge "
+                "is scheduled.")
+    if usage["overage_amount"]:
+        return (f"Sessions over your quota this month ({format_money(usage['overage_amount'], usage['currency'])} "
+                f"so far) are invoiced on the 1st and charged to this card. Replace the card with another one "
+                "instead.")
+    return None
 
 
 # --- usage (USE-2) -----------------------------------------------------------------------------
@@ -363,6 +419,101 @@ def usage_bars(usage: dict) -> list[UsageBar]:
         level = "bad" if limit is not None and share >= 100 else "warn" if share >= 80 else ""
         bars.append(UsageBar(label, used, limit, min(share, 100), level))
     return bars
+
+
+# --- usage history (USE-2) ---------------------------------------------------------------------
+
+USAGE_MONTHS_SHOWN = 24
+
+
+@dataclass(frozen=True)
+class UsageMonthRow:
+    """One calendar month (UTC, USE-1): sessions counted, the quota, and the overage invoiced for it."""
+
+    month: date
+    sessions: int
+    included: int | None  # None: unlimited
+    current: bool
+    invoiced: tuple = ()  # (invoice id, number, amount) of the overage lines billing this month (USE-3)
+
+    @property
+    def over(self) -> int:
+        return max(0, self.sessions - self.included) if self.included is not None else 0
+
+
+@dataclass(frozen=True)
+class UsageDayRow:
+    day: date
+    sessions: int
+    to_date: int  # the month's running total at the end of the day
+    within: int  # of it, within the quota
+    over: int  # and over it
+
+
+@dataclass
+class UsageHistory:
+    month: UsageMonthRow  # the month shown day by day
+    months: list[UsageMonthRow]  # newest first
+    days: list[UsageDayRow]
+    overage_per_1000: Decimal | None
+    currency: str
+
+
+def usage_months_range(account, now: datetime) -> tuple[date, date]:
+    """The months a customer may look at: from the account's first month (or its first counted
+    usage, if earlier) to the current one (UTC)."""
+    first = month_start(account.created_at)
+    earliest = UsageMonth.objects.filter(account=account).order_by("month").values_list("month", flat=True).first()
+    return min(first, earliest) if earliest else first, month_start(now)
+
+
+def usage_history(account, month: date | None = None, now: datetime | None = None,
+                  usage: dict | None = None) -> UsageHistory:
+    """Past months of usage against their quota and what their overage cost (USE-2, USE-3), and
+    the days of `month` (default: the current one) with the running total against its quota.
+    Months are UTC calendar months (USE-1); the month's total and quota are the billing counters
+    (`UsageMonth`, the current month as `usage_summary` reads it), the days are `UsageDay` rows."""
+    now = now or timezone.now()
+    usage = usage or usage_summary(account, now)
+    current = month_start(now)
+    month = month or current
+    rows = {row.month: row for row in UsageMonth.objects.filter(account=account).order_by("-month")
+            [:USAGE_MONTHS_SHOWN]}
+    if month not in rows and month != current:
+        extra = UsageMonth.objects.filter(account=account, month=month).first()
+        if extra is not None:
+            rows[month] = extra
+    starts = {datetime(m.year, m.month, 1, tzinfo=UTC): m for m in {*rows, current, month}}
+    invoiced: dict[date, list] = {}
+    for start, invoice_id, number, amount in (
+            InvoiceLine.objects.filter(invoice__account=account, invoice__kind=InvoiceKind.OVERAGE,
+                                       invoice__number__isnull=False, period_start__in=list(starts))
+            .order_by("invoice__issued_at", "invoice_id").values_list("period_start", "invoice_id", "invoice__number",
+                                                                       "amount")):
+        invoiced.setdefault(starts[start.astimezone(UTC)], []).append((invoice_id, number, amount))
+
+    def row_of(m: date) -> UsageMonthRow:
+        if m == current:
+            return UsageMonthRow(m, usage["sessions_used"], usage["sessions_included"], True,
+                                 tuple(invoiced.get(m, ())))
+        stored = rows.get(m)
+        return UsageMonthRow(m, stored.sessions if stored else 0, stored.sessions_included if stored else None,
+                             False, tuple(invoiced.get(m, ())))
+
+    months = [row_of(m) for m in sorted({*rows, current}, reverse=True)][:USAGE_MONTHS_SHOWN]
+    shown = row_of(month)
+    last_day = (now.astimezone(UTC).date() if month == current
+                else date(month.year, month.month, calendar.monthrange(month.year, month.month)[1]))
+    per_day = dict(UsageDay.objects.filter(account=account, day__gte=month, day__lte=last_day)
+                   .values_list("day").annotate(total=Sum("sessions")).values_list("day", "total"))
+    days, to_date, day = [], 0, month
+    while day <= last_day:
+        sessions = int(per_day.get(day) or 0)
+        to_date += sessions
+        within = to_date if shown.included is None else min(to_date, shown.included)
+        days.append(UsageDayRow(day, sessions, to_date, within, to_date - within))
+        day += timedelta(days=1)
+    return UsageHistory(shown, months, days, usage["overage_per_1000"], usage["currency"])
 
 
 # --- the overview --------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ accounts.preferences; they never change state through the ORM. Every view is beh
 request.account.
 """
 
+from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
@@ -17,6 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts import preferences
 from accounts.decorators import account_required
 from accounts.services import AccountError
+from core import charts
 from core.money import format_money
 from invoices import services as ledger
 from invoices.models import Invoice, RefundRequest
@@ -66,6 +68,48 @@ def _money(amount, currency="USD") -> str:
 def overview(request):
     context = selectors.billing_overview(request.account, request.membership)
     return _render(request, "billing/overview.html", context)
+
+
+@account_required("view_usage")
+@require_GET
+def usage(request):
+    """USE-2: past months against their quota, the days of one month as a chart and a table, and
+    the projected overage of the current month (members may read it, ACC-1)."""
+    account, now = request.account, timezone.now()
+    first, current = selectors.usage_months_range(account, now)
+    month = current
+    if request.GET.get("month"):
+        try:
+            month = datetime.strptime(request.GET["month"], "%Y-%m").date()
+        except ValueError:
+            raise Http404("Give the month as YYYY-MM.") from None
+        if not first <= month <= current:
+            raise Http404("There is no usage for this account in that month.")
+    usage_now = selectors.usage_summary(account, now)
+    history = selectors.usage_history(account, month, now, usage_now)
+    statement = account_statement(account, now, usage=usage_now) if month == current else None
+    return _render(request, "billing/usage.html", {
+        "history": history, "chart": _usage_chart(history), "usage": usage_now, "statement": statement,
+        "projected": statement.overage if statement else None,
+    })
+
+
+def _usage_chart(history) -> str:
+    """The month's running total of sessions by day against the quota, as inline SVG (core.charts)."""
+    shown, days = history.month, history.days
+    series = [charts.Series("Within the quota" if shown.included is not None else "Sessions",
+                            tuple(day.within for day in days), charts.PALETTE[0])]
+    if shown.included is not None and any(day.over for day in days):
+        series.append(charts.Series("Over the quota", tuple(day.over for day in days), charts.PALETTE[1]))
+    quota = (charts.Reference(f"Quota {shown.included:,}", Decimal(shown.included))
+             if shown.included is not None else None)
+    total = days[-1].to_date if days else 0
+    label = (f"Sessions counted in {shown.month:%B %Y}, running total by day: {total:,} by "
+             f"{days[-1].day:%B %-d}" if days else f"No sessions in {shown.month:%B %Y}")
+    if shown.included is not None:
+        label += f", against a quota of {shown.included:,}"
+    return charts.bar_chart(label=label, categories=[str(day.day.day) for day in days], series=series,
+                            money=False, reference=quota, label_every=2 if len(days) > 16 else 1)
 
 
 @account_required("change_plan")
@@ -206,7 +250,8 @@ def cancel(request):
     form = CancelForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            sub = billing.cancel(sub, reason=form.cleaned_data["reason"], actor=request.user)
+            sub = billing.cancel(sub, reason=form.cleaned_data["reason"], reason_code=form.cleaned_data["reason_code"],
+                                 actor=request.user)
         except billing.BillingError as exc:
             messages.error(request, str(exc))
             return redirect("billing:overview")
@@ -361,13 +406,54 @@ def payment_method(request):
                 return redirect("billing:overview" if owed else "billing:payment_method")
     statement = account_statement(account)
     sub = statement.subscription
+    method = ledger.default_payment_method(account)
     context.update({
-        "method": ledger.default_payment_method(account),
+        "method": method,
         "owed": statement.owed if sub and sub.status in (Status.PAST_DUE, Status.SUSPENDED) else None,
         "statement": statement,
         "subscription": sub,
+        "removal_refusal": selectors.card_removal_refusal(account, timezone.now()) if method else None,
     })
     return _render(request, "billing/payment_method.html", context, status=402 if "declined" in context else 200)
+
+
+@account_required("payment_method")
+@require_POST
+def payment_method_remove(request):
+    """PAY-5: remove the card on file, unless a paid subscription needs it (the page says why)."""
+    try:
+        method = billing.payment_method_remove(request.account, actor=request.user)
+    except billing.BillingError as exc:
+        messages.error(request, f"Your card was not removed. {exc}")
+    else:
+        messages.success(request, f"Your card {method} is removed. No card is on file now; add one before your "
+                                  "next paid change.")
+    return redirect("billing:payment_method")
+
+
+@account_required("payment_method")
+@require_POST
+def pay_open(request):
+    """PAY-5 from the overview's past-due banner: pay every open invoice now with the card on file."""
+    before = selectors.subscription_current(request.account)
+    try:
+        paid = billing.open_invoices_pay_now(request.account, actor=request.user)
+    except billing.PaymentDeclined as exc:
+        messages.error(request, f"The payment did not go through. {exc} Update your payment method to use another "
+                                "card.")
+    except billing.PaymentPending as exc:
+        messages.info(request, str(exc))
+    except billing.BillingError as exc:
+        messages.error(request, str(exc))
+    else:
+        total = sum((invoice.amount_paid for invoice in paid), Decimal("0"))
+        numbers = ", ".join(invoice.number for invoice in paid)
+        text = f"Paid {_money(total, paid[0].currency)} (invoice{'s' if len(paid) > 1 else ''} {numbers})."
+        after = selectors.subscription_current(request.account)
+        if before is not None and before.status == Status.PAST_DUE and after.status == Status.ACTIVE:
+            text += " Nothing is owed any more: your subscription is in good standing again."
+        messages.success(request, text)
+    return redirect("billing:overview")
 
 
 # --- billing details (INV-4) and e-mail settings (NOT-2) ----------------------------------------

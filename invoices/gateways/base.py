@@ -69,6 +69,9 @@ class Gateway(Protocol):
     def attach(self, customer_id: str, token: str) -> CardDetails:
         """Attach a payment method from a token (e.g. `pm_card_visa`); raise CardDeclined."""
 
+    def detach(self, payment_method_id: str) -> None:
+        """Remove a card from its customer at the gateway (PAY-5); it cannot be charged afterwards."""
+
     def charge(
         self,
         *,

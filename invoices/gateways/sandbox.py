@@ -120,6 +120,14 @@ class SandboxGateway:
         year = timezone.now().year + 3
         return CardDetails(stored.gateway_id, card.brand, card.last4, 12, year, fingerprint_for(token))
 
+    def detach(self, payment_method_id: str) -> None:
+        """Remove a card from its customer, as Stripe's detach does: it is never charged again (a
+        charge to it is declined). Detaching a card that is already detached changes nothing."""
+        self._check_reachable()
+        if not SandboxCard.objects.filter(gateway_id=payment_method_id).exists():
+            raise GatewayError(f"No such payment method: {payment_method_id}.")
+        SandboxCard.objects.filter(gateway_id=payment_method_id).update(customer="")
+
     def charge(self, *, customer_id, payment_method_id, amount, currency, idempotency_key, description=""):
         self._check_reachable()
         existing = SandboxCharge.objects.filter(idempotency_key=idempotency_key).first()

@@ -105,9 +105,9 @@ def test_ref2_approving_twice_refunds_once(converted, manager):
 
 def test_ref2_evidence_shows_the_trial_activity_beside_the_decision(converted, support_client, clock):
     account = converted.account
-    site = PropertyFactory(account=account, name="Shop", domain="shop.acme.test",
+    site = PropertyFactory(account=account, name="Shop", domain="shop.acme.test", created_at=at("2026-04-02"),
                            first_event_at=at("2026-04-03T12:00"))
-    PropertyFactory(account=account, name="Blog", domain="blog.acme.test")
+    PropertyFactory(account=account, name="Blog", domain="blog.acme.test", created_at=at("2026-04-02"))
     UsageDay.objects.create(property=site, account=account, day=at("2026-04-03").date(), sessions=120)
     UsageDay.objects.create(property=site, account=account, day=at("2026-04-04").date(), sessions=80)
     UsageDay.objects.create(property=site, account=account, day=at("2026-05-04").date(), sessions=999)  # after

@@ -103,12 +103,14 @@ def test_cancel_then_resume(page, shot, customer):
     until = f"{terms.local_date(customer, sub.current_period_end):%Y-%m-%d}"
     log_in(page, customer.owner.email)
     page.get_by_role("link", name="Cancel subscription").click()
-    page.get_by_label("Why are you cancelling? (optional)").fill("Trying another tool")
+    page.get_by_label("I am switching to another service").check()
+    page.get_by_label("Anything else you want to tell us? (optional)").fill("Trying another tool")
     page.get_by_role("button", name="Cancel my subscription").click()
     page.wait_for_url("**/billing/")
     assert f"service runs until {until}" in page.content()
     shot("cancelled")
     assert current(customer).cancel_reason == "Trying another tool"
+    assert current(customer).cancel_reason_code == "switched_service"
     page.get_by_role("button", name="Resume subscription").click()
     page.wait_for_url("**/billing/")
     assert "Your subscription continues" in page.content()

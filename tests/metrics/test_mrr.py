@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from metrics import charts, mrr
+from core import charts
+from metrics import mrr
 from metrics.movements import Snapshot, bucket_of, chain
 from metrics.mrr import Bucket, Kind, RecurringTerms, classify, recurring_monthly_amount
 

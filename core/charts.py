@@ -1,4 +1,5 @@
-"""Bar charts as inline SVG, rendered on the server: no script, no CDN, works offline.
+"""Bar charts as inline SVG, rendered on the server: no script, no CDN, works offline. The revenue
+page (metrics) and the customer's usage history draw with it.
 
 A chart is a picture of a table that the page shows beside it (the numbers, for screen readers
 and for copying), so the SVG carries a short accessible name and no data of its own. Geometry is
@@ -25,6 +26,15 @@ class Series:
     name: str
     values: tuple  # one number (Decimal or int) per category
     color: str
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A horizontal line across the plot at `value` (a quota, a target), dashed, named in the legend."""
+
+    name: str
+    value: Decimal
+    color: str = "#1F1F1F"
 
 
 def _px(value: Decimal) -> str:
@@ -55,9 +65,12 @@ def _label(value: Decimal, money: bool) -> str:
 
 
 def bar_chart(*, label: str, categories: list[str], series: list[Series], stacked: bool = True,
-              money: bool = True, width: int = WIDTH, height: int = HEIGHT) -> SafeString:
+              money: bool = True, width: int = WIDTH, height: int = HEIGHT, reference: Reference | None = None,
+              label_every: int = 1) -> SafeString:
     """Bars per category, stacked (positives up, negatives down from zero) or side by side.
-    A category "Mar 2026" is written on two lines, the year only under the first bar and January."""
+    A category "Mar 2026" is written on two lines, the year only under the first bar and January.
+    `reference`: a dashed horizontal line (the plot reaches up to it). `label_every`: write every
+    n-th category under the axis (31 days on a phone), the first and the last always."""
     values = [[Decimal(v or 0) for v in s.values] for s in series]
     if stacked:
         highs = [sum((v[i] for v in values if v[i] > 0), Decimal(0)) for i in range(len(categories))]
@@ -66,6 +79,8 @@ def bar_chart(*, label: str, categories: list[str], series: list[Series], stacke
         highs = [max([v[i] for v in values] + [Decimal(0)]) for i in range(len(categories))]
         lows = [min([v[i] for v in values] + [Decimal(0)]) for i in range(len(categories))]
     top, bottom = max(highs + [Decimal(0)]), min(lows + [Decimal(0)])
+    if reference is not None:
+        top = max(top, Decimal(reference.value))
     if top == bottom:
         top = ONE
     step = nice_step(top - bottom)
@@ -73,7 +88,7 @@ def bar_chart(*, label: str, categories: list[str], series: list[Series], stacke
         step = max(step, ONE)  # counts: whole ticks
     top = (top / step).to_integral_value(rounding="ROUND_CEILING") * step
     bottom = (bottom / step).to_integral_value(rounding="ROUND_FLOOR") * step
-    legend, top_margin = _legend(series, width)
+    legend, top_margin = _legend(series, width, reference)
     plot_w, plot_h = Decimal(width - LEFT - RIGHT), Decimal(height - top_margin - BOTTOM)
 
     def y(value: Decimal) -> Decimal:
@@ -93,8 +108,9 @@ def bar_chart(*, label: str, categories: list[str], series: list[Series], stacke
     for i, category in enumerate(categories):
         x0 = LEFT + band * i
         name, _, year = category.partition(" ")
-        parts.append(f'<text x="{_px(x0 + band / 2)}" y="{height - BOTTOM + 15}" text-anchor="middle" '
-                     f'class="tick">{escape(name)}</text>')
+        if i % label_every == 0 or i == len(categories) - 1:
+            parts.append(f'<text x="{_px(x0 + band / 2)}" y="{height - BOTTOM + 15}" text-anchor="middle" '
+                         f'class="tick">{escape(name)}</text>')
         if year and (i == 0 or name == "Jan"):
             parts.append(f'<text x="{_px(x0 + band / 2)}" y="{height - BOTTOM + 29}" text-anchor="middle" '
                          f'class="tick">{escape(year)}</text>')
@@ -121,12 +137,17 @@ def bar_chart(*, label: str, categories: list[str], series: list[Series], stacke
                 y_top, y_bottom = (y(value), y(0)) if value > 0 else (y(0), y(value))
                 parts.append(_rect(x0 + (band - inner) / 2 + bar_w * j, y_top, bar_w, y_bottom - y_top, s.color,
                                    f"{category} — {s.name}: {_label(value, money)}"))
+    if reference is not None:
+        at = _px(y(Decimal(reference.value)))
+        parts.append(f'<line x1="{LEFT}" x2="{width - RIGHT}" y1="{at}" y2="{at}" stroke="{reference.color}" '
+                     f'stroke-width="2" stroke-dasharray="6 4" class="reference"><title>{escape(reference.name)}: '
+                     f'{escape(_label(Decimal(reference.value), money))}</title></line>')
     parts += legend
     parts.append("</svg>")
     return mark_safe("".join(parts))
 
 
-def _legend(series: list[Series], width: int) -> tuple[list[str], int]:
+def _legend(series: list[Series], width: int, reference: Reference | None = None) -> tuple[list[str], int]:
     """The legend above the plot, wrapped onto as many rows as it needs; returns its parts and the
     plot's top margin."""
     parts, x, row = [], Decimal(LEFT), 0
@@ -138,6 +159,14 @@ def _legend(series: list[Series], width: int) -> tuple[list[str], int]:
         parts.append(f'<rect x="{_px(x)}" y="{y}" width="12" height="12" fill="{s.color}"/>')
         parts.append(f'<text x="{_px(x + 17)}" y="{y + 10}" class="legend">{escape(s.name)}</text>')
         x += size
+    if reference is not None:
+        size = 29 + Decimal(len(reference.name)) * Decimal("6.8") + 16
+        if x + size > width - RIGHT and x > LEFT:
+            x, row = Decimal(LEFT), row + 1
+        y = 8 + row * LEGEND_ROW
+        parts.append(f'<line x1="{_px(x)}" x2="{_px(x + 24)}" y1="{y + 6}" y2="{y + 6}" stroke="{reference.color}" '
+                     'stroke-width="2" stroke-dasharray="6 4"/>')
+        parts.append(f'<text x="{_px(x + 29)}" y="{y + 10}" class="legend">{escape(reference.name)}</text>')
     return parts, 8 + (row + 1) * LEGEND_ROW + 12
 
 
