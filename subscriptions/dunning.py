@@ -6,7 +6,7 @@ are lifecycle's; the money moves through charges.
 from django.db import transaction
 
 from invoices import services as ledger
-from invoices.models import Invoice, InvoiceKind, InvoiceStatus, PaymentStatus
+from invoices.models import Invoice, InvoiceKind, InvoiceStatus, Payment, PaymentStatus
 
 from . import charges, lifecycle, terms
 from .errors import PaymentDeclined
@@ -50,20 +50,33 @@ def collect_after_new_payment_method(account, *, actor, now) -> None:
     if sub is None:
         return
     if sub[1] == Status.PAST_DUE:
-        with transaction.atomic():
-            subscription_lock(sub[0])
-            method = ledger.default_payment_method(account)
-            payments = [ledger.payment_begin(invoice, method, now=now) for invoice in open_invoices(account)]
-        for payment in payments:
+        # Each attempt is the customer's, like "pay now" (PAY-5): recorded as the subscription's
+        # charge in flight, so a decline is told at once and leaves the run's retry schedule,
+        # count and e-mails as they were (DUN-4 in docs/policy-decisions.md). One invoice at a
+        # time (one charge in flight), oldest first; the first decline stops the rest.
+        tried = set()
+        while True:
+            with transaction.atomic():
+                locked = subscription_lock(sub[0])
+                if locked.status != Status.PAST_DUE or Payment.objects.filter(
+                        pk=locked.charge_in_flight_id, status=PaymentStatus.UNKNOWN).exists():
+                    return
+                invoice = next((i for i in open_invoices(account) if i.pk not in tried), None)
+                if invoice is None:
+                    return
+                tried.add(invoice.pk)
+                payment = ledger.payment_begin(invoice, ledger.default_payment_method(account), now=now)
+                Subscription.objects.filter(pk=invoice.subscription_id or locked.pk).update(
+                    charge_in_flight=payment, updated_at=now)
             result = ledger.payment_send(payment)
             if result is None:
-                continue
-            charges.payment_settle(payment, result, actor=actor, now=now)
-            payment.refresh_from_db()
-            if payment.status == PaymentStatus.FAILED:
+                return  # the bank's answer was lost: reconcile settles it, as the customer's attempt
+            try:
+                charges.payment_settle(payment, result, actor=actor, now=now)
+            except PaymentDeclined as declined:
+                payment.refresh_from_db()
                 raise PaymentDeclined(f"Your new card was saved, but the retry failed: {payment.decline_message}",
-                                      payment.decline_code)
-        return
+                                      declined.code) from declined
     if sub[1] == Status.SUSPENDED:
         with transaction.atomic():
             locked = subscription_lock(sub[0])

@@ -317,6 +317,29 @@ def test_dun4_new_card_while_past_due_retries_the_open_invoice_at_once(account):
     assert Invoice.objects.get(kind="renewal").status == "paid"
 
 
+def test_dun4_a_declined_new_card_does_not_advance_the_retry_schedule(account, emitted):
+    """policy-decisions, DUN-4: the customer's own attempt is extra; a decline is told at once and
+    leaves the run's retry count, next retry and e-mails as they were."""
+    from subscriptions.errors import PaymentDeclined
+
+    billing.subscribe(account, "personal", now=at("2026-04-01"))
+    break_card(account, "2026-04-20")
+    run(at("2026-04-30"))
+    sub = current(account)
+    before = (sub.status, sub.retry_count, sub.next_retry_at)
+    failed_mails = kinds(emitted).count("payment.failed")
+    with pytest.raises(PaymentDeclined, match="Your new card was saved, but the retry failed"):
+        billing.set_payment_method(account, "pm_card_chargeDeclinedInsufficientFunds", now=at("2026-04-30T12:00"))
+    sub = current(account)
+    assert (sub.status, sub.retry_count, sub.next_retry_at) == before and before[1] == 0
+    assert sub.charge_in_flight_id is None
+    assert kinds(emitted).count("payment.failed") == failed_mails
+    assert Payment.objects.filter(invoice__kind="renewal", status="failed").count() == 2  # the run's, the card's
+    # The run's next retry still comes on its day, with the new card, and succeeds this time.
+    billing.set_payment_method(account, "pm_card_visa", now=at("2026-04-30T13:00"))
+    assert current(account).status == "active"
+
+
 def test_sus1_suspended_for_non_payment_says_why(account):
     billing.subscribe(account, "personal", now=at("2026-04-01"))
     break_card(account, "2026-04-20")
