@@ -390,7 +390,7 @@ def downgrade_apply_now(sub: Subscription, plan: Plan, credit, *, actor, reason:
                .order_by("-issued_at", "-id").first())
     if credit.amount > 0 and invoice is not None:
         note = ledger.credit_note_issue(account=sub.account, invoice=invoice, kind=CreditNoteKind.DOWNGRADE,
-                                        amount=credit.amount, reason=f"{reason}: {from_plan.name} to {plan.name}",
+                                        net_amount=credit.amount, reason=f"{reason}: {from_plan.name} to {plan.name}",
                                         computation=credit.computation, now=now, issued_by=actor)
         audit(account=sub.account, actor=actor, action="credit_note.issued", obj=note,
               after={"number": note.number, "amount": str(note.amount)}, reason=reason, now=now)
