@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import transaction
 
 from accounts.countries import is_country
+from core.money import format_money
 from core.seller import seller
 
 from . import tax
@@ -167,3 +168,47 @@ def tax_rates_load_file(path: str | Path) -> TaxRatesResult:
 
 
 EU_RATES = Path(__file__).resolve().parent / "tax_rates" / "eu.json"
+
+
+# --- quotes (PAY-3) ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QuoteTax:
+    """The tax a quote adds to the lines charged now: lines (description, amount, computation) to
+    show under them, the tax, what is charged with it, and a sentence for "at period end"."""
+
+    lines: tuple[tuple[str, Decimal, str], ...]
+    tax: Decimal
+    gross: Decimal
+    period_end: str
+
+
+def quote_tax(account, amounts: list[Decimal], currency: str, now: datetime) -> QuoteTax | None:
+    """What `invoice_create` will add to lines of `amounts` for `account` at `now`, for the quote
+    (PAY-3, PAY-4: the same decision and the same per-line rounding). None: no tax lines (TAX-3).
+    A 0 % line carries the legal mention as its computation (reverse charge, export)."""
+    decision = decision_for(account, now)
+    if not decision.charges_tax:
+        return None
+    inclusive = prices_include_tax()
+    taxed = tax.taxed(amounts, decision.rate, inclusive=inclusive)
+    description, computation = tax.tax_line_text(decision, taxed.subtotal, taxed.tax, currency, inclusive=inclusive)
+    if inclusive:  # the prices hold the tax: the amount due does not change; say how much of it is tax
+        return QuoteTax((), taxed.tax, taxed.gross, f"Prices include {decision.label}: today {computation}.")
+    if decision.mention:
+        computation = f"{computation}. {decision.mention}"
+    later = f"Amounts after today are before {decision.label}, which each invoice adds." if decision.rate else ""
+    return QuoteTax(((description, taxed.tax, computation),), taxed.tax, taxed.gross, later)
+
+
+def credit_tax_note(invoice, net: Decimal) -> str:
+    """The sentence a DWN-4 quote adds about the credit note's tax: the tax of `invoice`, the one
+    the credit note names, reversed in proportion (`credit_note_issue` computes the same)."""
+    if invoice is None or not invoice.tax_amount:
+        return ""
+    net, tax_amount = tax.credit_split(invoice_net=invoice.net_amount, invoice_tax=invoice.tax_amount, net=net)
+    money = lambda amount: format_money(amount, invoice.currency)  # noqa: E731
+    return (f"The credit note also gives back the VAT of invoice {invoice.number} in proportion: {money(net)} "
+            f"× {money(invoice.tax_amount)} / {money(invoice.net_amount)} = {money(tax_amount)}, so "
+            f"{money(net + tax_amount)} of credit in all.")
