@@ -26,8 +26,13 @@ class VatIdError(ValueError):
     """A VAT ID that cannot be used; the message says why, for the customer."""
 
 
+def _code(country) -> str:
+    """A country code as text: django-countries hands a `Country`, settings a str."""
+    return str(country or "").upper()
+
+
 def is_eu(country: str) -> bool:
-    return (country or "").upper() in EU_MEMBER_STATES
+    return _code(country) in EU_MEMBER_STATES
 
 
 def _compact(vat_id: str) -> str:
@@ -53,7 +58,7 @@ def vat_id_normalise(country: str, vat_id: str, *, country_name: str = "") -> st
     compact = _compact(vat_id)
     if not compact:
         return ""
-    country = (country or "").upper()
+    country = _code(country)
     where = country_name or country
     if not country:
         raise VatIdError("Choose the country of your billing address first: a VAT ID is checked against it.")
@@ -64,13 +69,15 @@ def vat_id_normalise(country: str, vat_id: str, *, country_name: str = "") -> st
         if not compact[:2].isalpha():
             compact = prefix + compact
         if compact[:2] != prefix:
-            raise VatIdError(f"A VAT ID from {where} starts with {prefix}; {compact} is from another country. "
-                             "Choose the country the VAT ID was issued in.")
+            if compact[:2].lower() in eu_vat.MEMBER_STATES | {"el"}:
+                raise VatIdError(f"A VAT ID from {where} starts with {prefix}; {compact} is from another country. "
+                                 "Choose the country the VAT ID was issued in.")
+            raise VatIdError(f"{compact} is not written like a VAT ID from {where}, which starts with {prefix}.")
         return _checked(eu_vat, compact, where)
     module = stdnum.get_cc_module(country.lower(), "vat")
-    if module is None:
-        return compact
-    return _checked(module, compact, where)
+    if module is not None:
+        _checked(module, compact, where)
+    return compact  # as typed (letters and digits): stdnum's compact form may drop a national prefix
 
 
 def _checked(module, compact: str, where: str) -> str:
