@@ -257,7 +257,14 @@ def invoices_issue_many(drafts: list[Draft], *, now, audit_actor: str) -> list[A
     customers = {row[0]: row[1:] for row in Account.objects.filter(pk__in={d.account_id for d in drafts})
                  .values_list("id", "country", "vat_id")}
     decisions = taxes.decisions_for(customers, now)
-    taxed = [_taxed(draft.lines, decisions[draft.account_id]) for draft in drafts]
+    taxed_of: dict[tuple, tax.Taxed] = {}  # the batch's drafts share a few (prices, rate): each computed once
+    taxed = []
+    for draft in drafts:
+        decision = decisions[draft.account_id]
+        key = (decision.rate, decision.charges_tax, *(line.amount for line in draft.lines))
+        if key not in taxed_of:
+            taxed_of[key] = _taxed(draft.lines, decision)
+        taxed.append(taxed_of[key])
     totals = [t.gross for t in taxed]
     line_rows = []
     for invoice_id, draft, t in zip(ids, drafts, taxed, strict=True):

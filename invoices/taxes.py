@@ -49,10 +49,14 @@ def decisions_for(customers: dict[int, tuple[str, str]], now: datetime) -> dict[
     """{key: decision} for many customers given as {key: (country, vat_id)}, with one read of the rates."""
     if not tax_active():
         return {key: tax.NO_TAX for key in customers}
-    rates = rates_on(tax_day(now))
-    return {key: tax.tax_decision(seller_country=seller().country, customer_country=str(country or ""),
-                                  vat_id=vat_id or "", rate_of=rates.get, mode=settings.TAX_COLLECT)
-            for key, (country, vat_id) in customers.items()}
+    rates, seller_country, mode = rates_on(tax_day(now)), seller().country, settings.TAX_COLLECT
+    decided: dict[tuple[str, str], tax.TaxDecision] = {}  # a batch's customers share a few (country, VAT ID)
+    for country, vat_id in customers.values():
+        facts = (str(country or ""), vat_id or "")
+        if facts not in decided:
+            decided[facts] = tax.tax_decision(seller_country=seller_country, customer_country=facts[0],
+                                              vat_id=facts[1], rate_of=rates.get, mode=mode)
+    return {key: decided[(str(country or ""), vat_id or "")] for key, (country, vat_id) in customers.items()}
 
 
 def decision_for(account, now: datetime) -> tax.TaxDecision:
