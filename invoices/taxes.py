@@ -186,6 +186,7 @@ class QuoteTax:
     tax: Decimal
     gross: Decimal
     period_end: str
+    label: str  # "VAT 19 %", "VAT 0 % (reverse charge)", "included VAT 19 %"
 
 
 def quote_tax(account, amounts: list[Decimal], currency: str, now: datetime) -> QuoteTax | None:
@@ -199,11 +200,12 @@ def quote_tax(account, amounts: list[Decimal], currency: str, now: datetime) -> 
     taxed = tax.taxed(amounts, decision.rate, inclusive=inclusive)
     description, computation = tax.tax_line_text(decision, taxed.subtotal, taxed.tax, currency, inclusive=inclusive)
     if inclusive:  # the prices hold the tax: the amount due does not change; say how much of it is tax
-        return QuoteTax((), taxed.tax, taxed.gross, f"Prices include {decision.label}: today {computation}.")
+        return QuoteTax((), taxed.tax, taxed.gross, f"Prices include {decision.label}: today {computation}.",
+                        description)
     if decision.mention:
         computation = f"{computation}. {decision.mention}"
     later = f"Amounts after today are before {decision.label}, which each invoice adds." if decision.rate else ""
-    return QuoteTax(((description, taxed.tax, computation),), taxed.tax, taxed.gross, later)
+    return QuoteTax(((description, taxed.tax, computation),), taxed.tax, taxed.gross, later, description)
 
 
 def credit_tax_note(invoice, net: Decimal) -> str:

@@ -47,6 +47,8 @@ def with_tax(quote: Quote, account, now) -> Quote:
     added = taxes.quote_tax(account, [line.amount for line in quote.lines], quote.currency, now)
     if added is None:
         return quote
+    if not any(line.amount for line in quote.lines):  # nothing charged now (a trial): only what comes later
+        return dataclasses.replace(quote, at_period_end=f"{quote.at_period_end} {added.period_end}".strip())
     return dataclasses.replace(quote, amount_due=added.gross, at_period_end=f"{quote.at_period_end} {added.period_end}"
                                .strip(), lines=quote.lines + tuple(QuoteLine(*line) for line in added.lines))
 
@@ -97,7 +99,7 @@ def plan_change(sub: Subscription, plan: Plan, cycle: str, now) -> Change:
                                f"{format_money(price, currency)} per {cycle[:-2] if cycle == 'monthly' else 'year'}, "
                                "unless you cancel before."),
             )
-            return Change("start_trial", quote, plan, cycle)
+            return Change("start_trial", with_tax(quote, account, now), plan, cycle)
         line, (start, end) = first_period(plan, cycle, now, account)
         notes = ()
         refusal = terms.trial_refusal(account) if plan.trial_days else None

@@ -394,6 +394,7 @@ class NextCharge:
     currency: str
     upcoming: NextTerms | None = None  # the period it pays for (None for a retry of open invoices)
     tax: Decimal = ZERO  # the tax its invoice adds (TAX-2), 0 when prices include it or none applies
+    tax_label: str = ""  # "VAT 19 %" when its invoice shows tax
 
     @property
     def total(self) -> Decimal:
@@ -411,11 +412,13 @@ def next_charge_of(upcoming: NextTerms, *, credit: Decimal, kind: str = "renewal
     lines = tuple(upcoming.lines())
     subtotal = sum((line.amount for line in lines), ZERO)
     at = at or upcoming.start - renewal_lead()
-    tax = ZERO  # TAX-2: what invoice_create will add, with the rate in force on the charge's day
+    tax, label = ZERO, ""  # TAX-2: what invoice_create will add, with the rate in force on the charge's day
     if upcoming.account is not None:
         added = taxes.quote_tax(upcoming.account, [line.amount for line in lines], upcoming.plan.currency, at)
-        tax = added.gross - subtotal if added else ZERO
-    return NextCharge(at, kind, lines, subtotal, min(credit, subtotal + tax), upcoming.plan.currency, upcoming, tax)
+        if added is not None:
+            tax, label = added.gross - subtotal, added.label
+    return NextCharge(at, kind, lines, subtotal, min(credit, subtotal + tax), upcoming.plan.currency, upcoming, tax,
+                      label)
 
 
 def renewal_key(sub: Subscription, start: datetime) -> str:

@@ -282,3 +282,28 @@ def test_tax1_a_seller_outside_the_eu_prints_no_tax_lines(catalog, client):
     invoice = Invoice.objects.get(account=acct)
     assert (invoice.tax_treatment, invoice.tax_amount, invoice.total) == ("none", D("0.00"), D("29.00"))
     assert not invoice.shows_tax and invoice.lines.get().tax_amount == 0
+
+
+def test_tax2_pay4_the_next_charge_shown_is_the_taxed_renewal_the_run_charges(settings, catalog):
+    from subscriptions.statement import account_statement
+
+    for name, value in SELLER_DE.items():
+        setattr(settings, name, value)
+    tax_rates_load_file(EU_RATES)
+    acct = customer(CASES[0])
+    billing.subscribe(acct, "advanced", now=at("2026-04-01"))
+    charge = account_statement(acct, now=at("2026-04-10")).next_charge
+    assert (charge.subtotal, charge.tax, charge.tax_label, charge.total) == (D("29.00"), D("5.51"), "VAT 19 %",
+                                                                             D("34.51"))
+    scheduler.run(now=at("2026-04-30T00:00"))
+    assert Invoice.objects.get(account=acct, kind="renewal").total == charge.total
+
+
+def test_tax2_a_trial_quote_says_later_amounts_are_before_vat(settings, catalog):
+    for name, value in SELLER_DE.items():
+        setattr(settings, name, value)
+    tax_rates_load_file(EU_RATES)
+    acct = customer(CASES[0])
+    quote = billing.preview_change(current(acct), "advanced", "monthly", now=at("2026-04-01"))
+    assert quote.amount_due == 0 and [line.amount for line in quote.lines] == [D("0.00")]
+    assert quote.at_period_end.endswith("Amounts after today are before VAT 19 %, which each invoice adds.")
