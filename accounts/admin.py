@@ -128,7 +128,9 @@ class AccountAdmin(BackOfficeAdmin):
     fieldsets = [
         (None, {"fields": ("name", "owner", "status", "suspension_reason", "suspension_note", "suspended_at",
                            "current_subscription", "records")}),
-        ("Billing details (INV-4)", {"fields": ("company", "address", "country", "vat_id", "timezone")}),
+        ("Billing details (INV-4, TAX-4, PAY-5)", {"fields": ("company", "address", "country", "vat_id",
+                                                             "vat_id_checked_at", "vat_id_consultation",
+                                                             "billing_email", "timezone")}),
         ("Trial and identity (TRI-2, USE-5)", {"fields": ("trial_used_at", "usage_started_at", "identity_email",
                                                           "identity_matches", "gateway_customer_id")}),
         ("E-mail preferences (NOT-2)", {"fields": ("email_usage_alerts", "email_product_news")}),
@@ -137,7 +139,8 @@ class AccountAdmin(BackOfficeAdmin):
     ]
     readonly_fields = (
         "name", "owner", "status", "suspension_reason", "suspension_note", "suspended_at", "current_subscription",
-        "records", "company", "address", "country", "vat_id", "timezone", "trial_used_at", "usage_started_at",
+        "records", "company", "address", "country", "vat_id", "vat_id_checked_at", "vat_id_consultation",
+        "billing_email", "timezone", "trial_used_at", "usage_started_at",
         "identity_email", "identity_matches", "gateway_customer_id", "email_usage_alerts", "email_product_news",
         "recent_audit", "recent_emails",
     )

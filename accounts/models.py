@@ -4,10 +4,9 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.timezone import now as tz_now
+from django_countries.fields import CountryField
 
 from core import zones
-
-from .countries import country_choices
 
 
 class AccountStatus(models.TextChoices):
@@ -27,8 +26,14 @@ class Account(models.Model):
     name = models.CharField(max_length=200)
     company = models.CharField(max_length=200, blank=True)
     address = models.TextField(blank=True)
-    country = models.CharField(max_length=2, blank=True, choices=country_choices, help_text="ISO 3166-1 alpha-2 code.")
-    vat_id = models.CharField("VAT ID", max_length=30, blank=True)
+    country = CountryField(blank=True, help_text="ISO 3166-1 alpha-2 code.")
+    vat_id = models.CharField("VAT ID", max_length=30, blank=True,
+                              help_text="Compact, checked for its country's format and check digit (TAX-4).")
+    # The optional live check (VAT_VIES_CHECK): when VIES last confirmed the VAT ID, and its consultation number.
+    vat_id_checked_at = models.DateTimeField("VAT ID confirmed by VIES at", null=True, blank=True)
+    vat_id_consultation = models.CharField("VIES consultation number", max_length=60, blank=True)
+    billing_email = models.EmailField(
+        blank=True, help_text="PAY-5: invoices and receipts also go to this address (e.g. the accounts department).")
     timezone = models.CharField(
         max_length=64, default=zones.DEFAULT,
         help_text="Billing time zone, an IANA name the owner chooses (D-5); each subscription takes it from its "
@@ -84,7 +89,8 @@ class Account(models.Model):
         return self.subscriptions.select_related("plan", "scheduled_plan").order_by("-id").first()
 
     def billing_recipients(self):
-        """Billing e-mail goes to the owner and billing-role users (NOT-1)."""
+        """Billing e-mail goes to the owner and billing-role users (NOT-1); invoices and receipts also
+        to `billing_email` (PAY-5: `notifications.services.recipients_for` adds it)."""
         return [
             m.user
             for m in self.memberships.select_related("user").filter(role__in=[Role.OWNER, Role.BILLING])

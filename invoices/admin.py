@@ -2,12 +2,17 @@
 read-only (INV-2: issued records never change; corrections are credit notes made by the engine).
 The refund-request queue shows the trial-usage evidence beside the decision (REF-2..5)."""
 
+from datetime import date
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import DateFieldListFilter
 from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 
 from accounts.admin_base import CREDIT_NOTE_NUMBER, INVOICE_NUMBER, BackOfficeAdmin, ReadOnlyAdmin
 from core.admin_base import ReadOnlyInline, change_url, changelist_url, labels, link, links, when
@@ -16,6 +21,7 @@ from metrics.admin_filters import FigureFilter
 from subscriptions import staff, terms
 from subscriptions.errors import BillingError
 
+from .exports import tax_csv
 from .models import (
     CreditApplication,
     CreditNote,
@@ -32,6 +38,7 @@ from .models import (
     SandboxCharge,
     SandboxRefund,
     Sequence,
+    TaxRate,
 )
 
 KINDS, STATUSES = labels(InvoiceKind), labels(InvoiceStatus)
@@ -43,7 +50,8 @@ def _money(amount, currency):
 
 class InvoiceLineInline(ReadOnlyInline):
     model = InvoiceLine
-    fields = ("description", "computation", "period_start", "period_end", "quantity", "unit_price", "amount")
+    fields = ("description", "computation", "period_start", "period_end", "quantity", "unit_price", "amount",
+              "tax_rate", "tax_amount")
     show_change_link = False
 
 
@@ -55,7 +63,7 @@ class PaymentInline(ReadOnlyInline):
 
 class CreditNoteInline(ReadOnlyInline):
     model = CreditNote
-    fields = ("number", "kind", "amount", "remaining", "reason", "issued_at", "issued_by")
+    fields = ("number", "kind", "amount", "tax_amount", "remaining", "reason", "issued_at", "issued_by")
 
 
 class RefundRequestInline(ReadOnlyInline):
@@ -63,12 +71,18 @@ class RefundRequestInline(ReadOnlyInline):
     fields = ("requested_at", "status", "refusal_reason", "decided_by", "decided_at", "decision_reason")
 
 
+class TaxExportForm(forms.Form):
+    month = forms.DateField(label="Month", input_formats=["%Y-%m"], widget=forms.DateInput(attrs={"type": "month"}),
+                            help_text="Invoices and credit notes issued in this month (UTC), e.g. 2026-04.")
+
+
 @admin.register(Invoice)
 class InvoiceAdmin(ReadOnlyAdmin):
-    list_display = ("number_or_draft", "account", "kind_label", "status_label", "total_amount", "paid_amount",
-                    "issued", "paid")
-    list_filter = ("status", "kind", ("issued_at", DateFieldListFilter), ("paid_at", DateFieldListFilter),
-                   ("created_at", DateFieldListFilter), FigureFilter)
+    list_display = ("number_or_draft", "account", "kind_label", "status_label", "total_amount", "tax_label_amount",
+                    "tax_treatment_label", "tax_vat_id", "paid_amount", "issued", "paid")
+    list_filter = ("status", "kind", "tax_treatment", ("issued_at", DateFieldListFilter),
+                   ("paid_at", DateFieldListFilter), ("created_at", DateFieldListFilter), FigureFilter)
+    change_list_template = "admin/invoices/invoice/change_list.html"
     list_select_related = ("account",)
     ordering = ("-id",)  # the primary key follows creation and is indexed; created_at alone is not
     extra_lookups = ("subscription__id__exact",)
@@ -76,7 +90,9 @@ class InvoiceAdmin(ReadOnlyAdmin):
     inlines = [InvoiceLineInline, PaymentInline, CreditNoteInline, RefundRequestInline]
     fieldsets = [
         (None, {"fields": ("number", "account", "subscription", "kind", "status", "currency", "notes")}),
-        ("Amounts", {"fields": ("subtotal", "credit_applied", "total", "amount_paid")}),
+        ("Amounts", {"fields": ("subtotal", "tax_amount", "credit_applied", "total", "amount_paid")}),
+        ("Tax (TAX-2, TAX-3), frozen at issue", {"fields": ("tax_treatment", "tax_rate", "tax_country", "tax_vat_id",
+                                                             "tax_mention", "prices_include_tax")}),
         ("Dates", {"fields": ("period_start", "period_end", "created_at", "issued_at", "paid_at", "voided_at")}),
         ("Billed to (INV-4)", {"fields": ("bill_to_name", "bill_to_company", "bill_to_address", "bill_to_country",
                                           "bill_to_vat_id")}),
@@ -111,8 +127,35 @@ class InvoiceAdmin(ReadOnlyAdmin):
     def paid_amount(self, obj):
         return _money(obj.amount_paid, obj.currency)
 
+    @admin.display(description="Tax")
+    def tax_label_amount(self, obj):
+        return f"{obj.tax_label}: {_money(obj.tax_amount, obj.currency)}" if obj.shows_tax else "—"
+
+    @admin.display(description="Tax treatment", ordering="tax_treatment")
+    def tax_treatment_label(self, obj):
+        return obj.get_tax_treatment_display()
+
     def own_search(self, queryset, term):
         return queryset.filter(number=term) if INVOICE_NUMBER.match(term) else None
+
+    def get_urls(self):
+        export = path("tax-export/", self.admin_site.admin_view(self.tax_export_view),
+                      name="invoices_invoice_tax_export")
+        return [export, *super().get_urls()]
+
+    def tax_export_view(self, request):
+        """TAX-2: the month's invoices and credit notes as CSV for the accountant."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        form = TaxExportForm(request.GET or None, initial={"month": timezone.now().strftime("%Y-%m")})
+        if form.is_valid():
+            month: date = form.cleaned_data["month"]
+            response = HttpResponse(tax_csv(month), content_type="text/csv; charset=utf-8")
+            response["Content-Disposition"] = f'attachment; filename="invoices-tax-{month:%Y-%m}.csv"'
+            return response
+        return TemplateResponse(request, "admin/invoices/invoice/tax_export.html", {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "form": form,
+            "title": "Export invoices and credit notes for the accountant"})
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         invoice = self.get_object(request, object_id)
@@ -122,6 +165,16 @@ class InvoiceAdmin(ReadOnlyAdmin):
             url = reverse("admin:accounts_account_refund_invoice", args=[invoice.account_id])
             actions.append((f"{url}?invoice={invoice.pk}", "Refund this invoice"))
         return super().change_view(request, object_id, form_url, {"invoice_actions": actions, **(extra_context or {})})
+
+
+@admin.register(TaxRate)
+class TaxRateAdmin(ReadOnlyAdmin):
+    """The rates in force come from the tax-rates file (`manage.py load_tax_rates`), never typed here."""
+
+    account_path = None
+    search_fields = ("=country",)
+    list_display = ("country", "rate", "valid_from")
+    list_filter = ("country",)
 
 
 @admin.register(InvoiceLine)
@@ -154,7 +207,8 @@ class PaymentAdmin(ReadOnlyAdmin):
 
 @admin.register(CreditNote)
 class CreditNoteAdmin(ReadOnlyAdmin):
-    list_display = ("number", "account", "invoice", "kind", "note_amount", "remaining", "issued_at", "issued_by")
+    list_display = ("number", "account", "invoice", "kind", "note_amount", "tax_amount", "tax_treatment", "remaining",
+                    "issued_at", "issued_by")
     list_filter = ("kind", ("issued_at", DateFieldListFilter), FigureFilter)
     list_select_related = ("account", "invoice", "issued_by")
     ordering = ("-id",)

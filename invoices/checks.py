@@ -93,3 +93,53 @@ def raise_on_payment_settings_errors() -> None:
     if errors:
         lines = "\n".join(f"  - {e.msg}" + (f" {e.hint}" if e.hint else "") for e in errors)
         raise ImproperlyConfigured(f"Payment settings are not usable:\n{lines}\nSee docs/stripe.md.")
+
+
+# --- the seller and tax settings (TAX-1, TAX-3) ----------------------------------------------------------
+
+DEMO_SELLER = {"SELLER_NAME": "Prorata Demo Inc.", "SELLER_ADDRESS": "1 Market Street\nSan Francisco, CA 94105"}
+
+
+def seller_problems() -> list:
+    """Warnings for a deployment whose invoices would not be legally complete: the seller's legal
+    name, address, country or tax ID missing (or still the demo's), a tax ID that fails its check."""
+    from accounts.countries import is_country
+    from accounts.vat import is_eu, vat_id_valid
+
+    problems = []
+    for name in ("SELLER_NAME", "SELLER_ADDRESS", "SELLER_COUNTRY"):
+        value = getattr(settings, name)
+        if not value.strip() or DEMO_SELLER.get(name) == value:
+            problems.append(Warning(
+                f"{name} is {'empty' if not value.strip() else 'still the demo value'}: every invoice and credit "
+                "note prints the seller's legal name, address and country (TAX-1).",
+                hint=f"Set {name} in the environment (README, Configuration).", id="invoices.W010"))
+    country = settings.SELLER_COUNTRY.upper()
+    if country and not is_country(country):
+        problems.append(Warning(f"SELLER_COUNTRY={settings.SELLER_COUNTRY!r} is not an ISO 3166-1 alpha-2 code.",
+                                hint="Use two capital letters, like DE or US.", id="invoices.W011"))
+    if not settings.SELLER_TAX_ID.strip():
+        problems.append(Warning(
+            "SELLER_TAX_ID is empty: invoices print no tax ID for the seller"
+            + (" although an EU seller's invoices must carry its VAT ID." if is_eu(country) else "."),
+            hint="Set SELLER_TAX_ID to your VAT ID (e.g. DE136695976) or tax number.", id="invoices.W012"))
+    elif is_eu(country) and not vat_id_valid(country, settings.SELLER_TAX_ID):
+        problems.append(Warning(f"SELLER_TAX_ID={settings.SELLER_TAX_ID!r} is not a valid VAT ID of {country} "
+                                "(format and check digit).", id="invoices.W013"))
+    return problems
+
+
+@register(Tags.compatibility, deploy=True)
+def check_seller_details(app_configs=None, **kwargs):
+    return seller_problems()
+
+
+@register(Tags.compatibility)
+def check_tax_settings(app_configs=None, **kwargs):
+    from .tax import MODES
+
+    if settings.TAX_COLLECT not in MODES:
+        return [Error(f"TAX_COLLECT={settings.TAX_COLLECT!r} is not one of {', '.join(MODES)}.",
+                      hint="auto: EU VAT rules for a seller in the EU, none outside; domestic: a seller outside "
+                           "the EU charges its own rate at home; off: no tax.", id="invoices.E010")]
+    return []

@@ -9,7 +9,10 @@ from django.utils import timezone
 
 from accounts.countries import country_name
 
+from . import tax
+
 MONEY = {"max_digits": 12, "decimal_places": 2}
+RATE = {"max_digits": 5, "decimal_places": 2}  # a tax rate in percent: 19.00, 25.50
 
 
 class InvoiceStatus(models.TextChoices):
@@ -28,6 +31,31 @@ class InvoiceKind(models.TextChoices):
     ADD_ON = "add_on", "Extra properties"  # ADD-1
     OVERAGE = "overage", "Overage"  # USE-3
     REACTIVATION = "reactivation", "Reactivation"  # DUN-3
+
+
+class TaxTreatment(models.TextChoices):
+    NONE = tax.NONE, tax.TREATMENTS[tax.NONE]  # no tax lines: a seller outside the EU (TAX-3)
+    DOMESTIC = tax.DOMESTIC, tax.TREATMENTS[tax.DOMESTIC]  # the seller's country: the seller's rate
+    EU_RATE = tax.EU_RATE, tax.TREATMENTS[tax.EU_RATE]  # another EU country, no valid VAT ID
+    REVERSE_CHARGE = tax.REVERSE_CHARGE, tax.TREATMENTS[tax.REVERSE_CHARGE]  # valid VAT ID: 0 %, Art. 196
+    EXPORT = tax.EXPORT, tax.TREATMENTS[tax.EXPORT]  # outside the EU: no VAT
+
+
+class TaxRate(models.Model):
+    """A country's standard VAT rate from a date on (TAX-2): loaded from the tax-rates file by
+    `load_tax_rates`; the rate in force on an invoice's issue date is the one with the latest
+    `valid_from` not after it. Issued invoices keep the rate they used."""
+
+    country = models.CharField(max_length=2, help_text="ISO 3166-1 alpha-2.")
+    rate = models.DecimalField(help_text="Percent, e.g. 19.00.", **RATE)
+    valid_from = models.DateField()
+
+    class Meta:
+        ordering = ["country", "-valid_from"]
+        constraints = [models.UniqueConstraint(fields=["country", "valid_from"], name="tax_rate_unique")]
+
+    def __str__(self):
+        return f"{self.country} {tax.percent(self.rate)} from {self.valid_from}"
 
 
 class Sequence(models.Model):
@@ -67,9 +95,18 @@ class Invoice(models.Model):
     bill_to_address = models.TextField(blank=True)
     bill_to_country = models.CharField(max_length=2, blank=True)
     bill_to_vat_id = models.CharField(max_length=30, blank=True)
-    subtotal = models.DecimalField(default=Decimal("0"), **MONEY)
+    # The tax treatment, frozen with the amounts (TAX-2, INV-2): what the rules decided, the
+    # customer's country and valid VAT ID they read, the rate and the legal mention printed.
+    tax_treatment = models.CharField(max_length=20, choices=TaxTreatment, default=TaxTreatment.NONE)
+    tax_rate = models.DecimalField(default=Decimal("0"), **RATE)
+    tax_country = models.CharField(max_length=2, blank=True)
+    tax_vat_id = models.CharField("VAT ID used", max_length=30, blank=True)
+    tax_mention = models.TextField(blank=True)
+    prices_include_tax = models.BooleanField(default=False)
+    subtotal = models.DecimalField(default=Decimal("0"), help_text="The lines' amounts.", **MONEY)
+    tax_amount = models.DecimalField(default=Decimal("0"), **MONEY)
     credit_applied = models.DecimalField(default=Decimal("0"), **MONEY)
-    total = models.DecimalField(default=Decimal("0"), **MONEY)
+    total = models.DecimalField(default=Decimal("0"), help_text="Subtotal + tax (unless included) - credit.", **MONEY)
     amount_paid = models.DecimalField(default=Decimal("0"), **MONEY)
     notes = models.TextField(blank=True, help_text="Shown on the invoice, e.g. forfeited days (UPG-3).")
     # What to apply once an immediate charge succeeds (an upgrade whose outcome was unknown).
@@ -97,6 +134,25 @@ class Invoice(models.Model):
     @property
     def is_issued(self) -> bool:
         return self.number is not None
+
+    @property
+    def net_amount(self) -> Decimal:
+        """The amount before tax (TAX-2)."""
+        return self.subtotal - self.tax_amount if self.prices_include_tax else self.subtotal
+
+    @property
+    def gross_amount(self) -> Decimal:
+        """The amount with tax, before credit."""
+        return self.subtotal if self.prices_include_tax else self.subtotal + self.tax_amount
+
+    @property
+    def shows_tax(self) -> bool:
+        """Tax lines appear on the invoice; a seller outside the EU shows none (TAX-3)."""
+        return self.tax_treatment != TaxTreatment.NONE
+
+    @property
+    def tax_label(self) -> str:
+        return f"VAT {tax.percent(self.tax_rate)}"
 
     @property
     def bill_to_country_name(self) -> str:
@@ -150,6 +206,8 @@ class InvoiceLine(models.Model):
     quantity = models.DecimalField(max_digits=12, decimal_places=3, default=Decimal("1"))
     unit_price = models.DecimalField(**MONEY)
     amount = models.DecimalField(**MONEY)
+    tax_rate = models.DecimalField(default=Decimal("0"), **RATE)
+    tax_amount = models.DecimalField(default=Decimal("0"), **MONEY)  # this line's tax, half up (TAX-2)
 
     class Meta:
         ordering = ["id"]
@@ -173,7 +231,12 @@ class CreditNote(models.Model):
     number = models.CharField(max_length=20, unique=True)
     kind = models.CharField(max_length=15, choices=CreditNoteKind)
     currency = models.CharField(max_length=3, default="USD")
-    amount = models.DecimalField(**MONEY)
+    amount = models.DecimalField(help_text="Credited or refunded, tax included.", **MONEY)
+    # The tax of the invoice it corrects, reversed in proportion (TAX-2): amount = net + tax.
+    net_amount = models.DecimalField(default=Decimal("0"), **MONEY)
+    tax_amount = models.DecimalField(default=Decimal("0"), **MONEY)
+    tax_rate = models.DecimalField(default=Decimal("0"), **RATE)
+    tax_treatment = models.CharField(max_length=20, choices=TaxTreatment, default=TaxTreatment.NONE)
     remaining = models.DecimalField(**MONEY)
     reason = models.TextField()
     computation = models.CharField(max_length=300, blank=True)
@@ -193,6 +256,14 @@ class CreditNote(models.Model):
 
     def __str__(self):
         return self.number
+
+    @property
+    def shows_tax(self) -> bool:
+        return self.tax_treatment != TaxTreatment.NONE
+
+    @property
+    def tax_label(self) -> str:
+        return f"VAT {tax.percent(self.tax_rate)}"
 
     @property
     def status_label(self) -> str:

@@ -16,16 +16,16 @@ from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from django.conf import settings
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
 from accounts.countries import country_name
+from accounts.vat import is_eu
 from core.money import format_money
+from core.seller import Seller, seller
 
 from .models import CreditNote, Invoice
 
-SELLER = "Prorata"
 FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/dejavu"), Path("/usr/share/fonts/TTF"))
 LATIN1_REPLACEMENTS = {
     "\u2212": "-",  # minus sign
@@ -68,8 +68,9 @@ class _Document(FPDF):
             self.base_font = "Helvetica"
         self.has_unicode = bool(fonts)
         self.doc_title, self.doc_number = title, number
+        self.seller = seller()
         self.set_title(f"{title} {number}")
-        self.set_author(SELLER)
+        self.set_author(self.seller.name)
         self.set_creator("Prorata billing")
         self.set_auto_page_break(auto=True, margin=18)
         self.set_margins(18, 18, 18)
@@ -100,7 +101,7 @@ class _Document(FPDF):
     def footer(self) -> None:
         self.set_y(-12)
         self.use(8, color=MUTED)
-        self.cell(0, 5, self.clean(f"{SELLER} · {self.doc_title} {self.doc_number}"), align="L")
+        self.cell(0, 5, self.clean(f"{self.seller.name} · {self.doc_title} {self.doc_number}"), align="L")
         self.set_x(self.l_margin)
         self.cell(0, 5, f"Page {self.page_no()}/{{nb}}", align="R")
 
@@ -109,10 +110,15 @@ class _Document(FPDF):
         self.line(self.l_margin, self.get_y(), self.w - self.r_margin, self.get_y())
 
     def heading(self, kind_label: str) -> None:
+        """The seller (TAX-1: legal name, address, country, tax ID, registration, support) on the left,
+        the document's title and number on the right."""
         top = self.get_y()
-        self.use(20, bold=True, color=BRAND)
-        self.cell(0, 10, SELLER, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-        self.line_text(settings.SITE_URL, size=9, color=MUTED)
+        half = (self.w - self.l_margin - self.r_margin) / 2
+        self.use(16, bold=True, color=BRAND)
+        self.multi_cell(half + 10, 8, self.clean(self.seller.name), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        for row in seller_rows(self.seller):
+            self.line_text(row, size=9, color=MUTED, height=4.5, width=half + 10)
+        left_bottom = self.get_y()
         self.set_xy(self.l_margin, top)
         self.use(16, bold=True)
         self.cell(0, 8, self.clean(self.doc_title.upper()), align="R", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
@@ -120,6 +126,7 @@ class _Document(FPDF):
         self.cell(0, 6, self.clean(self.doc_number), align="R", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
         self.use(9, color=MUTED)
         self.cell(0, 5, self.clean(kind_label), align="R", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        self.set_y(max(left_bottom, self.get_y()))
         self.ln(4)
         self.rule()
         self.ln(4)
@@ -197,14 +204,39 @@ def _quantity(value: Decimal) -> str:
     return format(value.normalize(), "f") if value is not None else ""
 
 
+def seller_rows(who: Seller) -> list[str]:
+    """The seller's address, country by its ISO name, tax ID, registration and support address (TAX-1)."""
+    rows = [*who.address_lines]
+    if who.country:
+        rows.append(country_name(who.country))
+    if who.tax_id:
+        rows.append(f"{'VAT ID' if is_eu(who.country) else 'Tax ID'} {who.tax_id}")
+    if who.registration:
+        rows.append(who.registration)
+    if who.support_email:
+        rows.append(who.support_email)
+    return rows
+
+
 def _bill_to(document: Invoice) -> list[str]:
-    """As stored on the invoice at issue (INV-4), not the account's current details."""
-    rows = [document.bill_to_name, document.bill_to_company, *document.bill_to_address.splitlines()]
+    """As fixed on the invoice (INV-4), not the account's current details: the company when there
+    is one, else the account's name; the address, the country by its ISO name, the VAT ID."""
+    rows = [document.bill_to_company or document.bill_to_name, *document.bill_to_address.splitlines()]
     if document.bill_to_country:
         rows.append(country_name(document.bill_to_country))
     if document.bill_to_vat_id:
         rows.append(f"VAT ID {document.bill_to_vat_id}")
     return [row for row in rows if row.strip()] or [document.account.name]
+
+
+def tax_rows(document, money) -> list[tuple[str, str, bool]]:
+    """Tax by rate (TAX-2) for the totals: one rate per document (one treatment per customer)."""
+    if not document.shows_tax:
+        return []
+    base = document.net_amount
+    if document.prices_include_tax:
+        return [(f"incl. {document.tax_label} on {money(base)}", money(document.tax_amount), False)]
+    return [(f"{document.tax_label} on {money(base)}", money(document.tax_amount), False)]
 
 
 def _finish(pdf: _Document, when: datetime | None) -> bytes:
@@ -259,17 +291,29 @@ def _draw_invoice(invoice: Invoice, *, unicode_font: bool) -> _Document:
     rows = []
     for line in invoice.lines.all():
         description = line.description + (f"\n{line.computation}" if line.computation else "")
-        rows.append((description, _span(line.period_start, line.period_end, zone), _quantity(line.quantity),
-                     money(line.unit_price), money(line.amount)))
-    pdf.table_rows(("Description", "Period", "Qty", "Unit price", "Amount"), rows, (70, 42, 14, 24, 24), {2, 3, 4})
+        row = (description, _span(line.period_start, line.period_end, zone), _quantity(line.quantity),
+               money(line.unit_price))
+        rows.append((*row, f"{line.tax_rate.normalize():f} %", money(line.amount)) if invoice.shows_tax
+                    else (*row, money(line.amount)))
+    if invoice.shows_tax:  # TAX-2: each line's rate
+        pdf.table_rows(("Description", "Period", "Qty", "Unit price", "VAT", "Amount"), rows,
+                       (62, 38, 12, 22, 16, 24), {2, 3, 4, 5})
+    else:
+        pdf.table_rows(("Description", "Period", "Qty", "Unit price", "Amount"), rows, (70, 42, 14, 24, 24),
+                       {2, 3, 4})
 
+    subtotal = "Subtotal (net)" if invoice.shows_tax and not invoice.prices_include_tax else "Subtotal"
     pdf.totals([
-        ("Subtotal", money(invoice.subtotal), False),
+        (subtotal, money(invoice.subtotal), False),
+        *tax_rows(invoice, money),
         ("Credit applied", money(-invoice.credit_applied) if invoice.credit_applied else money(Decimal("0")), False),
         ("Total", money(invoice.total), True),
         ("Amount paid", money(invoice.amount_paid), False),
         ("Amount due", money(invoice.amount_due), True),
     ])
+    if invoice.tax_mention:  # TAX-3: reverse charge (Art. 196) or export
+        pdf.line_text(invoice.tax_mention, size=9, bold=True)
+        pdf.ln(2)
 
     if invoice.notes:
         pdf.section("Notes")
@@ -314,8 +358,14 @@ def _draw_credit_note(credit_note: CreditNote, *, unicode_font: bool) -> _Docume
     ])
     pdf.table_rows(("Description", "Amount"),
                    [(credit_note.reason + (f"\n{credit_note.computation}" if credit_note.computation else ""),
-                     money(credit_note.amount))],
+                     money(credit_note.net_amount if credit_note.shows_tax else credit_note.amount))],
                    (148, 26), {1})
+    if credit_note.shows_tax:  # TAX-2: the invoice's tax, reversed in proportion
+        pdf.totals([("Net", money(credit_note.net_amount), False),
+                    (f"{credit_note.tax_label} reversed", money(credit_note.tax_amount), False)])
+        if invoice.tax_mention:
+            pdf.line_text(invoice.tax_mention, size=9, bold=True)
+            pdf.ln(2)
     if credit_note.kind == "refund":
         pdf.totals([("Credit note total", money(credit_note.amount), True),
                     ("Refunded to the card", money(credit_note.amount - credit_note.remaining), False)])

@@ -23,3 +23,10 @@ def issued_invoices(account):
     """The account's issued invoices, newest first, with what was refunded or credited on each."""
     return with_credit_totals(Invoice.objects.filter(account=account, number__isnull=False)).order_by("-issued_at",
                                                                                                       "-id")
+
+
+def last_paid_invoice(subscription) -> Invoice | None:
+    """The subscription's latest paid invoice: the one a DWN-4 credit note corrects (and whose tax
+    it reverses), named the same way by the quote and by the downgrade."""
+    return (Invoice.objects.filter(subscription=subscription, status="paid", number__isnull=False)
+            .order_by("-issued_at", "-id").first())

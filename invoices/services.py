@@ -23,6 +23,7 @@ from accounts.models import Account, AuditEvent
 from core import sql
 from core.money import ZERO, cents
 
+from . import tax, taxes
 from .gateways import ChargeRequest, ChargeResult, GatewayError, GatewayUnavailable, RefundResult, get_gateway
 from .models import (
     CreditApplication,
@@ -77,35 +78,60 @@ def next_numbers(series: str, year: int, count: int) -> range:
 def invoice_create(*, account, subscription, kind, lines: list[Line], currency: str, now,
                    period_start=None, period_end=None, dedupe_key=None, notes="",
                    pending_change=None) -> Invoice:
-    """A draft invoice with its lines, and the account's credit applied (DWN-4, REN-2)."""
+    """A draft invoice with its lines, its tax and the account's credit applied (DWN-4, REN-2).
+
+    The amounts and the facts they rest on are fixed together, here, because the draft's total is
+    what the gateway charges: the account's billing details as they are now (INV-4) and its tax
+    treatment at the rate in force today (TAX-2, TAX-3), tax per line, half up. Issuing numbers
+    and dates the draft; nothing of it changes after (INV-2)."""
+    decision = taxes.decision_for(account, now)
+    taxed = _taxed(lines, decision)
     invoice = Invoice.objects.create(
         account=account, subscription=subscription, kind=kind, currency=currency,
         period_start=period_start, period_end=period_end, dedupe_key=dedupe_key, notes=notes,
         pending_change=pending_change or {}, created_at=now, status=InvoiceStatus.DRAFT,
+        **_bill_to(account), **_tax_fields(decision, taxed),
     )
-    InvoiceLine.objects.bulk_create([_line_row(invoice, line) for line in lines])
-    invoice.subtotal = cents(sum((line.amount for line in lines), ZERO))
+    InvoiceLine.objects.bulk_create([
+        InvoiceLine(invoice=invoice, **_line_fields(line, invoice.period_start, invoice.period_end, decision.rate,
+                                                    line_tax))
+        for line, line_tax in zip(lines, taxed.line_taxes, strict=True)])
     invoice.credit_applied = credit_apply(invoice, now=now)
-    invoice.total = invoice.subtotal - invoice.credit_applied
-    invoice.save(update_fields=["subtotal", "credit_applied", "total"])
+    invoice.total = taxed.gross - invoice.credit_applied
+    invoice.save(update_fields=["credit_applied", "total"])
     return invoice
 
 
-def _line_row(invoice: Invoice, line: Line) -> InvoiceLine:
-    return InvoiceLine(invoice=invoice, **_line_fields(line, invoice.period_start, invoice.period_end))
+def _taxed(lines: list[Line], decision: tax.TaxDecision) -> tax.Taxed:
+    inclusive = decision.charges_tax and taxes.prices_include_tax()
+    return tax.taxed([line.amount for line in lines], decision.rate, inclusive=inclusive)
 
 
-def _line_fields(line: Line, period_start, period_end) -> dict:
+def _bill_to(account) -> dict:
+    """The account's billing details as they are now (INV-4)."""
+    return {"bill_to_name": account.name, "bill_to_company": account.company, "bill_to_address": account.address,
+            "bill_to_country": str(account.country or ""), "bill_to_vat_id": account.vat_id}
+
+
+def _tax_fields(decision: tax.TaxDecision, taxed: tax.Taxed) -> dict:
+    """The invoice's tax columns: the frozen treatment and the amounts (TAX-2)."""
+    return {"tax_treatment": decision.treatment, "tax_rate": decision.rate, "tax_country": decision.country,
+            "tax_vat_id": decision.vat_id, "tax_mention": decision.mention, "prices_include_tax": taxed.inclusive,
+            "subtotal": cents(taxed.subtotal), "tax_amount": taxed.tax}
+
+
+def _line_fields(line: Line, period_start, period_end, tax_rate: Decimal, tax_amount: Decimal) -> dict:
     """An invoice line's columns (the set-wise insert writes them in this order)."""
     return {"description": line.description[:300], "computation": line.computation[:300],
             "quantity": line.quantity, "unit_price": line.amount if line.unit_price is None else line.unit_price,
             "amount": line.amount, "period_start": line.period_start or period_start,
-            "period_end": line.period_end or period_end}
+            "period_end": line.period_end or period_end, "tax_rate": tax_rate, "tax_amount": tax_amount}
 
 
 def credit_apply(invoice: Invoice, *, now) -> Decimal:
-    """Use the account's remaining credit, oldest note first, up to the invoice subtotal."""
-    due = invoice.subtotal
+    """Use the account's remaining credit, oldest note first, up to the invoice's amount with tax
+    (credit notes hold tax-inclusive amounts: they reversed the tax of what they credit)."""
+    due = invoice.gross_amount
     applied = ZERO
     notes = CreditNote.objects.select_for_update().filter(
         account_id=invoice.account_id, remaining__gt=0, currency=invoice.currency
@@ -127,13 +153,15 @@ def credit_release(invoice: Invoice) -> None:
     for application in CreditApplication.objects.select_related("credit_note").filter(invoice=invoice):
         CreditNote.objects.filter(pk=application.credit_note_id).update(remaining=F("remaining") + application.amount)
         application.delete()  # a draft's reservation, never part of an issued document
-    Invoice.objects.filter(pk=invoice.pk).update(credit_applied=ZERO, total=F("subtotal"))
+    invoice.refresh_from_db()
+    Invoice.objects.filter(pk=invoice.pk).update(credit_applied=ZERO, total=invoice.gross_amount)
     invoice.refresh_from_db()
 
 
 def invoice_issue(invoice: Invoice, *, now) -> Invoice:
-    """Give the invoice its number and the account's billing details as they are now (INV-1,
-    INV-4). A zero invoice is paid at once without a charge (INV-5)."""
+    """Give the invoice its number and its issue date (INV-1); its billing details and tax were
+    fixed with its amounts (`invoice_create`). A zero invoice is paid at once without a charge
+    (INV-5)."""
     if invoice.number:
         return invoice
     year = now.astimezone(UTC).year
@@ -145,11 +173,9 @@ def invoice_issue(invoice: Invoice, *, now) -> Invoice:
 def _issued(invoice: Invoice, account, number: str, now) -> None:
     invoice.number = number
     invoice.issued_at = now
-    invoice.bill_to_name = account.name
-    invoice.bill_to_company = account.company
-    invoice.bill_to_address = account.address
-    invoice.bill_to_country = account.country
-    invoice.bill_to_vat_id = account.vat_id
+    if not invoice.bill_to_name:  # a draft made before its details were fixed with its amounts
+        for field, value in _bill_to(account).items():
+            setattr(invoice, field, value)
     if invoice.status == InvoiceStatus.DRAFT:
         invoice.status = InvoiceStatus.PAID if invoice.amount_due <= 0 else InvoiceStatus.OPEN
         if invoice.status == InvoiceStatus.PAID:
@@ -225,15 +251,30 @@ def invoices_issue_many(drafts: list[Draft], *, now, audit_actor: str) -> list[A
         sql.run("SET CONSTRAINTS ALL DEFERRED", [])
     Sequence.objects.get_or_create(series="INV", year=year)
     ids = _invoice_ids_reserve(len(drafts))
-    totals = [cents(sum((line.amount for line in draft.lines), ZERO)) for draft in drafts]
+    # TAX-2/3: each draft's tax in Python, from its account's country and VAT ID read once for the
+    # batch (the same read is written as the invoice's bill-to country and VAT ID), one read of the
+    # rates; written by the same set-based statements as the rest.
+    customers = {row[0]: row[1:] for row in Account.objects.filter(pk__in={d.account_id for d in drafts})
+                 .values_list("id", "country", "vat_id")}
+    decisions = taxes.decisions_for(customers, now)
+    taxed_of: dict[tuple, tax.Taxed] = {}  # the batch's drafts share a few (prices, rate): each computed once
+    taxed = []
+    for draft in drafts:
+        decision = decisions[draft.account_id]
+        key = (decision.rate, decision.charges_tax, *(line.amount for line in draft.lines))
+        if key not in taxed_of:
+            taxed_of[key] = _taxed(draft.lines, decision)
+        taxed.append(taxed_of[key])
+    totals = [t.gross for t in taxed]
     line_rows = []
-    for invoice_id, draft in zip(ids, drafts, strict=True):
-        for line in draft.lines:
-            fields = _line_fields(line, draft.period_start, draft.period_end)
+    for invoice_id, draft, t in zip(ids, drafts, taxed, strict=True):
+        rate = decisions[draft.account_id].rate
+        for line, line_tax in zip(draft.lines, t.line_taxes, strict=True):
+            fields = _line_fields(line, draft.period_start, draft.period_end, rate, line_tax)
             line_rows.append((invoice_id, *fields.values()))
     line_columns = {"invoice_id": "id", "description": "text", "computation": "text", "quantity": "decimal",
                     "unit_price": "decimal", "amount": "decimal", "period_start": "datetime",
-                    "period_end": "datetime"}
+                    "period_end": "datetime", "tax_rate": "decimal", "tax_amount": "decimal"}
     for chunk in sql.chunks(line_rows, len(line_columns)):
         source, params = sql.rows_from(line_columns, chunk)
         sql.run(f"INSERT INTO {InvoiceLine._meta.db_table} ({', '.join(line_columns)}) "
@@ -252,30 +293,39 @@ def invoices_issue_many(drafts: list[Draft], *, now, audit_actor: str) -> list[A
             "status, decline_code, decline_message, refunded_amount, attempted_at) "
             f"SELECT {', '.join(payment_columns)}, %s, '', %s, '', '', 0, %s FROM {source} RETURNING id, invoice_id",
             [gateway, PaymentStatus.UNKNOWN, now, *params]))
-    _invoices_number_and_insert(ids, drafts, totals, year, now, audit_actor)
+    _invoices_number_and_insert(ids, drafts, taxed, [customers[d.account_id] for d in drafts],
+                                [decisions[d.account_id] for d in drafts], year, now, audit_actor)
     return [Attempt(payment_of[invoice_id], invoice_id, draft.account_id, total, draft.currency, key,
                     draft.payment_method_gateway_id, draft.customer_id, gateway)
             for invoice_id, draft, total, key in zip(ids, drafts, totals, keys, strict=True)]
 
 
 INVOICE_COLUMNS = {"id": "id", "account_id": "id", "subscription_id": "id", "kind": "text", "currency": "text",
-                   "dedupe_key": "text", "period_start": "datetime", "period_end": "datetime", "total": "decimal"}
+                   "dedupe_key": "text", "period_start": "datetime", "period_end": "datetime", "subtotal": "decimal",
+                   "tax_amount": "decimal", "total": "decimal", "country": "text", "vat_id": "text",
+                   "tax_treatment": "text", "tax_rate": "decimal", "tax_country": "text", "tax_vat_id": "text",
+                   "tax_mention": "text", "prices_include_tax": "bool"}
 INVOICE_INSERT = (  # {number}, {source}, {counter}: per database; bill-to details as they are now (INV-4)
     "INSERT INTO {invoice} (id, account_id, subscription_id, number, kind, status, currency, dedupe_key, "
     "period_start, period_end, issued_at, bill_to_name, bill_to_company, bill_to_address, bill_to_country, "
-    "bill_to_vat_id, subtotal, credit_applied, total, amount_paid, notes, pending_change, created_at) "
+    "bill_to_vat_id, tax_treatment, tax_rate, tax_country, tax_vat_id, tax_mention, prices_include_tax, subtotal, "
+    "tax_amount, credit_applied, total, amount_paid, notes, pending_change, created_at) "
     "SELECT v.id, v.account_id, v.subscription_id, {number}, v.kind, %s, v.currency, v.dedupe_key, v.period_start, "
-    "v.period_end, %s, a.name, a.company, a.address, a.country, a.vat_id, v.total, 0, v.total, 0, '', '{{}}', %s "
+    "v.period_end, %s, a.name, a.company, a.address, v.country, v.vat_id, v.tax_treatment, v.tax_rate, v.tax_country, "
+    "v.tax_vat_id, v.tax_mention, v.prices_include_tax, v.subtotal, v.tax_amount, 0, v.total, 0, '', '{{}}', %s "
     "FROM {counter}{source} JOIN {account} a ON a.id = v.account_id"
 )
 AUDIT_INSERT = ("INSERT INTO {audit} (account_id, actor_id, actor_label, action, object_type, object_id, before, "
                 "after, reason, created_at) ")
 
 
-def _invoices_number_and_insert(ids, drafts, totals, year, now, audit_actor) -> None:
+def _invoices_number_and_insert(ids, drafts, taxed, customers, decisions, year, now, audit_actor) -> None:
     rows = [(invoice_id, draft.account_id, draft.subscription_id, draft.kind, draft.currency, draft.dedupe_key,
-             draft.period_start, draft.period_end, total)
-            for invoice_id, draft, total in zip(ids, drafts, totals, strict=True)]
+             draft.period_start, draft.period_end, cents(t.subtotal), t.tax, t.gross, str(country or ""), vat_id or "",
+             d.treatment, d.rate, d.country, d.vat_id, d.mention, t.inclusive)
+            for invoice_id, draft, t, (country, vat_id), d
+            in zip(ids, drafts, taxed, customers, decisions, strict=True)]
+    totals = [t.gross for t in taxed]
     tables = {"invoice": Invoice._meta.db_table, "account": Account._meta.db_table,
               "audit": AuditEvent._meta.db_table}
     if connection.vendor == "postgresql":
@@ -382,13 +432,22 @@ def invoice_void(invoice: Invoice, *, now) -> None:
     invoice.refresh_from_db()
 
 
-def credit_note_issue(*, account, invoice, kind, amount: Decimal, reason: str, now, remaining=None,
-                      computation="", issued_by=None) -> CreditNote:
+def credit_note_issue(*, account, invoice, kind, reason: str, now, amount: Decimal | None = None,
+                      net_amount: Decimal | None = None, remaining=None, computation="",
+                      issued_by=None) -> CreditNote:
+    """A credit note on `invoice` (INV-2), its tax reversed in proportion to the invoice's (TAX-2):
+    give `amount`, what is credited or refunded with tax (a refund: the money paid back), or
+    `net_amount`, a value before tax (DWN-4's unused days), to which the invoice's tax is added.
+    Its treatment and rate are the invoice's, not the customer's today."""
+    net, tax_amount = tax.credit_split(invoice_net=invoice.net_amount, invoice_tax=invoice.tax_amount,
+                                       net=net_amount, gross=amount)
+    gross = net + tax_amount
     year = now.astimezone(UTC).year
     number = f"CN-{year}-{next_number('CN', year):06d}"
     return CreditNote.objects.create(
         account=account, invoice=invoice, number=number, kind=kind, currency=invoice.currency,
-        amount=amount, remaining=amount if remaining is None else remaining, reason=reason,
+        amount=gross, net_amount=net, tax_amount=tax_amount, tax_rate=invoice.tax_rate,
+        tax_treatment=invoice.tax_treatment, remaining=gross if remaining is None else remaining, reason=reason,
         computation=computation[:300], issued_at=now, issued_by=issued_by,
     )
 

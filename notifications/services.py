@@ -100,19 +100,27 @@ def preference_set(*, account: Account, category: str, enabled: bool, actor=None
 # --- queueing ------------------------------------------------------------------------
 
 
+# PAY-5: the billing e-mail address gets invoices and receipts: the e-mails that carry an invoice or a
+# credit note, and the one asking to pay an invoice that failed.
+TO_BILLING_EMAIL = {"payment.failed"}
+
+
 def recipients_for(kind: Kind, account: Account) -> list[str]:
     """Billing and usage e-mail go to the owner and billing-role users (NOT-1); product news to the
-    owner. Each address once."""
+    owner; invoices and receipts also to the account's billing e-mail address (PAY-5). Each address once."""
     if kind.category == Category.PRODUCT_NEWS:
         owner = account.owner
         users = [owner] if owner and owner.email and owner.is_active else []
     else:
         users = account.billing_recipients()
+    addresses = [user.email for user in users]
+    if account.billing_email and kind.is_billing and (kind.attach_pdf or kind.code in TO_BILLING_EMAIL):
+        addresses.append(account.billing_email)
     seen, emails = set(), []
-    for user in users:
-        if user.email.lower() not in seen:
-            seen.add(user.email.lower())
-            emails.append(user.email)
+    for email in addresses:
+        if email.lower() not in seen:
+            seen.add(email.lower())
+            emails.append(email)
     return emails
 
 

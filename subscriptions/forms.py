@@ -74,13 +74,20 @@ class CountryField(forms.ChoiceField):
 
 
 class BillingDetailsForm(forms.Form):
-    """INV-4: shown on invoices issued from now on."""
+    """INV-4: shown on invoices issued from now on. The VAT ID is checked by the service
+    (`accounts.preferences.billing_details_update`, TAX-4); PAY-5: the billing e-mail address."""
 
-    company = forms.CharField(label="Company", max_length=200, required=False)
+    company = forms.CharField(label="Company", max_length=200, required=False,
+                              help_text="Printed on invoices instead of the account name when given.")
     address = forms.CharField(label="Address", required=False, max_length=1000,
                               widget=forms.Textarea(attrs={"rows": 3}))
     country = CountryField(label="Country", required=False)
-    vat_id = forms.CharField(label="VAT ID", max_length=30, required=False)
+    vat_id = forms.CharField(label="VAT ID", max_length=40, required=False,
+                             help_text="EU businesses: with a valid VAT ID from another EU country than ours, "
+                                       "invoices are reverse charged (0 % VAT).")
+    billing_email = forms.EmailField(label="Billing e-mail address (optional)", required=False, max_length=254,
+                                     help_text="Invoices and receipts also go to this address, e.g. your accounts "
+                                               "department.")
 
 
 class BillingZoneForm(forms.Form):

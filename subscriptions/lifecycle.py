@@ -19,6 +19,7 @@ from core import events, zones
 from core.money import ZERO
 from invoices import services as ledger
 from invoices.models import CreditNoteKind, Invoice, InvoiceKind, InvoiceStatus, RefundRequest, RefundRequestStatus
+from invoices.selectors import last_paid_invoice
 from plans.models import Plan
 
 from . import pricing, terms
@@ -411,11 +412,10 @@ def downgrade_apply_now(sub: Subscription, plan: Plan, credit, *, actor, reason:
     credit note applied to the next invoices (never paid out)."""
     before = terms.snapshot(sub)
     from_plan = sub.plan
-    invoice = (Invoice.objects.filter(subscription=sub, status=InvoiceStatus.PAID, number__isnull=False)
-               .order_by("-issued_at", "-id").first())
+    invoice = last_paid_invoice(sub)
     if credit.amount > 0 and invoice is not None:
         note = ledger.credit_note_issue(account=sub.account, invoice=invoice, kind=CreditNoteKind.DOWNGRADE,
-                                        amount=credit.amount, reason=f"{reason}: {from_plan.name} to {plan.name}",
+                                        net_amount=credit.amount, reason=f"{reason}: {from_plan.name} to {plan.name}",
                                         computation=credit.computation, now=now, issued_by=actor)
         audit(account=sub.account, actor=actor, action="credit_note.issued", obj=note,
               after={"number": note.number, "amount": str(note.amount)}, reason=reason, now=now)

@@ -11,6 +11,8 @@ from django.conf import settings
 
 from core.money import ZERO, format_money
 from invoices import services as ledger
+from invoices import taxes
+from invoices.selectors import last_paid_invoice
 from plans.models import Cycle, Plan
 
 from . import pricing, terms
@@ -38,6 +40,19 @@ def check_expected(quote: Quote, expected_amount) -> None:
     if expected_amount is not None and quote.amount_due != expected_amount:
         raise QuoteChanged(f"The amount has changed since you saw it: {format_money(quote.amount_due, quote.currency)} "
                            f"instead of {format_money(expected_amount, quote.currency)}. Nothing was charged.", quote)
+
+
+def with_tax(quote: Quote, account, now) -> Quote:
+    """TAX-2, PAY-3: the quote with the tax its invoice will add: a tax line with its formula (and the
+    legal mention) under the lines charged now, and `amount_due` the tax-inclusive amount charged.
+    Unchanged when no tax applies (a seller outside the EU)."""
+    added = taxes.quote_tax(account, [line.amount for line in quote.lines], quote.currency, now)
+    if added is None:
+        return quote
+    if not any(line.amount for line in quote.lines):  # nothing charged now (a trial): only what comes later
+        return dataclasses.replace(quote, at_period_end=f"{quote.at_period_end} {added.period_end}".strip())
+    return dataclasses.replace(quote, amount_due=added.gross, at_period_end=f"{quote.at_period_end} {added.period_end}"
+                               .strip(), lines=quote.lines + tuple(QuoteLine(*line) for line in added.lines))
 
 
 def first_period(plan: Plan, cycle: str, now, account) -> tuple[QuoteLine, tuple]:
@@ -136,7 +151,7 @@ def _plan_change(sub: Subscription, plan: Plan, cycle: str, now) -> Change:
                                f"{format_money(price, currency)} per {cycle[:-2] if cycle == 'monthly' else 'year'}, "
                                "unless you cancel before."),
             )
-            return Change("start_trial", quote, plan, cycle)
+            return Change("start_trial", with_tax(quote, account, now), plan, cycle)
         line, (start, end) = first_period(plan, cycle, now, account)
         notes = ()
         refusal = terms.trial_refusal(account) if plan.trial_days else None
@@ -146,7 +161,7 @@ def _plan_change(sub: Subscription, plan: Plan, cycle: str, now) -> Change:
             notes = ("Add a payment method to start a free trial instead.",)
         quote = Quote(kind="new", amount_due=price, effective_at=now, currency=currency, lines=(line,), notes=notes,
                       at_period_end=f"Renews on {_day(account, end)} at {format_money(price, currency)}.")
-        return Change("subscribe", quote, plan, cycle, lines=[line], period=(start, end))
+        return Change("subscribe", with_tax(quote, account, now), plan, cycle, lines=[line], period=(start, end))
 
     if sub.status == Status.TRIALING:  # TRI-6: switch the trial's plan, no charge, same end date
         if plan.is_free:
@@ -183,7 +198,8 @@ def _plan_change(sub: Subscription, plan: Plan, cycle: str, now) -> Change:
                           at_period_end=f"Renews on {_day(sub, sub.current_period_end)} at "
                                         f"{format_money(renewal, currency)}.")
             # PAY-4: the prorated line charges from now to the period end, and says so.
-            return Change("upgrade", quote, plan, cycle, lines=lines, period=(now, sub.current_period_end))
+            return Change("upgrade", with_tax(quote, account, now), plan, cycle, lines=lines,
+                          period=(now, sub.current_period_end))
         # UPG-3: monthly -> yearly starts a new yearly period today; the monthly days left are forfeited.
         # The yearly series is new: it is counted on the account's zone from today (D-5).
         start, end = pricing.period_bounds(now, Cycle.YEARLY, 0, account.zone)
@@ -205,7 +221,7 @@ def _plan_change(sub: Subscription, plan: Plan, cycle: str, now) -> Change:
                       forfeited_days=forfeited,
                       at_period_end=f"Renews on {_day(account, end)} at "
                                     f"{format_money(terms.period_price(plan, cycle, sub.extra_properties), currency)}.")
-        return Change("upgrade", quote, plan, cycle, lines=lines, period=(start, end))
+        return Change("upgrade", with_tax(quote, account, now), plan, cycle, lines=lines, period=(start, end))
 
     # Downgrades (DWN-1..4): refused unless the account fits (DWN-3).
     keep_extra = sub.extra_properties if plan.extra_property_monthly is not None else 0
@@ -219,6 +235,9 @@ def _plan_change(sub: Subscription, plan: Plan, cycle: str, now) -> Change:
                       at_period_end=f"Renews on {_day(sub, sub.current_period_end)} at "
                                     f"{format_money(terms.period_price(plan, cycle, keep_extra), currency)}, "
                                     "less your credit.")
+        tax_note = taxes.credit_tax_note(last_paid_invoice(sub), credit.amount)  # TAX-2: reversed in proportion
+        if tax_note:
+            quote = dataclasses.replace(quote, notes=quote.notes + (tax_note,))
         return Change("downgrade_now", quote, plan, cycle, credit=credit)
     target = "Free" if plan.is_free else f"{plan.name} ({cycle})"
     then = ("nothing is charged" if plan.is_free
@@ -268,7 +287,7 @@ def _addon_change(sub: Subscription, quantity: int, now) -> tuple[Quote, list]:
         quote = Quote(kind="add_on", amount_due=line.amount, effective_at=now, currency=currency, lines=(line,),
                       at_period_end=f"Renews on {_day(sub, sub.current_period_end)} with {quantity} extra properties "
                                     f"at {format_money(terms.period_price(plan, sub.cycle, quantity), currency)}.")
-        return quote, [line]
+        return with_tax(quote, sub.account, now), [line]
     # ADD-2: fewer extra properties from the period end, no refund, only if the properties fit.
     allowed = plan.property_limit(quantity)
     have = sub.account.properties.live().count()

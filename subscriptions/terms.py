@@ -4,7 +4,7 @@ changes state; each fact is computed in one function here and every page, e-mail
 charge calls it (one owner per fact).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -16,6 +16,7 @@ from accounts.models import Account, AccountFlag, FlagKind, SuspensionReason
 from core import zones
 from core.money import ZERO, format_money
 from invoices import services as ledger
+from invoices import taxes
 from invoices.models import (
     CreditNoteKind,
     Invoice,
@@ -244,6 +245,7 @@ class NextTerms:
     end: datetime
     timezone: str  # the calendar the period is computed on (D-1)
     computation: str = ""  # how the plan's line says its price was reached ("" : the cycle's price)
+    account: Account | None = field(default=None, compare=False, repr=False)  # whose tax applies (TAX-3)
 
     @property
     def zone(self):
@@ -296,7 +298,8 @@ def next_terms(sub: Subscription) -> NextTerms:
         anchor, index = sub.anchor_at, sub.period_index + 1
     timezone_name = next_zone(sub)
     end = pricing.period_bounds(anchor, cycle, index, zones.zone(timezone_name))[1]
-    return NextTerms(plan, cycle, extra, anchor, index, sub.current_period_end, end, timezone_name)
+    return NextTerms(plan, cycle, extra, anchor, index, sub.current_period_end, end, timezone_name,
+                     account=sub.account)
 
 
 def next_period_invoiced(sub: Subscription) -> bool:
@@ -362,14 +365,14 @@ def following_terms(upcoming: NextTerms) -> NextTerms:
     (D-1)."""
     end = pricing.period_bounds(upcoming.anchor, upcoming.cycle, upcoming.index + 1, upcoming.zone)[1]
     return NextTerms(upcoming.plan, upcoming.cycle, upcoming.extra_properties, upcoming.anchor, upcoming.index + 1,
-                     upcoming.end, end, upcoming.timezone)
+                     upcoming.end, end, upcoming.timezone, account=upcoming.account)
 
 
 def trial_terms(sub: Subscription) -> NextTerms:
     """TRI-3: the first paid period of a trial, which starts at the trial end (trial_first_period)."""
     start, end, timezone_name = trial_first_period(sub)
     return NextTerms(sub.plan, sub.cycle, 0, start, 0, start, end, timezone_name,
-                     computation=f"first {cycle_unit(sub.cycle)} after the free trial")
+                     computation=f"first {cycle_unit(sub.cycle)} after the free trial", account=sub.account)
 
 
 def reactivation_terms(sub: Subscription, now: datetime) -> NextTerms:
@@ -378,7 +381,7 @@ def reactivation_terms(sub: Subscription, now: datetime) -> NextTerms:
     start, end = pricing.period_bounds(now, sub.cycle, 0, sub.account.zone)
     extra = sub.extra_properties if sub.plan.extra_property_monthly is not None else 0
     return NextTerms(sub.plan, sub.cycle, extra, start, 0, start, end, sub.account.timezone,
-                     computation="a full new period from the payment date (reactivation)")
+                     computation="a full new period from the payment date (reactivation)", account=sub.account)
 
 
 @dataclass(frozen=True)
@@ -393,10 +396,12 @@ class NextCharge:
     credit: Decimal
     currency: str
     upcoming: NextTerms | None = None  # the period it pays for (None for a retry of open invoices)
+    tax: Decimal = ZERO  # the tax its invoice adds (TAX-2), 0 when prices include it or none applies
+    tax_label: str = ""  # "VAT 19 %" when its invoice shows tax
 
     @property
     def total(self) -> Decimal:
-        return self.subtotal - self.credit
+        return self.subtotal + self.tax - self.credit
 
     @property
     def plan(self) -> Plan | None:
@@ -409,8 +414,14 @@ def next_charge_of(upcoming: NextTerms, *, credit: Decimal, kind: str = "renewal
     trial conversion at the trial end (TRI-3); available credit first (DWN-4, REN-2)."""
     lines = tuple(upcoming.lines())
     subtotal = sum((line.amount for line in lines), ZERO)
-    return NextCharge(at or upcoming.start - renewal_lead(), kind, lines, subtotal, min(credit, subtotal),
-                      upcoming.plan.currency, upcoming)
+    at = at or upcoming.start - renewal_lead()
+    tax, label = ZERO, ""  # TAX-2: what invoice_create will add, with the rate in force on the charge's day
+    if upcoming.account is not None:
+        added = taxes.quote_tax(upcoming.account, [line.amount for line in lines], upcoming.plan.currency, at)
+        if added is not None:
+            tax, label = added.gross - subtotal, added.label
+    return NextCharge(at, kind, lines, subtotal, min(credit, subtotal + tax), upcoming.plan.currency, upcoming, tax,
+                      label)
 
 
 def renewal_key(sub: Subscription, start: datetime) -> str:

@@ -464,7 +464,7 @@ def pay_open(request):
 def billing_details(request):
     account = request.account
     initial = {"company": account.company, "address": account.address, "country": account.country,
-               "vat_id": account.vat_id}
+               "vat_id": account.vat_id, "billing_email": account.billing_email}
     zone_post = request.method == "POST" and "timezone" in request.POST
     zone_form = BillingZoneForm(request.POST if zone_post else None, initial={"timezone": account.timezone})
     form = BillingDetailsForm(request.POST if request.method == "POST" and not zone_post else None, initial=initial)
@@ -478,11 +478,13 @@ def billing_details(request):
             return redirect("billing:billing_details")
     elif not zone_post and form.is_valid():
         try:
-            preferences.billing_details_update(account, actor=request.user, **form.cleaned_data)
+            saved = preferences.billing_details_update(account, actor=request.user, **form.cleaned_data)
+        except preferences.VatIdRefused as exc:  # TAX-4: the reason, and nothing saved
+            form.add_error("vat_id", str(exc))
         except AccountError as exc:
             form.add_error("country", str(exc))
         else:
-            messages.success(request, "Billing details saved. They appear on invoices issued from now on.")
+            messages.success(request, " ".join(preferences.billing_details_notes(saved)))
             return redirect("billing:billing_details")
     return _render(request, "billing/billing_details.html", {
         "form": form, "zone_form": zone_form, "zone_notes": terms.zone_notes(account)})

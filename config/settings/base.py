@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "django_q",
     "djstripe",
     "axes",
+    "django_countries",
     "core",
     "accounts",
     "plans",
@@ -214,3 +215,15 @@ SELLER_COUNTRY = env.str("SELLER_COUNTRY", default="US")  # ISO 3166-1 alpha-2
 SELLER_TAX_ID = env.str("SELLER_TAX_ID", default="")  # e.g. a VAT ID (DE123456789) or an EIN
 SELLER_REGISTRATION = env.str("SELLER_REGISTRATION", default="")  # e.g. "Amtsgericht Berlin HRB 12345"
 SELLER_SUPPORT_EMAIL = env.str("SELLER_SUPPORT_EMAIL", default="support@prorata.localhost")
+
+# Taxes (TAX-2, TAX-3; docs/policy-decisions.md). The rates are data: `manage.py load_tax_rates`
+# loads invoices/tax_rates/eu.json (or your file). TAX_COLLECT: "auto" = EU VAT rules for a seller
+# in the EU, no tax for a seller outside it; "domestic" = a seller outside the EU charges its own
+# country's rate to customers there; "off" = no tax at all.
+TAX_COLLECT = env.str("TAX_COLLECT", default="auto")
+TAX_PRICES_INCLUDE_TAX = env.bool("TAX_PRICES_INCLUDE_TAX", default=False)  # catalog prices include tax
+# TAX-4: VAT IDs are checked offline (format, check digit); VIES confirms them live when on.
+VAT_VIES_CHECK = env.bool("VAT_VIES_CHECK", default=False)
+VAT_VIES_URL = env.str("VAT_VIES_URL",
+                       default="https://ec.europa.eu/taxation_customs/vies/rest-api/check-vat-number")
+VAT_VIES_TIMEOUT = env.float("VAT_VIES_TIMEOUT", default=10.0)  # seconds

@@ -11,6 +11,9 @@ from django.core.management import call_command
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parents[2]
+# TAX-1: a production seller is configured (the demo's would print on every invoice: a deploy warning).
+SELLER_ENV = {"SELLER_NAME": "Example Analytics GmbH", "SELLER_ADDRESS": "Hauptstrasse 1\n10115 Berlin",
+              "SELLER_COUNTRY": "DE", "SELLER_TAX_ID": "DE136695976"}
 
 
 @pytest.mark.django_db
@@ -23,7 +26,7 @@ def test_check_deploy_is_clean_with_production_settings():
     """Deploy: manage.py check --deploy passes with no warning under the production settings."""
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.production", "DEBUG": "false",
            "SECRET_KEY": secrets.token_urlsafe(60), "ALLOWED_HOSTS": "billing.example.com",
-           "SITE_URL": "https://billing.example.com"}
+           "SITE_URL": "https://billing.example.com", **SELLER_ENV}
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set by the browser tests' Playwright fixtures
     done = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)

@@ -5,6 +5,7 @@ from django.utils import timezone
 
 from accounts import services
 from accounts.models import Account
+from invoices.taxes import EU_RATES, tax_rates_load_file
 from plans.services import DEMO_CATALOG, catalog_load_file
 from subscriptions import billing, demo
 
@@ -14,12 +15,13 @@ DEMO_PROPERTIES = [("Acme shop", "shop.acme.localhost"), ("Acme blog", "blog.acm
 
 
 class Command(BaseCommand):
-    help = "Development only: load the demo catalog, a staff superuser and a customer owner."
+    help = "Development only: load the demo catalog and the EU VAT rates, a staff superuser and a customer owner."
 
     def handle(self, *args, **options):
         if not settings.DEBUG:
             raise CommandError("seed_demo creates known passwords: it only runs with DEBUG=true.")
         catalog_load_file(DEMO_CATALOG)
+        tax_rates_load_file(EU_RATES)  # the demo seller is in the US (no tax); an EU seller needs them (TAX-2)
         User = get_user_model()
         if not User.objects.filter(username=STAFF[0]).exists():
             User.objects.create_superuser(username=STAFF[0], email=STAFF[0], password=STAFF[1])
