@@ -6,6 +6,7 @@ the billing page shows it for the customer to confirm.
 import copy
 import dataclasses
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from django.conf import settings
 
@@ -19,7 +20,7 @@ from . import pricing, terms
 from .errors import InvalidChange, LimitExceeded, NotEligible, QuoteChanged
 from .models import Status, Subscription
 from .pricing import Quote, QuoteLine
-from .statement import account_statement
+from .statement import account_statement, credit_balance
 
 
 @dataclass
@@ -78,10 +79,26 @@ def plan_change(sub: Subscription, plan: Plan, cycle: str, now) -> Change:
     The cases are tabled in docs/billing-engine.md. The quote states the next automatic charge as
     the account statement works it out for the subscription as it would be after the change (PAY-4)."""
     change = _plan_change(sub, plan, cycle, now)
+    change.quote, used = with_credit(change.quote, sub.account)
     after = _after_change(sub, change, now)
-    credit = change.credit.amount if change.credit else ZERO
+    credit = (change.credit.amount if change.credit else ZERO) - used
     change.quote = _with_next_charge(change.quote, sub.account, after, now, credit)
     return change
+
+
+def with_credit(quote: Quote, account) -> tuple[Quote, Decimal]:
+    """INV-5, PAY-3: the account's credit that the invoice charged now will use (the ledger's
+    `credit_apply` takes it, oldest note first, up to the amount with tax), as a line of the quote,
+    so "Charged now" is what the card is charged. Returns the quote and the credit it uses."""
+    if quote.amount_due <= 0:
+        return quote, ZERO
+    balance = credit_balance(account, quote.currency)
+    used = min(balance, quote.amount_due)
+    if used <= 0:
+        return quote, ZERO
+    line = QuoteLine("Your credit", -used, f"{format_money(balance, quote.currency)} of credit on your account"
+                     + ("" if used == balance else f", {format_money(used, quote.currency)} used"))
+    return dataclasses.replace(quote, amount_due=quote.amount_due - used, lines=quote.lines + (line,)), used
 
 
 def _after_change(sub: Subscription, change: Change, now) -> Subscription:
@@ -257,13 +274,14 @@ def addon_change(sub: Subscription, quantity: int, now) -> tuple[Quote, list]:
     """The quote for `quantity` extra properties (ADD-1, ADD-2), and the lines charged now (none
     when fewer are scheduled for the period end), with the next charge as it will be (PAY-4)."""
     quote, lines = _addon_change(sub, quantity, now)
+    quote, used = with_credit(quote, sub.account)
     after = copy.copy(sub)
     after.pk = None
     if lines:
         after.extra_properties, after.scheduled_extra_properties = quantity, None
     else:
         after.scheduled_extra_properties = quantity if quantity != sub.extra_properties else None
-    return _with_next_charge(quote, sub.account, after, now), lines
+    return _with_next_charge(quote, sub.account, after, now, -used), lines
 
 
 def _addon_change(sub: Subscription, quantity: int, now) -> tuple[Quote, list]:

@@ -272,6 +272,33 @@ def test_dwn4_immediate_downgrade_issues_a_credit_note_used_on_the_next_invoice(
     assert SandboxCharge.objects.count() == 1  # only the first subscription was charged
 
 
+def test_inv5_a_quote_charges_now_what_the_card_is_charged_after_the_accounts_credit(account):
+    """PAY-3 with INV-5: credit on the account pays part of a change; the quote takes it off as a
+    line, so "Charged now" is the invoice's total and the card's charge, and the next charge is not
+    told the same credit again (PAY-4)."""
+    from invoices import services as ledger
+
+    sub = paid_personal(account)
+    first = Invoice.objects.get(kind="subscription")
+    ledger.credit_note_issue(account=account, invoice=first, kind="correction", amount=Decimal("5.00"),
+                             reason="Goodwill", now=at("2026-04-10"))
+    quote = billing.preview_change(sub, "advanced", "monthly", now=at("2026-04-16"))
+    assert quote.amount_due == Decimal("2.50")  # 7.50 for the days left, less 5.00 of credit
+    assert [(line.description, line.amount) for line in quote.lines][-1] == ("Your credit", Decimal("-5.00"))
+    assert quote.next_charge.credit == 0  # the credit is spent now, not at the renewal
+    applied = billing.change_plan(sub, "advanced", "monthly", now=at("2026-04-16"), expected_amount=Decimal("2.50"))
+    assert (applied.invoice.credit_applied, applied.invoice.total) == (Decimal("5.00"), Decimal("2.50"))
+    assert SandboxCharge.objects.order_by("-id").first().amount == Decimal("2.50")
+    # Extra properties: the same, with the credit a DWN-4-like correction leaves.
+    ledger.credit_note_issue(account=account, invoice=first, kind="correction", amount=Decimal("1.00"),
+                             reason="Goodwill", now=at("2026-04-20"))
+    sub.refresh_from_db()
+    addon = billing.preview_extra_properties(sub, 1, now=at("2026-04-20"))
+    bought = billing.set_extra_properties(sub, 1, now=at("2026-04-20"), expected_amount=addon.amount_due)
+    assert addon.lines[-1].amount == Decimal("-1.00") and bought.invoice.total == addon.amount_due
+    assert SandboxCharge.objects.order_by("-id").first().amount == addon.amount_due
+
+
 # --- CAN ------------------------------------------------------------------------------------------
 
 
