@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import BigIntegerField, Count, Min, Q, Sum
+from django.db.models import BigIntegerField, Case, Count, F, Min, Q, Sum, When
 from django.db.models.functions import Cast, TruncMonth
 
 from accounts.models import AuditEvent
@@ -371,7 +371,7 @@ class MoneyMonth:
 
 
 def overage_invoices(start: datetime, end: datetime):
-    """Overage invoices (USE-3) issued in [start, end), not voided; their subtotal is the revenue."""
+    """Overage invoices (USE-3) issued in [start, end), not voided; their net amount is the revenue."""
     return (Invoice.objects.filter(kind=InvoiceKind.OVERAGE, number__isnull=False, issued_at__gte=start,
                                    issued_at__lt=end).exclude(status=InvoiceStatus.VOID))
 
@@ -384,7 +384,9 @@ def money_figures(now: datetime, months: list[Month]) -> list[MoneyMonth]:
         return (queryset.annotate(month=TruncMonth(moment, tzinfo=UTC)).values("month")
                 .annotate(n=Count("id"), total=Sum(amount), **extra).order_by())
 
-    for row in by_month(overage_invoices(start, end), "issued_at", "subtotal"):
+    # The net amount (Invoice.net_amount, in SQL): tax is not revenue, whether prices include it or not.
+    net = Case(When(prices_include_tax=True, then=F("subtotal") - F("tax_amount")), default=F("subtotal"))
+    for row in by_month(overage_invoices(start, end), "issued_at", net):
         rows[_key(row["month"])].overage, rows[_key(row["month"])].overage_amount = row["n"], _sum(row["total"])
     for row in by_month(Refund.objects.filter(created_at__gte=start, created_at__lt=end), "created_at", "amount"):
         rows[_key(row["month"])].refunds, rows[_key(row["month"])].refunds_amount = row["n"], _sum(row["total"])

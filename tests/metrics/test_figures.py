@@ -191,7 +191,7 @@ def check_the_rest(board, ledger):
             expected[0], D(expected[1]), expected[2], D(expected[3]), expected[4], D(expected[5]),
             D(expected[6])), row.month.key
         overage = rows_of(f"overage:{row.month.key}", Invoice)
-        assert sum((i.subtotal for i in overage), D("0.00")) == row.overage_amount
+        assert sum((i.net_amount for i in overage), D("0.00")) == row.overage_amount
         assert sum((r.amount for r in rows_of(f"refunds:{row.month.key}", Refund)), D("0.00")) == row.refunds_amount
         notes = rows_of(f"credit_notes:{row.month.key}", CreditNote)
         assert sum((n.amount for n in notes), D("0.00")) == row.credit_notes_amount
@@ -223,3 +223,21 @@ def test_acc5_stored_figures_are_the_same_built_at_once_in_steps_or_with_a_tail(
     board = summary.dashboard(NOW)
     assert board.tail_accounts == 0
     check_mrr(board, ledger)
+
+
+def test_acc5_overage_revenue_is_net_of_tax_even_when_prices_include_it(db):
+    """TAX-2 with ACC-5: VAT collected on an overage invoice is not revenue, whether the price was
+    shown before tax or with it (TAX_PRICES_INCLUDE_TAX)."""
+    from invoices.models import Invoice, InvoiceKind, InvoiceStatus
+    from metrics.figures import Month, money_figures
+    from tests.factories import AccountFactory
+
+    account = AccountFactory()
+    common = dict(account=account, kind=InvoiceKind.OVERAGE, status=InvoiceStatus.PAID, issued_at=at("2026-05-01"),
+                  tax_amount=D("3.80"))
+    Invoice.objects.create(number="2026-000901", subtotal=D("20.00"), total=D("23.80"), **common)  # 20 + 19 %
+    Invoice.objects.create(number="2026-000902", subtotal=D("23.80"), total=D("23.80"), prices_include_tax=True,
+                           **common)  # 23.80 with its 19 % inside
+    month = Month.of("2026-05", at("2026-06-02"))
+    (row,) = money_figures(at("2026-06-02"), [month])
+    assert (row.overage, row.overage_amount) == (2, D("40.00"))
