@@ -56,3 +56,15 @@ def gateway_never_called_in_a_transaction(monkeypatch):
         for name in MONEY_CALLS:
             if hasattr(gateway, name):
                 monkeypatch.setattr(gateway, name, guarded(getattr(gateway, name)))
+
+
+@pytest.fixture(autouse=True)
+def shared_cache_and_broker_asked_again():
+    """Isolation: a test that made the shared cache or the broker fail leaves this process's pause
+    (core.cache, core.broker) behind; the next test starts with both asked again."""
+    from core.broker import broker_resume
+    from core.cache import shared_cache_resume
+
+    yield
+    shared_cache_resume()
+    broker_resume()

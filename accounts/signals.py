@@ -1,6 +1,7 @@
 from django.contrib.auth.signals import user_logged_in
 from django.dispatch import receiver
 
+from .auth import client_ip
 from .models import LoginEvent
 from .selectors import membership_for
 
@@ -12,5 +13,5 @@ def record_login(sender, request, user, **kwargs):
     LoginEvent.objects.create(
         user=user,
         account=membership.account if membership else None,
-        ip=request.META.get("REMOTE_ADDR") if request else None,
+        ip=client_ip(request) if request else None,  # behind our proxies: the client's, not the proxy's
     )

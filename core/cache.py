@@ -15,7 +15,9 @@ older than its `ttl` is served only while its recompute is under way (at most RE
 The cache is never the source of truth: when the shared cache cannot be reached, a read is a
 miss (the caller computes the answer from the database), and a write or an invalidation is
 logged and given up. An invalidation that could not reach Redis is therefore bounded by the
-entry's own lifetime (the `ttl` it was written with), never longer.
+entry's own lifetime (the `ttl` it was written with), never longer. After a failure the process
+leaves the shared cache alone for PAUSE_SECONDS (misses and given-up writes at once), so that a
+Redis that is down or hung costs one request its timeout (REDIS_TIMEOUT), not every request.
 """
 
 import logging
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 
 WARN_EVERY_SECONDS = 60.0  # one warning a minute per process while the shared cache is down
 REFRESH_SECONDS = 10  # how long one caller's claim to recompute a stale entry holds off the others
+PAUSE_SECONDS = 5.0  # after a failure, this process does not ask the shared cache for this long
 
 
 class LayeredCache:
@@ -51,6 +54,8 @@ class LayeredCache:
         hit = self._local.get(key)
         if hit is not None and hit[0] > clock and hit[1] > clock:
             return hit[2]
+        if shared_cache_paused():
+            return None
         try:
             stored = cache.get(self.shared_key(key))
         except Exception as exc:  # Redis down: a miss, answered from the database
@@ -73,6 +78,8 @@ class LayeredCache:
         """Stale: True when this caller is to recompute (it claimed it, or nobody has and it may
         not claim), False when another caller's recompute is under way."""
         claim_key = self.shared_key(key) + ":refresh"
+        if shared_cache_paused():
+            return True
         try:
             if claim:
                 return bool(cache.add(claim_key, 1, REFRESH_SECONDS))
@@ -84,6 +91,8 @@ class LayeredCache:
     def set(self, key: str, value, ttl: int) -> None:
         clock = time.time()
         self._put_local(key, value, clock, clock + ttl)
+        if shared_cache_paused():
+            return
         try:
             if self.stale_seconds:
                 cache.set(self.shared_key(key), (clock + ttl, value), ttl + self.stale_seconds)
@@ -96,7 +105,7 @@ class LayeredCache:
     def forget(self, *keys: str) -> None:
         for key in keys:
             self._local.pop(key, None)
-        if not keys:
+        if not keys or shared_cache_paused():  # bounded by the entries' lifetime
             return
         try:
             cache.delete_many([self.shared_key(key) for key in keys])
@@ -113,11 +122,24 @@ class LayeredCache:
 
 
 _last_warning = [0.0]
+_paused_until = [0.0]
+
+
+def shared_cache_paused() -> bool:
+    """True for PAUSE_SECONDS after the shared cache failed in this process."""
+    return time.monotonic() < _paused_until[0]
+
+
+def shared_cache_resume() -> None:
+    """Ask the shared cache again from the next call (tests; a deploy check that found it back)."""
+    _paused_until[0] = 0.0
 
 
 def shared_cache_failed(operation: str, exc: Exception) -> None:
-    """Log that the shared cache failed, at most once a minute per process (not once a request)."""
+    """Leave the shared cache alone for PAUSE_SECONDS, and log that it failed, at most once a
+    minute per process (not once a request)."""
     clock = time.monotonic()
+    _paused_until[0] = clock + PAUSE_SECONDS
     if clock - _last_warning[0] >= WARN_EVERY_SECONDS:
         _last_warning[0] = clock
         log.warning("Shared cache unreachable (%s: %s: %s); answering from the database",

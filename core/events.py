@@ -22,6 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import sql
+from .broker import task_enqueue
 from .models import PendingEvent
 
 log = logging.getLogger(__name__)
@@ -119,15 +120,22 @@ def dispatch(event: Event) -> None:
 
 def deliver_soon(ids: list[int] | None = None) -> None:
     """Hand the delivery of these rows (None: every pending row) to django-q2, inline when sync.
-    Never raises: rows the broker did not take are delivered by the next `drain` (the e-mail retry
-    schedule calls it every 10 minutes)."""
-    from django_q.tasks import async_task
-
+    Never raises. When the broker cannot take it, a transaction's few events (up to INLINE_MAX) are
+    delivered here and now; the rest stay for the next `drain` (the e-mail retry schedule calls it
+    every 10 minutes)."""
+    if task_enqueue("core.events.deliver", ids, group="events"):
+        return
+    if ids is None or len(ids) > INLINE_MAX:
+        log.warning("Outbox delivery not queued; the scheduled drain delivers %s events",
+                    "the pending" if ids is None else len(ids))
+        return
     try:
-        async_task("core.events.deliver", ids, group="events")
-    except Exception:
-        log.warning("Outbox delivery not queued now; the scheduled drain delivers it", exc_info=True)
+        deliver(ids, max_seconds=None)
+    except Exception:  # NOT-3: the action has committed; the rows stay for the drain
+        log.warning("Outbox delivery failed in process; the scheduled drain delivers it", exc_info=True)
 
+
+INLINE_MAX = 50  # more than one request's events: a billing run's thousands wait for the drain
 
 DRAIN_SECONDS = 20.0
 

@@ -26,6 +26,7 @@ from django.utils.crypto import constant_time_compare
 
 from accounts.audit import audit
 from accounts.models import Account
+from core.broker import task_enqueue
 from core.events import Event
 
 from .kinds import NOTIFICATIONS, PRODUCT_NEWS, Kind, billing_url, event_context, related_of
@@ -179,13 +180,12 @@ def notify_event(event: Event) -> list[EmailLog]:
 
 
 def email_enqueue(log_ids: list[int]) -> None:
-    """Hand each message to django-q2. Never raises: a row the broker did not take stays queued
-    and `email_retry_due` sends it."""
-    from django_q.tasks import async_task
-
+    """Hand each message to django-q2. Never raises: a row the broker did not take (it is down)
+    stays queued and `email_retry_due` sends it."""
     for log_id in log_ids:
         try:
-            async_task("notifications.tasks.email_send", log_id, group="notifications")
+            if not task_enqueue("notifications.tasks.email_send", log_id, group="notifications"):
+                log.warning("E-mail %s not queued now; it stays in the log for the retry", log_id)
         except EmailNotSent:
             pass  # inline run (sync): already logged as failed, the retry sends it
         except Exception:  # NOT-3: a failed send never undoes or blocks a billing action

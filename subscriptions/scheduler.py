@@ -30,6 +30,7 @@ from django.utils import timezone
 from accounts.audit import audit
 from accounts.models import Account, SuspensionReason
 from core import events
+from core.broker import task_enqueue
 from core.money import ZERO, format_money
 from invoices.models import Invoice, InvoiceKind, InvoiceStatus, Payment, PaymentStatus
 
@@ -139,13 +140,19 @@ def run_chunk(step: str, ids: list[int], now) -> RunReport:
 
 
 def _fan_out(step, ids, now, report) -> None:
-    from django_q.tasks import async_task, result_group
+    from django_q.tasks import result_group
 
     size = settings.BILLING_RUN_CHUNK_SIZE
     group = f"billing-{step}-{now.isoformat()}-{os.getpid()}"
-    chunks = [ids[i:i + size] for i in range(0, len(ids), size)]
-    for chunk in chunks:
-        async_task("subscriptions.scheduler.run_chunk", step, chunk, now.isoformat(), group=group)
+    chunks = []
+    for start in range(0, len(ids), size):
+        chunk = ids[start:start + size]
+        if task_enqueue("subscriptions.scheduler.run_chunk", step, chunk, now.isoformat(), group=group):
+            chunks.append(chunk)
+        else:  # the broker is down: this process runs what the workers cannot be given
+            report.merge(run_chunk(step, chunk, now))
+    if not chunks:
+        return
     results = result_group(group, failures=True, wait=settings.BILLING_RUN_WAIT_MS, count=len(chunks)) or []
     for result in results:
         if isinstance(result, RunReport):

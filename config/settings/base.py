@@ -6,6 +6,7 @@ Production differs from development only by environment variables: see README's 
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import environ
 
@@ -142,9 +143,26 @@ vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Prorata Billing <billing@prorata.localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
+
+
+def redis_with_timeouts(url: str, connect: float, answer: float) -> str:
+    """`url` with redis-py's socket timeouts added where it sets none. Redis is a cache and a
+    broker, never the source of truth: a Redis that is down or hung must fail a call within
+    seconds, which its callers answer without it (docs/reliability.md), not hold the request
+    (redis-py's default is to wait for ever)."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    query.setdefault("socket_connect_timeout", str(connect))
+    query.setdefault("socket_timeout", str(answer))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
 # Cache (entitlements): Redis when REDIS_URL is set, process memory otherwise.
 REDIS_URL = env.str("REDIS_URL", default="")
+REDIS_CONNECT_TIMEOUT = env.float("REDIS_CONNECT_TIMEOUT", default=0.5)
+REDIS_TIMEOUT = env.float("REDIS_TIMEOUT", default=1.0)
 if REDIS_URL:
+    REDIS_URL = redis_with_timeouts(REDIS_URL, REDIS_CONNECT_TIMEOUT, REDIS_TIMEOUT)
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

@@ -186,3 +186,14 @@ def test_acc4_lockout_page_passes_for_a_locked_customer_with_a_clear_way_back(cu
     page = client.get("/login/")  # the form itself still shows; only attempts are refused
     assert page.status_code == 200
     assert 'href="/password/reset/"' in page.content.decode()
+
+
+def test_ref2_behind_a_proxy_the_login_evidence_records_the_client_not_the_proxy(customer, settings):
+    """REF-2's trial-usage evidence shows staff where a login came from: behind our proxy that is
+    the forwarded client's address (as the lockout counts it), not the proxy's."""
+    from accounts.models import LoginEvent
+
+    settings.TRUSTED_PROXIES = 1
+    client = Client(REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="192.0.2.50")
+    assert log_in(client, customer.username, PASSWORD).status_code == 302
+    assert LoginEvent.objects.get(user=customer).ip == "192.0.2.50"
