@@ -228,8 +228,7 @@ def change_plan(subscription, plan_code: str, cycle: str = "monthly", *, actor=N
                        "from_cycle": sub.cycle, "period_start": terms.iso(sub.current_period_start),
                        "new_start": change.period[0].isoformat(), "timezone": sub.account.timezone,
                        "forfeited_days": change.quote.forfeited_days}
-            lines = [ledger.Line.from_quote(line, *change.period) for line in change.lines]
-            step = charges.charge_begin(sub, kind=InvoiceKind.UPGRADE, lines=lines, pending=pending,
+            step = charges.charge_begin(sub, kind=InvoiceKind.UPGRADE, lines=change.ledger_lines(), pending=pending,
                                         currency=plan.currency, period=change.period,
                                         notes=" ".join(change.quote.notes), actor=actor, now=now)
     invoice = charges.charge_finish(step, actor=actor, now=now)
@@ -255,7 +254,7 @@ def cancel(subscription, *, reason: str = "", reason_code: str = "", actor=None,
         if not sub.is_paid or sub.status == Status.CANCELED:
             raise InvalidChange("There is no paid subscription to cancel.")
         if sub.cancel_at_period_end:
-            raise InvalidChange(f"Your subscription already ends on {terms.period_date(sub, sub.current_period_end)}.")
+            raise InvalidChange(f"Your subscription already ends on {terms.period_date(sub, terms.paid_until(sub))}.")
         if sub.status == Status.SUSPENDED:
             raise InvalidChange("Your subscription is suspended for non-payment; there is nothing left to cancel.")
         before = terms.snapshot(sub)
@@ -268,12 +267,13 @@ def cancel(subscription, *, reason: str = "", reason_code: str = "", actor=None,
             lifecycle.dunning_abandon(sub, now, action="subscription.dunning_ended")
         sub.cancel_at_period_end, sub.canceled_at, sub.cancel_reason = True, now, reason[:2000]
         sub.cancel_reason_code = reason_code
-        sub.scheduled_plan, sub.scheduled_cycle, sub.scheduled_extra_properties = None, "", None
+        if terms.invoiced_ahead(sub) is None:  # else the next period is bought as scheduled; it ends after it
+            sub.scheduled_plan, sub.scheduled_cycle, sub.scheduled_extra_properties = None, "", None
         sub.save()
         audit(account=sub.account, actor=actor, action="cancellation.scheduled", obj=sub, before=before,
               after={**terms.snapshot(sub), "cancel_reason_code": reason_code}, reason=reason, now=now)
         events.emit("cancellation.scheduled", sub.account_id, now=now, subscription_id=sub.pk, plan=sub.plan.code,
-                    effective_at=sub.current_period_end.isoformat())
+                    effective_at=terms.paid_until(sub).isoformat())
         return sub
 
 
@@ -297,6 +297,9 @@ def resume(subscription, *, actor=None, now=None) -> Subscription:
             sub.save()
             what = "cancellation"
         elif sub.scheduled_plan_id or sub.scheduled_extra_properties is not None:
+            ahead = terms.invoiced_ahead(sub)
+            if ahead is not None:  # the next period is bought at the scheduled terms (REN-2)
+                raise NotEligible(terms.invoiced_ahead_refusal(sub, ahead))
             sub.scheduled_plan, sub.scheduled_cycle, sub.scheduled_extra_properties = None, "", None
             sub.save()
             what = "downgrade"
@@ -335,9 +338,8 @@ def set_extra_properties(subscription, quantity: int, *, actor=None, now=None,
             events.emit("add_on.changed", sub.account_id, now=now, subscription_id=sub.pk, quantity=quantity,
                         invoice_id=None, amount="0.00", effective_at=sub.current_period_end.isoformat())
             return quote
-        period = (now, sub.current_period_end)  # PAY-4: the span the prorated line charges (ADD-1)
-        step = charges.charge_begin(sub, kind=InvoiceKind.ADD_ON,
-                                    lines=[ledger.Line.from_quote(line, *period) for line in lines],
+        period = (now, max(line.period_end for line in lines))  # PAY-4: the span the lines charge (ADD-1)
+        step = charges.charge_begin(sub, kind=InvoiceKind.ADD_ON, lines=lines,
                                     pending={"action": "add_on", "quantity": quantity}, currency=sub.plan.currency,
                                     period=period, actor=actor, now=now)
     return quote.with_invoice(charges.charge_finish(step, actor=actor, now=now))

@@ -34,6 +34,12 @@ class Change:
     lines: list = field(default_factory=list)
     period: tuple | None = None  # (start, end) of what is charged
     credit: QuoteLine | None = None
+    spans: list | None = None  # (start, end) of each line when they differ (an invoiced next period: REN-1)
+
+    def ledger_lines(self) -> list:
+        """The lines to invoice, each with the span it charges (PAY-4)."""
+        spans = self.spans or [self.period] * len(self.lines)
+        return [ledger.Line.from_quote(line, *span) for line, span in zip(self.lines, spans, strict=True)]
 
 
 def check_expected(quote: Quote, expected_amount) -> None:
@@ -80,7 +86,7 @@ def plan_change(sub: Subscription, plan: Plan, cycle: str, now) -> Change:
     the account statement works it out for the subscription as it would be after the change (PAY-4)."""
     change = _plan_change(sub, plan, cycle, now)
     change.quote, used = with_credit(change.quote, sub.account)
-    after = _after_change(sub, change, now)
+    after = _rolled_into_invoiced_period(_after_change(sub, change, now), terms.invoiced_ahead(sub))
     credit = (change.credit.amount if change.credit else ZERO) - used
     change.quote = _with_next_charge(change.quote, sub.account, after, now, credit)
     return change
@@ -133,6 +139,16 @@ def _after_change(sub: Subscription, change: Change, now) -> Subscription:
         after.plan, after.cycle, after.status = plan, cycle, Status.ACTIVE
         after.current_price = terms.plan_price(plan, cycle)
         after.scheduled_plan, after.scheduled_cycle, after.cancel_at_period_end = None, "", False  # UPG-5
+    return after
+
+
+def _rolled_into_invoiced_period(after: Subscription, ahead) -> Subscription:
+    """The copy as the next rollover leaves it, when the next period is already invoiced (REN-1):
+    the next charge a quote states is then the renewal after that period."""
+    if ahead is not None:
+        after.anchor_at, after.period_index = ahead.anchor, ahead.index
+        after.current_period_start, after.current_period_end = ahead.start, ahead.end
+        after.timezone, after.next_timezone = ahead.timezone, ""
     return after
 
 
@@ -202,6 +218,9 @@ def _plan_change(sub: Subscription, plan: Plan, cycle: str, now) -> Change:
     direction = terms.is_upgrade(sub, plan, cycle)
     if direction is None:
         raise InvalidChange("That is your current plan.")
+    ahead = terms.invoiced_ahead(sub)
+    if ahead is not None and (not direction or cycle != sub.cycle):
+        raise NotEligible(terms.invoiced_ahead_refusal(sub, ahead))
     period = terms.current_period(sub)
     today = terms.period_date(sub, now)
     if direction:
@@ -209,14 +228,23 @@ def _plan_change(sub: Subscription, plan: Plan, cycle: str, now) -> Change:
         if cycle == sub.cycle:  # UPG-2: same cycle, anchor kept, pay the difference for the days left
             line = pricing.upgrade_difference_line(sub.current_price, new_price, period, today, currency,
                                                    old_name=sub.plan.name, new_name=plan.name)
-            lines = [line]
+            lines, spans, renews = [line], [(now, sub.current_period_end)], sub.current_period_end
+            paid = terms.plan_price(ahead.plan, ahead.cycle) if ahead is not None else None
+            if paid is not None and new_price > paid:  # REN-1: the next period is already bought at its price
+                lines.append(pricing.upgrade_difference_line(paid, new_price, terms.ahead_period(ahead),
+                                                             terms.ahead_period(ahead).start, currency,
+                                                             old_name=ahead.plan.name, new_name=plan.name))
+                spans.append((ahead.start, ahead.end))
+            renews_on = _day(sub, renews)
+            if ahead is not None:
+                renews, renews_on = ahead.end, f"{terms.ahead_period(ahead).end:%Y-%m-%d}"
             renewal = terms.period_price(plan, cycle, sub.extra_properties)
-            quote = Quote(kind="upgrade", amount_due=line.amount, effective_at=now, currency=currency, lines=(line,),
-                          at_period_end=f"Renews on {_day(sub, sub.current_period_end)} at "
-                                        f"{format_money(renewal, currency)}.")
-            # PAY-4: the prorated line charges from now to the period end, and says so.
+            quote = Quote(kind="upgrade", amount_due=sum((ln.amount for ln in lines), ZERO), effective_at=now,
+                          currency=currency, lines=tuple(lines),
+                          at_period_end=f"Renews on {renews_on} at {format_money(renewal, currency)}.")
+            # PAY-4: each prorated line charges its span (to the period end; the invoiced next period), and says so.
             return Change("upgrade", with_tax(quote, account, now), plan, cycle, lines=lines,
-                          period=(now, sub.current_period_end))
+                          period=(now, renews), spans=spans)
         # UPG-3: monthly -> yearly starts a new yearly period today; the monthly days left are forfeited.
         # The yearly series is new: it is counted on the account's zone from today (D-5).
         start, end = pricing.period_bounds(now, Cycle.YEARLY, 0, account.zone)
@@ -271,8 +299,9 @@ def _plan_change(sub: Subscription, plan: Plan, cycle: str, now) -> Change:
 
 
 def addon_change(sub: Subscription, quantity: int, now) -> tuple[Quote, list]:
-    """The quote for `quantity` extra properties (ADD-1, ADD-2), and the lines charged now (none
-    when fewer are scheduled for the period end), with the next charge as it will be (PAY-4)."""
+    """The quote for `quantity` extra properties (ADD-1, ADD-2), and the invoice lines charged now,
+    each with its span (none when fewer are scheduled for the period end), with the next charge as
+    it will be (PAY-4)."""
     quote, lines = _addon_change(sub, quantity, now)
     quote, used = with_credit(quote, sub.account)
     after = copy.copy(sub)
@@ -281,6 +310,7 @@ def addon_change(sub: Subscription, quantity: int, now) -> tuple[Quote, list]:
         after.extra_properties, after.scheduled_extra_properties = quantity, None
     else:
         after.scheduled_extra_properties = quantity if quantity != sub.extra_properties else None
+    after = _rolled_into_invoiced_period(after, terms.invoiced_ahead(sub))
     return _with_next_charge(quote, sub.account, after, now, -used), lines
 
 
@@ -299,13 +329,27 @@ def _addon_change(sub: Subscription, quantity: int, now) -> tuple[Quote, list]:
     currency = plan.currency
     if quantity == sub.extra_properties and sub.scheduled_extra_properties is None:
         raise InvalidChange(f"You already have {quantity} extra properties.")
+    ahead = terms.invoiced_ahead(sub)
     if quantity > sub.extra_properties:  # ADD-1: at once, prorated like UPG-2
         line = pricing.addon_line(quantity - sub.extra_properties, plan.extra_property_monthly, sub.cycle,
                                   terms.current_period(sub), terms.period_date(sub, now), currency)
-        quote = Quote(kind="add_on", amount_due=line.amount, effective_at=now, currency=currency, lines=(line,),
-                      at_period_end=f"Renews on {_day(sub, sub.current_period_end)} with {quantity} extra properties "
+        charged, renews_on = [(line, (now, sub.current_period_end))], _day(sub, sub.current_period_end)
+        if ahead is not None:  # REN-1: the next period is already bought with its number of extra properties
+            if ahead.plan.extra_property_monthly is not None and quantity > ahead.extra_properties:
+                period = terms.ahead_period(ahead)
+                charged.append((pricing.addon_line(quantity - ahead.extra_properties,
+                                                   ahead.plan.extra_property_monthly, ahead.cycle, period,
+                                                   period.start, currency), (ahead.start, ahead.end)))
+            renews_on = f"{terms.ahead_period(ahead).end:%Y-%m-%d}"
+        lines = tuple(line for line, _ in charged)
+        quote = Quote(kind="add_on", amount_due=sum((ln.amount for ln in lines), ZERO), effective_at=now,
+                      currency=currency, lines=lines,
+                      at_period_end=f"Renews on {renews_on} with {quantity} extra properties "
                                     f"at {format_money(terms.period_price(plan, sub.cycle, quantity), currency)}.")
-        return with_tax(quote, sub.account, now), [line]
+        # PAY-4: each line charges its span, and says so.
+        return with_tax(quote, sub.account, now), [ledger.Line.from_quote(line, *span) for line, span in charged]
+    if ahead is not None:
+        raise NotEligible(terms.invoiced_ahead_refusal(sub, ahead))
     # ADD-2: fewer extra properties from the period end, no refund, only if the properties fit.
     allowed = plan.property_limit(quantity)
     have = sub.account.properties.live().count()

@@ -170,7 +170,7 @@ def account_statement(account, now: datetime | None = None, *, subscription: Sub
 def _renewal(statement: Statement, sub: Subscription, now: datetime) -> None:
     """The next renewal of an active paid subscription, or why there is none."""
     if sub.cancel_at_period_end:
-        statement.ends_at = sub.current_period_end
+        statement.ends_at = terms.paid_until(sub)  # after the next period when it is already paid (REN-1)
         return
     upcoming = terms.next_terms(sub)
     if upcoming.plan.is_free:

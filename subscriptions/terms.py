@@ -311,6 +311,38 @@ def next_period_invoiced(sub: Subscription) -> bool:
         status=InvoiceStatus.VOID).exists()
 
 
+def invoiced_ahead(sub: Subscription) -> NextTerms | None:
+    """REN-1: the next period when its renewal is already invoiced (the 24 hours before it starts):
+    that period is bought at these terms. A change made now adds to it (an upgrade, more extra
+    properties: charged for it too), ends after it (a cancellation), or waits until it has started
+    (anything that would make it cost less or change its cycle: `invoiced_ahead_refusal`).
+    None otherwise, and for an unsaved copy (a quote's "after")."""
+    if sub.pk is None or sub.status not in (Status.ACTIVE, Status.PAST_DUE) or not next_period_invoiced(sub):
+        return None
+    return next_terms(sub)
+
+
+def ahead_period(ahead: NextTerms) -> pricing.Period:
+    """The invoiced next period as local dates of its own calendar (D-2), for proration."""
+    return pricing.Period(zones.local_date(ahead.start, ahead.zone), zones.local_date(ahead.end, ahead.zone))
+
+
+def paid_until(sub: Subscription) -> datetime | None:
+    """The end of the service already bought: the invoiced next period's end (REN-1), else the
+    current period's. A cancellation takes effect then (CAN-2)."""
+    ahead = invoiced_ahead(sub)
+    return ahead.end if ahead is not None else sub.current_period_end
+
+
+def invoiced_ahead_refusal(sub: Subscription, ahead: NextTerms) -> str:
+    """Why a change that would lower what the invoiced next period costs, or change its cycle,
+    must wait until that period has started."""
+    return (f"Your next period ({span(ahead.start, ahead.end, ahead.zone)}) was already charged: renewals are "
+            "charged 24 hours before a period starts. This change would alter what that period costs, so it "
+            f"can be made once the period has started, on {period_date(sub, ahead.start):%Y-%m-%d}. "
+            "Upgrades and more extra properties can be bought now.")
+
+
 def zone_effective_at(sub: Subscription | None) -> datetime | None:
     """D-5: from when `sub`'s periods follow the zone the owner chose: the start of its first period
     not yet invoiced (the trial's end for a trial). None when no period will follow (Free, ended,

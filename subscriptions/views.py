@@ -260,9 +260,10 @@ def cancel(request):
                                       f"You can reactivate the trial until {_local(request, sub.trial_end)}.")
         else:
             messages.success(request, f"Your subscription is cancelled. Service runs until "
-                                      f"{_local(request, sub.current_period_end)}; no further charge.")
+                                      f"{_local(request, terms.paid_until(sub))}; no further charge.")
         return redirect("billing:overview")
-    return _render(request, "billing/cancel.html", {"subscription": sub, "form": form})
+    return _render(request, "billing/cancel.html", {"subscription": sub, "form": form,
+                                                    "service_until": terms.paid_until(sub)})
 
 
 def _local(request, moment) -> str:

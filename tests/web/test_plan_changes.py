@@ -226,3 +226,22 @@ def test_pay3_amount_changing_between_the_check_and_the_charge_is_refused_by_the
     assert response.status_code == 409 and "now costs $7.50" in _text(response)
     assert current(personal.account).plan.code == "personal"
     assert not Invoice.objects.filter(account=personal.account, kind="upgrade").exists()
+
+
+def test_ren1_in_the_24_hours_after_the_renewal_the_pages_say_what_a_change_does_to_the_period_bought(
+        account, client_owner, travel):
+    """The quote of an upgrade charges the bought next period's difference and names the next
+    charge after it; a downgrade explains when it can be made; the cancel page names the end of
+    the period bought."""
+    from subscriptions import scheduler
+
+    travel("2026-04-01")
+    billing.subscribe(account, "personal", "monthly")
+    scheduler.run(at("2026-04-30T06:00"))
+    travel("2026-04-30T12:00")
+    quote = _text(client_owner.get(reverse("billing:change"), {"plan": "advanced", "cycle": "monthly"}))
+    assert '<span class="price" id="amount-due">$15.50</span>' in quote
+    assert "($29.00 − $14.00) × 31/31 days = $15.00" in quote and "Renews on 2026-06-01 at $29.00." in quote
+    refused = client_owner.get(reverse("billing:change"), {"plan": "free", "cycle": "monthly"}, follow=True)
+    assert "Your next period (2026-05-01 to 2026-06-01) was already charged" in _text(refused)
+    assert "continues until <strong>2026-06-01</strong>" in _text(client_owner.get(reverse("billing:cancel")))
