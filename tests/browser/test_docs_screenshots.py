@@ -30,7 +30,7 @@ def test_docs_screenshots_of_the_main_pages(page, catalog):
     each page must show its key text first."""
     account = AccountFactory(name="Acme Analytics")
     preferences.billing_details_update(account, company="Acme Analytics GmbH", address="Hauptstr. 1\n10115 Berlin",
-                                       country="DE", vat_id="DE123456789")
+                                       country="DE", vat_id="DE136695976")
     billing.set_payment_method(account, "pm_card_visa")
     billing.subscribe(account, "personal", "monthly")
     for name, domain in (("Shop", "shop.acme.example"), ("Blog", "blog.acme.example")):
