@@ -280,8 +280,17 @@ def downgrade_credit(sub: Subscription, plan: Plan, now) -> pricing.QuoteLine:
     new_price = plan.price_for(sub.cycle)
     if new_price is None:
         raise InvalidChange(f"{plan.name} is not offered {sub.cycle}.")
-    return pricing.unused_credit_line(sub.current_price, new_price, terms.current_period(sub),
+    line = pricing.unused_credit_line(sub.current_price, new_price, terms.current_period(sub),
                                       terms.local_date(sub.account, now), plan.currency)
+    ahead = terms.invoiced_ahead(sub)
+    if ahead is not None and ahead.cycle == sub.cycle:  # REN-1: the next period is bought at its price too
+        paid = terms.plan_price(ahead.plan, ahead.cycle)
+        if paid > new_price:
+            period = terms.ahead_period(ahead)
+            bought = pricing.unused_credit_line(paid, new_price, period, period.start, plan.currency)
+            line = pricing.QuoteLine(f"{line.description}; {bought.description}", line.amount + bought.amount,
+                                     f"{line.computation} + {bought.computation}")
+    return line
 
 
 def downgrade_now(subscription, plan_code: str, *, reason: str, actor, now=None) -> Subscription:

@@ -275,3 +275,21 @@ def test_can1_there_is_no_staff_action_that_cancels_a_subscription(account, supe
         page = client_for(superuser).get(account_page(account)).content.decode()
     assert "Suspend" in page and "Downgrade now" in page and "Cancel subscription" not in page
     assert not [name for name in staff.__all__ if "cancel" in name]
+
+
+def test_dwn4_staff_downgrade_after_the_renewal_was_charged_credits_the_bought_period_too(account, manager):
+    """REN-1: in the 24 hours after a renewal was charged, the next period is bought at the old
+    plan's price; a downgrade at once credits its difference too, so the account pays the lower
+    plan for it."""
+    from subscriptions import scheduler
+
+    billing.subscribe(account, "advanced", now=at("2026-04-01"))
+    scheduler.run(at("2026-04-30T06:00"))
+    staff.downgrade_now(current(account), "personal", reason="Wrong plan sold", actor=manager,
+                        now=at("2026-04-30T12:00"))
+    note = CreditNote.objects.get()
+    assert note.amount == Decimal("15.50")
+    assert note.computation == ("($29.00 − $14.00) × 1/30 days = $0.50 + "
+                                "($29.00 − $14.00) × 31/31 days = $15.00")
+    scheduler.run(at("2026-05-01T06:00"))
+    assert current(account).plan.code == "personal"
