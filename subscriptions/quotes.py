@@ -231,6 +231,8 @@ def _plan_change(sub: Subscription, plan: Plan, cycle: str, now) -> Change:
             lines, spans, renews = [line], [(now, sub.current_period_end)], sub.current_period_end
             paid = terms.plan_price(ahead.plan, ahead.cycle) if ahead is not None else None
             if paid is not None and new_price > paid:  # REN-1: the next period is already bought at its price
+                if not line.amount:  # its last day: nothing of the current period is left to charge
+                    lines, spans = [], []
                 lines.append(pricing.upgrade_difference_line(paid, new_price, terms.ahead_period(ahead),
                                                              terms.ahead_period(ahead).start, currency,
                                                              old_name=ahead.plan.name, new_name=plan.name))
@@ -337,6 +339,8 @@ def _addon_change(sub: Subscription, quantity: int, now) -> tuple[Quote, list]:
         if ahead is not None:  # REN-1: the next period is already bought with its number of extra properties
             if ahead.plan.extra_property_monthly is not None and quantity > ahead.extra_properties:
                 period = terms.ahead_period(ahead)
+                if not line.amount:  # its last day: nothing of the current period is left to charge
+                    charged = []
                 charged.append((pricing.addon_line(quantity - ahead.extra_properties,
                                                    ahead.plan.extra_property_monthly, ahead.cycle, period,
                                                    period.start, currency), (ahead.start, ahead.end)))

@@ -339,7 +339,8 @@ def invoiced_ahead_refusal(sub: Subscription, ahead: NextTerms) -> str:
     must wait until that period has started."""
     return (f"Your next period ({span(ahead.start, ahead.end, ahead.zone)}) was already charged: renewals are "
             "charged 24 hours before a period starts. This change would alter what that period costs, so it "
-            f"can be made once the period has started, on {period_date(sub, ahead.start):%Y-%m-%d}. "
+            f"can be made once the period has started, on {ahead.start.astimezone(sub.zone):%Y-%m-%d at %H:%M} "
+            f"({sub.zone.key} time). "
             "Upgrades and more extra properties can be bought now.")
 
 

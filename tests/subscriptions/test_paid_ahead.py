@@ -108,7 +108,7 @@ def test_dwn1_a_change_that_would_lower_or_reshape_the_bought_period_waits_until
     """A downgrade (DWN-1) or a cycle switch (UPG-3) in the window is refused with when it can be made."""
     sub = renewed_ahead(account, "advanced")
     with pytest.raises(NotEligible, match=r"Your next period \(2026-05-01 to 2026-06-01\) was already charged.*"
-                                          r"once the period has started, on 2026-05-01"):
+                                          r"once the period has started, on 2026-05-01 at 00:00 \(UTC time\)"):
         billing.preview_change(sub, plan, cycle, now=WINDOW)
     with pytest.raises(NotEligible):
         billing.change_plan(sub, plan, cycle, now=WINDOW)
@@ -140,3 +140,22 @@ def test_dwn1_undoing_a_downgrade_after_the_renewal_charged_the_lower_plan_waits
     assert current(account).scheduled_plan.code == "personal"
     scheduler.run(at("2026-05-01T06:00"))
     assert current(account).plan.code == "personal"
+
+
+def test_upg2_on_the_last_day_of_the_period_only_the_bought_period_is_charged(account):
+    """No "0 of 31 days, $0.00" line: on the current period's last local day nothing of it is left."""
+    billing.subscribe(account, "personal", "monthly", now=at("2026-04-01T14:00"))
+    scheduler.run(at("2026-04-30T15:00"))
+    sub = current(account)
+    quote = billing.preview_change(sub, "advanced", "monthly", now=at("2026-05-01T10:00"))
+    assert [(line.description, line.amount) for line in quote.lines] == [
+        ("Upgrade from Personal to Advanced, 31 of 31 days (2026-05-01 to 2026-06-01)", Decimal("15.00"))]
+
+
+def test_add1_on_the_last_day_of_the_period_only_the_bought_period_is_charged(account):
+    """The same for extra properties bought on the current period's last local day."""
+    billing.subscribe(account, "advanced", "monthly", now=at("2026-04-01T14:00"))
+    scheduler.run(at("2026-04-30T15:00"))
+    quote = billing.preview_extra_properties(current(account), 1, now=at("2026-05-01T10:00"))
+    assert [line.amount for line in quote.lines] == [Decimal("30.00")]
+    assert quote.lines[0].description.endswith("31 of 31 days (2026-05-01 to 2026-06-01)")
