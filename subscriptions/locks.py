@@ -130,7 +130,7 @@ def subscriptions_lock_statuses(ids) -> dict[int, str]:
     """Lock these subscriptions by primary key, waiting for them, without their accounts, and
     return their statuses (no model instance): for the billing run's set-wise steps, which never
     write an account row (see `subscriptions_claim`)."""
-    return dict(_for_update(Subscription.objects.filter(pk__in=list(ids)), of=("self",))
+    return dict(_for_update(Subscription.objects.filter(pk__any=list(ids)), of=("self",))
                 .order_by("pk").values_list("pk", "status"))
 
 

@@ -34,7 +34,7 @@ from accounts.services import pause_excess
 from core import events
 from core.sql import update_from_values
 from invoices import services as ledger
-from invoices.models import Invoice, InvoiceKind, InvoiceStatus, PaymentMethod
+from invoices.models import Invoice, InvoiceKind, InvoiceStatus
 from plans.models import Plan
 
 from . import charges, lifecycle, terms
@@ -160,7 +160,7 @@ def _each(step, ids, now, report) -> None:
 def _roll(ids, now):
     """Returns how many rolled over here and the ids to roll over one by one."""
     with transaction.atomic():
-        subs = subscriptions_claim(due_rollovers(now).filter(pk__in=ids))
+        subs = subscriptions_claim(due_rollovers(now).filter(pk__any=ids))
         upcoming = {sub.pk: terms.next_terms(sub) for sub in subs}
         plain, one_by_one = [], []
         for sub in subs:  # only the period changes: anything else is rolled over one by one
@@ -170,10 +170,10 @@ def _roll(ids, now):
             else:
                 plain.append(sub)
         keys = {sub.pk: terms.renewal_key(sub, upcoming[sub.pk].start) for sub in plain}
-        invoiced = set(Invoice.objects.filter(dedupe_key__in=keys.values()).exclude(status=InvoiceStatus.VOID)
+        invoiced = set(Invoice.objects.filter(dedupe_key__any=keys.values()).exclude(status=InvoiceStatus.VOID)
                        .values_list("dedupe_key", flat=True))
         plain = [sub for sub in plain if keys[sub.pk] in invoiced]  # not renewed yet: a later run
-        active = dict(Property.objects.live().filter(account_id__in=[sub.account_id for sub in plain],
+        active = dict(Property.objects.live().filter(account_id__any=[sub.account_id for sub in plain],
                                                      status=PropertyStatus.ACTIVE)
                       .values("account_id").annotate(n=Count("id")).values_list("account_id", "n"))
         over = {sub.pk for sub in plain if (limit := sub.property_limit) is not None
@@ -211,11 +211,12 @@ def _issue(ids, now):
     """Step 1. Returns the (attempt, subscription id) pairs to collect and the ids to renew one by one.
     No model instance per row but the claimed subscriptions, which `terms.next_terms` reads."""
     with transaction.atomic():
-        subs = subscriptions_claim(due_renewals(now).filter(pk__in=ids), related=(), fields=RENEWAL_FIELDS)
-        plans = Plan.objects.in_bulk({sub.plan_id for sub in subs}
-                                     | {sub.scheduled_plan_id for sub in subs if sub.scheduled_plan_id})
+        subs = subscriptions_claim(due_renewals(now).filter(pk__any=ids), related=(), fields=RENEWAL_FIELDS)
+        plans = {plan.pk: plan for plan in Plan.objects.filter(pk__any={sub.plan_id for sub in subs} | {
+            sub.scheduled_plan_id for sub in subs if sub.scheduled_plan_id})}
         # The next period's calendar is the owner's zone (terms.next_zone, D-5): one query for the batch.
-        zones_of = Account.objects.only("id", "timezone").in_bulk({sub.account_id for sub in subs})
+        zones_of = {account.pk: account for account in Account.objects.only("id", "timezone").filter(
+            pk__any={sub.account_id for sub in subs})}
         for sub in subs:  # the batch's few plans, shared, instead of one copy per row
             sub.account = zones_of[sub.account_id]
             sub.plan = plans[sub.plan_id]
@@ -223,27 +224,27 @@ def _issue(ids, now):
                 sub.scheduled_plan = plans[sub.scheduled_plan_id]
         upcoming = {sub.pk: terms.next_terms(sub) for sub in subs}
         keys = {sub.pk: terms.renewal_key(sub, upcoming[sub.pk].start) for sub in subs}
-        invoiced = set(Invoice.objects.filter(dedupe_key__in=keys.values()).values_list("dedupe_key", flat=True))
-        done_before = [sub.pk for sub in subs if keys[sub.pk] in invoiced]
-        subs = [sub for sub in subs if keys[sub.pk] not in invoiced]
-        account_ids = [sub.account_id for sub in subs]
-        with_credit = ledger.accounts_with_credit(account_ids)
-        methods = {row[0]: row[1:] for row in PaymentMethod.objects.filter(
-            account_id__in=account_ids, is_default=True, detached_at__isnull=True,
-        ).values_list("account_id", "pk", "gateway_id", "account__gateway_customer_id")}
+        # Already invoiced (REN-3), credit (DWN-4), the card (DUN-1), tax details: one read for the batch.
+        facts = dict(zip((sub.pk for sub in subs), ledger.issue_facts([(sub.account_id, keys[sub.pk]) for sub in subs]),
+                         strict=True))
+        done_before = [sub.pk for sub in subs if facts[sub.pk].invoiced]
         drafts, plain, one_by_one = [], [], []
         for sub in subs:
+            fact = facts[sub.pk]
+            if fact.invoiced:
+                continue
             nxt = upcoming[sub.pk]
             lines = nxt.lines()
             total = sum(line.amount for line in lines)
-            if sub.account_id in with_credit or sub.account_id not in methods or total <= 0:
+            if fact.has_credit or fact.payment_method_id is None or total <= 0:
                 one_by_one.append(sub.pk)
                 continue
             plain.append(sub.pk)
-            method_id, method_gateway_id, customer_id = methods[sub.account_id]
             drafts.append(ledger.Draft(sub.account_id, sub.pk, InvoiceKind.RENEWAL, lines, sub.plan.currency,
-                                       nxt.start, nxt.end, keys[sub.pk], method_id, method_gateway_id, customer_id))
-        Subscription.objects.filter(pk__in=done_before + plain).update(
+                                       nxt.start, nxt.end, keys[sub.pk], fact.payment_method_id,
+                                       fact.payment_method_gateway_id, fact.customer_id,
+                                       customer=(fact.country, fact.vat_id)))
+        Subscription.objects.filter(pk__any=done_before + plain).update(
             renewal_invoiced_for=F("current_period_end"))  # not selected again until the next period
         # Last: the numbers, whose counter stays locked from there to the commit (INV-1).
         attempts = ledger.invoices_issue_many(drafts, now=now, audit_actor=actor_label(None))
