@@ -254,15 +254,15 @@ def issue_facts(rows: list[tuple[int, str]]) -> list[IssueFacts]:
     the invoices (as `accounts_with_credit` and `default_payment_method` would be)."""
     if not rows:
         return []
-    card = (f"FROM {PaymentMethod._meta.db_table} m WHERE m.account_id = v.account_id AND m.is_default "
-            "AND m.detached_at IS NULL ORDER BY m.id LIMIT 1")
     source, params = sql.rows_from({"n": "int", "account_id": "id", "dedupe_key": "text"},
                                    [(n, *row) for n, row in enumerate(rows)])
-    found = sql.run(
+    found = sql.run(  # an account has at most one default card (PaymentMethod's one_default_payment_method)
         f"SELECT v.n, EXISTS (SELECT 1 FROM {Invoice._meta.db_table} i WHERE i.dedupe_key = v.dedupe_key), "
         f"EXISTS (SELECT 1 FROM {CreditNote._meta.db_table} c WHERE c.account_id = v.account_id "
-        f"AND c.remaining > 0), (SELECT m.id {card}), (SELECT m.gateway_id {card}), a.gateway_customer_id, "
-        f"a.country, a.vat_id FROM {source} JOIN {Account._meta.db_table} a ON a.id = v.account_id", params)
+        f"AND c.remaining > 0), m.id, m.gateway_id, a.gateway_customer_id, a.country, a.vat_id "
+        f"FROM {source} JOIN {Account._meta.db_table} a ON a.id = v.account_id "
+        f"LEFT JOIN {PaymentMethod._meta.db_table} m ON m.account_id = v.account_id AND m.is_default "
+        "AND m.detached_at IS NULL", params)
     facts = {row[0]: IssueFacts(bool(row[1]), bool(row[2]), row[3], row[4] or "", *row[5:]) for row in found}
     return [facts[n] for n in range(len(rows))]
 
