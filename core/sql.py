@@ -146,9 +146,7 @@ class AnyOf(Lookup):
             return In(self.lhs, self.rhs).as_sql(compiler, connection)
         lhs, lhs_params = self.process_lhs(compiler, connection)
         field = self.lhs.output_field
-        kind = field.rel_db_type(connection) if field.is_relation else field.db_type(connection)
-        if field.primary_key or field.is_relation:
-            kind = "bigint"  # ids: AutoField's "integer" would not hold a BigAutoField's values
+        kind = field.target_field.rel_db_type(connection) if field.is_relation else field.db_type(connection)
         values = [field.get_db_prep_value(value, connection, prepared=False) for value in self.rhs]
         return f"{lhs} = ANY(%s::{kind}[])", (*lhs_params, values)
 
