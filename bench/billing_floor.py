@@ -12,8 +12,9 @@ in the same three transactions per batch, with the same `SKIP LOCKED` claim:
 Per renewal: 6 inserts (invoice, line, audit event, payment, sandbox charge, outbox event) and 3
 updates (subscription, payment, invoice), plus the counter per batch. Every array is bound
 server-side in binary (`%b`), one statement per table per batch. It knows only what the bench's
-data needs (monthly plans, no extra properties, no credit, a working card): it is the cost of the
-writes, not a billing engine.
+data needs (monthly plans, no extra properties, no credit, a working card, no tax: the seller is
+outside the EU, so each invoice and line is written with the `none` treatment, as Prorata writes
+them for these accounts): it is the cost of the writes, not a billing engine.
 
     .venv/bin/python bench/billing_floor.py --url postgres://…/db --now 2026-04-30T00:00:00+00:00
 
@@ -65,10 +66,11 @@ WITH numbers AS (
 )
 INSERT INTO invoices_invoice (account_id, subscription_id, number, kind, status, currency, dedupe_key,
     period_start, period_end, issued_at, bill_to_name, bill_to_company, bill_to_address, bill_to_country,
-    bill_to_vat_id, subtotal, credit_applied, total, amount_paid, notes, pending_change, created_at)
+    bill_to_vat_id, tax_treatment, tax_rate, tax_country, tax_vat_id, tax_mention, prices_include_tax, subtotal,
+    tax_amount, credit_applied, total, amount_paid, notes, pending_change, created_at)
 SELECT v.account_id, v.subscription_id, %(year)s || '-' || lpad((numbers.last - %(n)s + v.i)::text, 6, '0'),
     'renewal', 'open', v.currency, v.dedupe_key, v.period_start, v.period_end, %(now)s, v.name, v.company,
-    v.address, v.country, v.vat_id, v.total, 0, v.total, 0, '', '{}', %(now)s
+    v.address, v.country, v.vat_id, 'none', 0, '', '', '', false, v.total, 0, 0, v.total, 0, '', '{}', %(now)s
 FROM numbers, unnest(%(account_id)b::bigint[], %(subscription_id)b::bigint[], %(currency)b::text[],
     %(dedupe_key)b::text[], %(period_start)b::timestamptz[], %(period_end)b::timestamptz[], %(name)b::text[],
     %(company)b::text[], %(address)b::text[], %(country)b::text[], %(vat_id)b::text[], %(total)b::numeric[])
@@ -110,8 +112,8 @@ def renew_batch(conn, ids, now, due) -> int:
         invoice_ids = [invoice_of[row[1]][0] for row in rows]
         conn.execute(
             "INSERT INTO invoices_invoiceline (invoice_id, description, computation, period_start, period_end, "
-            "quantity, unit_price, amount) SELECT * FROM unnest(%b::bigint[], %b::text[], %b::text[], "
-            "%b::timestamptz[], %b::timestamptz[], %b::numeric[], %b::numeric[], %b::numeric[])",
+            "quantity, unit_price, amount, tax_rate, tax_amount) SELECT *, 0, 0 FROM unnest(%b::bigint[], %b::text[], "
+            "%b::text[], %b::timestamptz[], %b::timestamptz[], %b::numeric[], %b::numeric[], %b::numeric[])",
             [invoice_ids, [f"{row[12]} (monthly), {row[4]:%Y-%m-%d} to {row[5]:%Y-%m-%d}" for row in rows],
              [f"monthly price ${row[11]}" for row in rows], [row[4] for row in rows], [row[5] for row in rows],
              [Decimal(1)] * len(rows), [row[11] for row in rows], [row[11] for row in rows]])

@@ -16,6 +16,9 @@ which was wrong with two processes starting on loaded cores. Each worker also re
 time, its server process's CPU time and its peak memory (`maxrss`), which depend much less on the
 machine's load than the wall time: printed per 1,000 renewals.
 
+`--baseline DIR` times another checkout's billing_run (a worktree of main, say) on its own fresh
+copy just before this tree's in each round, for an A/B in the same run on a noisy machine.
+
 `--floor` runs, interleaved with Prorata on fresh copies of the same database (floor, Prorata,
 floor, Prorata …), `bench/billing_floor.py`: a plain psycopg program that writes the same rows in
 the same three transactions per batch. Each pair prints Prorata's share of the floor's rate.
@@ -128,9 +131,10 @@ class Timing:
                 f"{self.cpu * per:.2f} s, server CPU {self.server_cpu * per:.2f} s; peak {self.maxrss_mb:.0f} MB)")
 
 
-def time_run(database_url: str, workers: int, now: str = RENEW_AT) -> Timing:
-    code = WORKER.format(root=str(ROOT), bench=str(ROOT / "bench"), now=now)
-    return _workers([[sys.executable, "-c", code]] * workers, database_url)
+def time_run(database_url: str, workers: int, now: str = RENEW_AT, root: Path = ROOT) -> Timing:
+    """`workers` billing_run processes of the tree at `root` (another checkout: `--baseline`)."""
+    code = WORKER.format(root=str(root), bench=str(ROOT / "bench"), now=now)
+    return _workers([[sys.executable, "-c", code]] * workers, database_url, root)
 
 
 def time_floor(database_url: str, workers: int, now: str = RENEW_AT) -> Timing:
@@ -138,8 +142,8 @@ def time_floor(database_url: str, workers: int, now: str = RENEW_AT) -> Timing:
     return _workers([cmd] * workers, database_url)
 
 
-def _workers(cmds: list[list[str]], database_url: str) -> Timing:
-    procs = [subprocess.Popen(cmd, cwd=ROOT, env=_env(database_url), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+def _workers(cmds: list[list[str]], database_url: str, root: Path = ROOT) -> Timing:
+    procs = [subprocess.Popen(cmd, cwd=root, env=_env(database_url), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for cmd in cmds]
     outs = [p.communicate() for p in procs]
     for p, (out, err) in zip(procs, outs, strict=True):
@@ -229,6 +233,9 @@ def main() -> None:
                         help="interleave the plain-psycopg floor with each PostgreSQL run and print the ratios")
     parser.add_argument("--db-name", default="prorata_bench_run",
                         help="PostgreSQL scratch database (and <name>_tpl); default prorata_bench_run")
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="another checkout (e.g. a worktree of main): its billing_run is timed right after "
+                             "this tree's in each PostgreSQL round, on a fresh copy (A/B in the same run)")
     parser.add_argument("--no-receipts", dest="receipts", action="store_false",
                         help="skip timing the delivery of the receipts")
     args = parser.parse_args()
@@ -251,7 +258,7 @@ def main() -> None:
     template = pg_template(args.db_name, args.n)
     try:
         for workers in args.workers:
-            ratios, rates, floors = [], [], []
+            ratios, rates, floors, baselines = [], [], [], []
             for round_ in range(1, args.rounds + 1):
                 if args.floor:  # A: the floor, then B: Prorata, on fresh copies of the same rows
                     url = pg_copy(template, args.db_name)
@@ -261,17 +268,26 @@ def main() -> None:
                     floors.append(args.n / floor.seconds)
                     print(f"  PostgreSQL, {workers} worker(s), round {round_}, load {load}:\n"
                           f"    floor:   {floor.describe(args.n)}", flush=True)
+                if args.baseline:  # the other checkout, on its own fresh copy, just before this tree
+                    url = pg_copy(template, args.db_name)
+                    load = loadavg()
+                    base = time_run(url, workers, root=args.baseline.resolve())
+                    check(url, args.n)
+                    baselines.append(args.n / base.seconds)
+                    head = "" if args.floor else f"  PostgreSQL, {workers} worker(s), round {round_}, load {load}:\n"
+                    print(f"{head}    baseline: {base.describe(args.n)}", flush=True)
                 url = pg_copy(template, args.db_name)
                 load = loadavg()
                 timing = time_run(url, workers)
                 check(url, args.n)
                 rates.append(args.n / timing.seconds)
+                versus = f"; this tree / baseline {rates[-1] / baselines[-1]:.2f}" if args.baseline else ""
                 if args.floor:
                     ratios.append(rates[-1] / floors[-1])
-                    print(f"    Prorata: {timing.describe(args.n)}\n    ratio {ratios[-1]:.2f} (load {loadavg()})",
-                          flush=True)
+                    print(f"    Prorata: {timing.describe(args.n)}\n    ratio {ratios[-1]:.2f} (load {loadavg()})"
+                          f"{versus}", flush=True)
                     continue
-                print(f"  PostgreSQL, {workers} worker(s), load {load}: {timing.describe(args.n)}", flush=True)
+                print(f"  PostgreSQL, {workers} worker(s), load {load}: {timing.describe(args.n)}{versus}", flush=True)
                 rolled = time_run(url, workers, now=ROLLOVER_AT)
                 check_rolled(url, args.n)
                 print(f"    then at the period end: {rolled.describe(args.n, 'roll-overs')}", flush=True)
@@ -280,6 +296,8 @@ def main() -> None:
                     print(f"    receipts, 1 worker:    {args.n / drain:8.0f} e-mails/s   ({drain:.1f} s)")
             if args.rounds > 1 or args.floor:
                 line = f"  {workers} worker(s): median {statistics.median(rates):.0f} renewals/s"
+                if args.baseline:
+                    line += f", baseline {statistics.median(baselines):.0f}"
                 if args.floor:
                     line += (f", floor {statistics.median(floors):.0f}; ratios "
                              f"{', '.join(f'{r:.2f}' for r in ratios)} (median {statistics.median(ratios):.2f})")

@@ -8,3 +8,6 @@ class CoreConfig(AppConfig):
 
     name = "core"
     verbose_name = "Events outbox"
+
+    def ready(self):
+        from . import sql  # noqa: F401  registers the `__any` lookup (core.sql.AnyOf)

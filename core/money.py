@@ -48,7 +48,10 @@ def cents(amount: Decimal) -> Decimal:
     >>> cents(Decimal("7.505")), cents(Decimal("2.675")), cents(Decimal("-3.005"))
     (Decimal('7.51'), Decimal('2.68'), Decimal('-3.01'))
     """
-    return round_cents(Fraction(decimal_of(amount)))
+    value = decimal_of(amount)
+    if value.as_tuple().exponent == -2:  # already whole cents: nothing to round (most amounts, issue 17)
+        return value if value else ZERO  # never "-0.00"
+    return round_cents(Fraction(value))
 
 
 def share(amount: Decimal, part: int, whole: int) -> Decimal:

@@ -126,11 +126,18 @@ def subscriptions_claim(due, related=("plan", "account", "scheduled_plan"), fiel
     return list(claimed.order_by("pk"))
 
 
+def subscriptions_claim_values(due, fields) -> list[tuple]:
+    """`subscriptions_claim` returning each claimed row as a tuple of `fields`, in primary-key
+    order: the billing run's renewals, for which building 500 model instances a batch cost more
+    than the claim itself (issue 17)."""
+    return list(_for_update(due, skip_locked=True, of=("self",)).order_by("pk").values_list(*fields))
+
+
 def subscriptions_lock_statuses(ids) -> dict[int, str]:
     """Lock these subscriptions by primary key, waiting for them, without their accounts, and
     return their statuses (no model instance): for the billing run's set-wise steps, which never
     write an account row (see `subscriptions_claim`)."""
-    return dict(_for_update(Subscription.objects.filter(pk__in=list(ids)), of=("self",))
+    return dict(_for_update(Subscription.objects.filter(pk__any=list(ids)), of=("self",))
                 .order_by("pk").values_list("pk", "status"))
 
 

@@ -196,17 +196,34 @@ def period_bounds(anchor: _D, cycle: str, index: int, zone: tzinfo | None = None
     >>> period_bounds(date(2026, 1, 31), "monthly", 1)
     (datetime.date(2026, 2, 28), datetime.date(2026, 3, 31))
     """
+    months = _cycle_months(cycle, index)
+    return _anchor_moved(anchor, months * index, zone), _anchor_moved(anchor, months * (index + 1), zone)
+
+
+def period_end(anchor: _D, cycle: str, index: int, zone: tzinfo | None = None) -> _D:
+    """The end of period `index` of a series anchored on `anchor`: `period_bounds(...)[1]`, without
+    computing the start (the billing run needs only the next period's end, issue 17).
+
+    >>> period_end(date(2026, 1, 31), "monthly", 1)
+    datetime.date(2026, 3, 31)
+    """
+    return _anchor_moved(anchor, _cycle_months(cycle, index) * (index + 1), zone)
+
+
+def _cycle_months(cycle: str, index: int) -> int:
     if index < 0:
         raise ValueError(f"period index must not be negative, got {index}")
     if cycle not in CYCLES:
         raise ValueError(f"unknown billing cycle {cycle!r}; expected one of {CYCLES}")
-    months = 1 if cycle == MONTHLY else 12
+    return 1 if cycle == MONTHLY else 12
+
+
+def _anchor_moved(anchor: _D, months: int, zone: tzinfo | None) -> _D:
     if isinstance(anchor, datetime) and anchor.tzinfo is not None:
-        return (calendar_shift(anchor, zone, months=months * index),
-                calendar_shift(anchor, zone, months=months * (index + 1)))
+        return calendar_shift(anchor, zone, months=months)
     if zone is not None:
         raise TypeError("a local date is already on its zone's calendar: pass no zone")
-    return add_months(anchor, months * index), add_months(anchor, months * (index + 1))
+    return add_months(anchor, months)
 
 
 def period_end_for(start: _D, cycle: str, zone: tzinfo | None = None) -> _D:

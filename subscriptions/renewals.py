@@ -23,6 +23,7 @@ plan allows; the rest (CAN-2, DWN-3, ADD-2, ADD-3) go through `rollover`.
 
 
 import logging
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -34,11 +35,11 @@ from accounts.services import pause_excess
 from core import events
 from core.sql import update_from_values
 from invoices import services as ledger
-from invoices.models import Invoice, InvoiceKind, InvoiceStatus, PaymentMethod
+from invoices.models import Invoice, InvoiceKind, InvoiceStatus
 from plans.models import Plan
 
 from . import charges, lifecycle, terms
-from .locks import subscription_claim, subscriptions_claim, subscriptions_lock_statuses
+from .locks import subscription_claim, subscriptions_claim, subscriptions_claim_values, subscriptions_lock_statuses
 from .models import Status, Subscription
 from .selectors import due_renewals, due_rollovers
 
@@ -160,7 +161,7 @@ def _each(step, ids, now, report) -> None:
 def _roll(ids, now):
     """Returns how many rolled over here and the ids to roll over one by one."""
     with transaction.atomic():
-        subs = subscriptions_claim(due_rollovers(now).filter(pk__in=ids))
+        subs = subscriptions_claim(due_rollovers(now).filter(pk__any=ids))
         upcoming = {sub.pk: terms.next_terms(sub) for sub in subs}
         plain, one_by_one = [], []
         for sub in subs:  # only the period changes: anything else is rolled over one by one
@@ -170,10 +171,10 @@ def _roll(ids, now):
             else:
                 plain.append(sub)
         keys = {sub.pk: terms.renewal_key(sub, upcoming[sub.pk].start) for sub in plain}
-        invoiced = set(Invoice.objects.filter(dedupe_key__in=keys.values()).exclude(status=InvoiceStatus.VOID)
+        invoiced = set(Invoice.objects.filter(dedupe_key__any=keys.values()).exclude(status=InvoiceStatus.VOID)
                        .values_list("dedupe_key", flat=True))
         plain = [sub for sub in plain if keys[sub.pk] in invoiced]  # not renewed yet: a later run
-        active = dict(Property.objects.live().filter(account_id__in=[sub.account_id for sub in plain],
+        active = dict(Property.objects.live().filter(account_id__any=[sub.account_id for sub in plain],
                                                      status=PropertyStatus.ACTIVE)
                       .values("account_id").annotate(n=Count("id")).values_list("account_id", "n"))
         over = {sub.pk for sub in plain if (limit := sub.property_limit) is not None
@@ -199,51 +200,65 @@ def _roll(ids, now):
     return len(plain), one_by_one
 
 
-# The columns of a claimed subscription that the set-wise renewal reads (`terms.next_terms`,
-# `terms.renewal_key`, the checks below). Decoding whole rows cost more than locking them (issue 17);
-# a column missing here still works, at the price of one query per subscription.
+# The columns of a claimed subscription that the set-wise renewal reads (`terms.next_terms_of`,
+# `terms.renewal_key_of`, the checks below), claimed as rows: decoding whole rows, and then building
+# model instances of them, cost more than locking them (issue 17).
 RENEWAL_FIELDS = ("id", "account_id", "plan_id", "scheduled_plan_id", "cycle", "scheduled_cycle", "extra_properties",
-                  "scheduled_extra_properties", "anchor_at", "period_index", "current_period_end", "timezone",
-                  "next_timezone")
+                  "scheduled_extra_properties", "anchor_at", "period_index", "current_period_end", "next_timezone")
+
+
+class _Claimed(NamedTuple):  # a claimed subscription's RENEWAL_FIELDS
+    pk: int
+    account_id: int
+    plan_id: int
+    scheduled_plan_id: int | None
+    cycle: str
+    scheduled_cycle: str
+    extra_properties: int
+    scheduled_extra_properties: int | None
+    anchor_at: object
+    period_index: int
+    current_period_end: object
+    next_timezone: str
 
 
 def _issue(ids, now):
     """Step 1. Returns the (attempt, subscription id) pairs to collect and the ids to renew one by one.
-    No model instance per row but the claimed subscriptions, which `terms.next_terms` reads."""
+    No model instance per row: the claimed subscriptions are rows, the batch's few plans are shared."""
     with transaction.atomic():
-        subs = subscriptions_claim(due_renewals(now).filter(pk__in=ids), related=(), fields=RENEWAL_FIELDS)
-        plans = Plan.objects.in_bulk({sub.plan_id for sub in subs}
-                                     | {sub.scheduled_plan_id for sub in subs if sub.scheduled_plan_id})
+        subs = [_Claimed(*row) for row in subscriptions_claim_values(due_renewals(now).filter(pk__any=ids),
+                                                                      RENEWAL_FIELDS)]
+        plans = {plan.pk: plan for plan in Plan.objects.filter(pk__any={sub.plan_id for sub in subs} | {
+            sub.scheduled_plan_id for sub in subs if sub.scheduled_plan_id})}
         # The next period's calendar is the owner's zone (terms.next_zone, D-5): one query for the batch.
-        zones_of = Account.objects.only("id", "timezone").in_bulk({sub.account_id for sub in subs})
-        for sub in subs:  # the batch's few plans, shared, instead of one copy per row
-            sub.account = zones_of[sub.account_id]
-            sub.plan = plans[sub.plan_id]
-            if sub.scheduled_plan_id:
-                sub.scheduled_plan = plans[sub.scheduled_plan_id]
-        upcoming = {sub.pk: terms.next_terms(sub) for sub in subs}
-        keys = {sub.pk: terms.renewal_key(sub, upcoming[sub.pk].start) for sub in subs}
-        invoiced = set(Invoice.objects.filter(dedupe_key__in=keys.values()).values_list("dedupe_key", flat=True))
-        done_before = [sub.pk for sub in subs if keys[sub.pk] in invoiced]
-        subs = [sub for sub in subs if keys[sub.pk] not in invoiced]
-        account_ids = [sub.account_id for sub in subs]
-        with_credit = ledger.accounts_with_credit(account_ids)
-        methods = {row[0]: row[1:] for row in PaymentMethod.objects.filter(
-            account_id__in=account_ids, is_default=True, detached_at__isnull=True,
-        ).values_list("account_id", "pk", "gateway_id", "account__gateway_customer_id")}
+        zone_of = dict(Account.objects.filter(pk__any={sub.account_id for sub in subs}).values_list("id", "timezone"))
+        upcoming = {sub.pk: terms.next_terms_of(
+            plans[sub.plan_id], plans[sub.scheduled_plan_id] if sub.scheduled_plan_id else None, sub.cycle,
+            sub.scheduled_cycle, sub.extra_properties, sub.scheduled_extra_properties, sub.anchor_at, sub.period_index,
+            sub.current_period_end, terms.next_zone_of(sub.next_timezone, zone_of[sub.account_id]))
+            for sub in subs}
+        keys = {sub.pk: terms.renewal_key_of(sub.pk, upcoming[sub.pk].start) for sub in subs}
+        # Already invoiced (REN-3), credit (DWN-4), the card (DUN-1), tax details: one read for the batch.
+        facts = dict(zip((sub.pk for sub in subs), ledger.issue_facts([(sub.account_id, keys[sub.pk]) for sub in subs]),
+                         strict=True))
+        done_before = [sub.pk for sub in subs if facts[sub.pk].invoiced]
         drafts, plain, one_by_one = [], [], []
         for sub in subs:
+            fact = facts[sub.pk]
+            if fact.invoiced:
+                continue
             nxt = upcoming[sub.pk]
             lines = nxt.lines()
             total = sum(line.amount for line in lines)
-            if sub.account_id in with_credit or sub.account_id not in methods or total <= 0:
+            if fact.has_credit or fact.payment_method_id is None or total <= 0:
                 one_by_one.append(sub.pk)
                 continue
             plain.append(sub.pk)
-            method_id, method_gateway_id, customer_id = methods[sub.account_id]
-            drafts.append(ledger.Draft(sub.account_id, sub.pk, InvoiceKind.RENEWAL, lines, sub.plan.currency,
-                                       nxt.start, nxt.end, keys[sub.pk], method_id, method_gateway_id, customer_id))
-        Subscription.objects.filter(pk__in=done_before + plain).update(
+            drafts.append(ledger.Draft(sub.account_id, sub.pk, InvoiceKind.RENEWAL, lines, plans[sub.plan_id].currency,
+                                       nxt.start, nxt.end, keys[sub.pk], fact.payment_method_id,
+                                       fact.payment_method_gateway_id, fact.customer_id,
+                                       customer=(fact.country, fact.vat_id)))
+        Subscription.objects.filter(pk__any=done_before + plain).update(
             renewal_invoiced_for=F("current_period_end"))  # not selected again until the next period
         # Last: the numbers, whose counter stays locked from there to the commit (INV-1).
         attempts = ledger.invoices_issue_many(drafts, now=now, audit_actor=actor_label(None))

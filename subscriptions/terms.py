@@ -4,6 +4,7 @@ changes state; each fact is computed in one function here and every page, e-mail
 charge calls it (one owner per fact).
 """
 
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -124,13 +125,18 @@ def period_price(plan: Plan, cycle: str, extra_properties: int = 0) -> Decimal:
     return (plan.price_for(cycle) or ZERO) + addon_price(plan, cycle, extra_properties)
 
 
+# `format_money` of a price, remembered: a run's renewals state a few prices thousands of times
+# (issue 17). Keyed by the amount and currency alone, so it is right for any data.
+price_text = functools.lru_cache(maxsize=256)(format_money)
+
+
 def cycle_unit(cycle: str) -> str:
     return "month" if cycle == Cycle.MONTHLY else "year"
 
 
 def span(start: datetime, end: datetime, zone) -> str:
     """A period as the customer reads it: its local dates in the zone it was computed in (D-1)."""
-    return f"{zones.local_date(start, zone):%Y-%m-%d} to {zones.local_date(end, zone):%Y-%m-%d}"
+    return f"{zones.local_date(start, zone).isoformat()} to {zones.local_date(end, zone).isoformat()}"  # YYYY-MM-DD
 
 
 def plan_period_line(plan: Plan, cycle: str, start: datetime, end: datetime, computation: str, zone) -> ledger.Line:
@@ -262,7 +268,7 @@ class NextTerms:
 
     def lines(self) -> list[ledger.Line]:
         """The renewal invoice's lines: the plan for the period, and the extra properties (ADD-2)."""
-        price = format_money(plan_price(self.plan, self.cycle), self.plan.currency)
+        price = price_text(plan_price(self.plan, self.cycle), self.plan.currency)
         zone = self.zone
         lines = [plan_period_line(self.plan, self.cycle, self.start, self.end,
                                   self.computation or f"{self.cycle} price {price}", zone)]
@@ -275,7 +281,12 @@ def next_zone(sub: Subscription) -> str:
     """D-5: the zone the next period of `sub` is computed on: the account's, as the owner chose it,
     unless that period was already invoiced when the owner changed it (`next_timezone`, set by
     `billing.set_billing_zone`): an issued invoice's period never moves."""
-    return sub.next_timezone or sub.account.timezone
+    return next_zone_of(sub.next_timezone, sub.account.timezone)
+
+
+def next_zone_of(next_timezone: str, account_timezone: str) -> str:
+    """`next_zone` from the subscription's `next_timezone` and its account's `timezone` columns."""
+    return next_timezone or account_timezone
 
 
 def next_terms(sub: Subscription) -> NextTerms:
@@ -287,19 +298,28 @@ def next_terms(sub: Subscription) -> NextTerms:
     on the calendar of `next_zone` (D-1): when the owner chose another zone, the anchor's instant
     is read as a local time of the new zone from this period on. A new cycle re-anchors at the
     current period's end."""
-    plan = sub.scheduled_plan or sub.plan
-    cycle = sub.scheduled_cycle or sub.cycle
-    extra = sub.extra_properties if sub.scheduled_extra_properties is None else sub.scheduled_extra_properties
-    if plan.extra_property_monthly is None:
+    return next_terms_of(sub.plan, sub.scheduled_plan, sub.cycle, sub.scheduled_cycle, sub.extra_properties,
+                         sub.scheduled_extra_properties, sub.anchor_at, sub.period_index, sub.current_period_end,
+                         next_zone(sub), account=sub.account)
+
+
+def next_terms_of(plan: Plan, scheduled_plan: Plan | None, cycle: str, scheduled_cycle: str, extra_properties: int,
+                  scheduled_extra_properties: int | None, anchor_at: datetime | None, period_index: int,
+                  current_period_end: datetime, timezone_name: str, account: Account | None = None) -> NextTerms:
+    """`next_terms` from a subscription's columns (and `next_zone`'s answer), for the billing run,
+    which claims a batch's subscriptions as rows, not model instances (issue 17)."""
+    next_plan = scheduled_plan or plan
+    next_cycle = scheduled_cycle or cycle
+    extra = extra_properties if scheduled_extra_properties is None else scheduled_extra_properties
+    if next_plan.extra_property_monthly is None:
         extra = 0
-    if cycle != sub.cycle or sub.anchor_at is None:
-        anchor, index = sub.current_period_end, 0
+    if next_cycle != cycle or anchor_at is None:
+        anchor, index = current_period_end, 0
     else:
-        anchor, index = sub.anchor_at, sub.period_index + 1
-    timezone_name = next_zone(sub)
-    end = pricing.period_bounds(anchor, cycle, index, zones.zone(timezone_name))[1]
-    return NextTerms(plan, cycle, extra, anchor, index, sub.current_period_end, end, timezone_name,
-                     account=sub.account)
+        anchor, index = anchor_at, period_index + 1
+    end = pricing.period_end(anchor, next_cycle, index, zones.zone(timezone_name))
+    return NextTerms(next_plan, next_cycle, extra, anchor, index, current_period_end, end, timezone_name,
+                     account=account)
 
 
 def next_period_invoiced(sub: Subscription) -> bool:
@@ -396,7 +416,7 @@ def following_terms(upcoming: NextTerms) -> NextTerms:
     """The period after `upcoming`, once it has started: same plan, cycle and extra properties (the
     roll-over applies scheduled changes), the next period of the same anchor on the same calendar
     (D-1)."""
-    end = pricing.period_bounds(upcoming.anchor, upcoming.cycle, upcoming.index + 1, upcoming.zone)[1]
+    end = pricing.period_end(upcoming.anchor, upcoming.cycle, upcoming.index + 1, upcoming.zone)
     return NextTerms(upcoming.plan, upcoming.cycle, upcoming.extra_properties, upcoming.anchor, upcoming.index + 1,
                      upcoming.end, end, upcoming.timezone, account=upcoming.account)
 
@@ -460,7 +480,12 @@ def next_charge_of(upcoming: NextTerms, *, credit: Decimal, kind: str = "renewal
 def renewal_key(sub: Subscription, start: datetime) -> str:
     """REN-3: the renewal invoice of a period exists once (Invoice.dedupe_key). The start is
     written as a UTC instant whatever zone it was computed in, so one period has one key."""
-    return f"renewal:{sub.pk}:{start.astimezone(UTC).isoformat()}"
+    return renewal_key_of(sub.pk, start)
+
+
+def renewal_key_of(subscription_id: int, start: datetime) -> str:
+    """`renewal_key` from the subscription's id."""
+    return f"renewal:{subscription_id}:{start.astimezone(UTC).isoformat()}"
 
 
 def renewal_lead() -> timedelta:

@@ -168,11 +168,11 @@ class SandboxGateway:
         keys = [request.idempotency_key for request in requests]
         results = {}
         for key, amount, reference, succeeded, decline in SandboxCharge.objects.filter(
-                idempotency_key__in=keys).values_list("idempotency_key", "amount", "reference", "succeeded",
+                idempotency_key__any=keys).values_list("idempotency_key", "amount", "reference", "succeeded",
                                                       "decline_code"):
             results[key] = (amount, ChargeResult(succeeded, reference, decline, DECLINE_MESSAGES.get(decline, "")))
         cards = {(gateway_id, customer): (pk, token) for gateway_id, customer, pk, token in SandboxCard.objects.filter(
-            gateway_id__in={request.payment_method_id for request in requests}).values_list(
+            gateway_id__any={request.payment_method_id for request in requests}).values_list(
             "gateway_id", "customer", "pk", "token")}
         new = []
         for request in requests:

@@ -11,6 +11,7 @@ import doctest
 import inspect
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from fractions import Fraction
 
 import pytest
 from hypothesis import given
@@ -297,6 +298,14 @@ def test_d3_quote_values_are_frozen():
 def test_d3_cents_is_quantize_half_up(amount):
     expected = amount.quantize(CENT, rounding=ROUND_HALF_UP)
     assert cents(amount) == expected
+
+
+@given(st.decimals(min_value=D("-1e12"), max_value=D("1e12"), allow_nan=False, places=2))
+def test_d3_cents_of_an_amount_already_in_cents_is_that_amount(amount):
+    """`cents` returns an amount with two places as it is (issue 17's fast path): the same value and
+    spelling as the exact rounding, and 0.00 for a negative zero."""
+    assert str(cents(amount)) == str(money_module.round_cents(Fraction(amount)))
+    assert str(cents(D("-0.00"))) == "0.00"
 
 
 def _grouped(units: int) -> str:

@@ -252,3 +252,43 @@ def test_ren3_a_renewed_subscription_is_not_selected_again_until_its_next_period
     with committed():
         assert run(at("2026-05-31")).counts["renewals"] == 1
     assert Invoice.objects.filter(kind="renewal").count() == 2
+
+
+def test_ren3_issue_facts_reads_each_keys_invoice_credit_card_and_tax_details_in_one_statement(catalog):
+    account, _sub = _customer()
+    other, _sub = _customer()
+    Invoice.objects.filter(account=account).update(dedupe_key="renewal:taken")
+    CreditNote.objects.create(account=other, invoice=Invoice.objects.get(account=other), number="CN-2026-900002",
+                              kind="correction", amount=Decimal("5.00"), remaining=Decimal("5.00"), reason="goodwill",
+                              issued_at=at("2026-04-02"))
+    PaymentMethod.objects.filter(account=other).update(detached_at=at("2026-04-03"))
+    AccountFactory._meta.model.objects.filter(pk=account.pk).update(country="DE", vat_id="DE136695976")
+    card = PaymentMethod.objects.get(account=account, is_default=True)
+
+    with CaptureQueriesContext(connection) as queries:
+        facts = ledger.issue_facts([(account.pk, "renewal:taken"), (other.pk, "renewal:free"),
+                                    (account.pk, "renewal:free")])
+
+    assert len(queries.captured_queries) == 1
+    assert [f.invoiced for f in facts] == [True, False, False]  # REN-3
+    assert [f.has_credit for f in facts] == [False, True, False]  # DWN-4: those go one by one
+    assert (facts[0].payment_method_id, facts[0].payment_method_gateway_id) == (card.pk, card.gateway_id)
+    assert facts[1].payment_method_id is None  # DUN-1: no card
+    assert (facts[2].country, facts[2].vat_id) == ("DE", "DE136695976")  # TAX-3, INV-4
+
+
+def test_any_lookup_finds_what_in_finds_with_one_parameter_on_postgresql(catalog):
+    """`field__any=values` (core.sql.AnyOf, the billing run's batch reads) selects the rows `__in`
+    selects, for primary keys, foreign keys and text, and binds one array on PostgreSQL however many
+    values there are (issue 17)."""
+    accounts = [_customer()[0] for _ in range(3)]
+    ids = [a.pk for a in accounts[:2]] + [10**9]
+    cases = (("pk", ids, AccountFactory._meta.model), ("account_id", ids, PaymentMethod),
+             ("account", ids, PaymentMethod), ("gateway_id", ["pm_card_visa", "x'y"], PaymentMethod))
+    for lookup, values, model in cases:
+        found = set(model.objects.filter(**{f"{lookup}__any": values}).values_list("pk", flat=True))
+        assert found == set(model.objects.filter(**{f"{lookup}__in": values}).values_list("pk", flat=True))
+        assert found or lookup == "gateway_id"
+        _sql, params = model.objects.filter(**{f"{lookup}__any": values}).query.sql_with_params()
+        assert len(params) == (1 if connection.vendor == "postgresql" else len(values))
+    assert not PaymentMethod.objects.filter(account_id__any=[]).exists()
