@@ -73,21 +73,41 @@ def rows_from(columns: dict[str, str], rows: list[tuple], alias: str = "v") -> t
 
     `columns` maps each column's name to its kind ("id", "int", "text", "datetime", "decimal",
     "json", "bool"). PostgreSQL: `unnest(%b::bigint[], …) AS v(…)`, one array per column, to run
-    with `run` (server-side binary parameters). SQLite: a `VALUES` list. `rows` must not be empty."""
+    with `run` (server-side binary parameters); a column (but the first) holding one value in every
+    row is bound once, as a scalar beside the arrays. SQLite: a `VALUES` list. `rows` must not be
+    empty."""
     names = list(columns)
     if connection.vendor == "postgresql":
         from psycopg.types.json import Jsonb
 
-        arrays = ", ".join(f"%b::{ARRAY_TYPES[kind]}[]" for kind in columns.values())
-        params = []
-        for (_name, kind), values in zip(columns.items(), zip(*rows, strict=True), strict=True):
-            params.append([Jsonb(value) for value in values] if kind == "json" else list(values))
-        return f"unnest({arrays}) AS {alias}({', '.join(names)})", params
+        arrays, constants = [], []  # (name, kind, the column's values), (name, kind, its one value)
+        for position, ((name, kind), values) in enumerate(zip(columns.items(), zip(*rows, strict=True),
+                                                               strict=True)):
+            if position and _same(kind, values):
+                constants.append((name, kind, values[0]))
+            else:
+                arrays.append((name, kind, [Jsonb(value) for value in values] if kind == "json" else list(values)))
+        unnest = ", ".join(f"%b::{ARRAY_TYPES[kind]}[]" for _name, kind, _values in arrays)
+        if not constants:
+            return f"unnest({unnest}) AS {alias}({', '.join(names)})", [values for *_, values in arrays]
+        # A column with one value in every row (a batch's kind, currency, tax treatment…) is bound
+        # once, not as an array of 500 copies: dumping the arrays' values is most of the binding.
+        scalars = ", ".join(f"%b::{ARRAY_TYPES[kind]} AS {name}" for name, kind, _value in constants)
+        return (f"(SELECT u.*, {scalars} FROM unnest({unnest}) AS u({', '.join(name for name, *_ in arrays)})) "
+                f"AS {alias}", [value for *_, value in constants] + [values for *_, values in arrays])
     adapt = [_sqlite_adapter(kind) for kind in columns.values()]
     values = ", ".join(["(" + ", ".join(["%s"] * len(names)) + ")"] * len(rows))
     aliases = ", ".join(f"column{i + 1} AS {name}" for i, name in enumerate(names))
     params = [f(value) if f else value for row in rows for f, value in zip(adapt, row, strict=True)]
     return f"(SELECT {aliases} FROM (VALUES {values})) AS {alias}", params
+
+
+def _same(kind: str, values: tuple) -> bool:
+    """Whether every one of `values` is the first, as the database would store it: decimals also
+    by their exponent (1.0 and 1.00 are equal, not the same numeric); JSON is never compared."""
+    if kind == "json" or values.count(values[0]) != len(values):
+        return False
+    return kind != "decimal" or len({str(value) for value in values}) == 1
 
 
 def _sqlite_adapter(kind: str):
