@@ -167,6 +167,10 @@ class AnyOf(Lookup):
         lhs, lhs_params = self.process_lhs(compiler, connection)
         field = self.lhs.output_field
         kind = field.target_field.rel_db_type(connection) if field.is_relation else field.db_type(connection)
+        if kind in ("bigint", "integer") and all(type(value) is int for value in self.rhs):
+            # Ids (the batch reads' usual case) as one array literal: Django's cursor would prepare
+            # them one by one and then spell the list out as text value by value.
+            return f"{lhs} = ANY(%s::{kind}[])", (*lhs_params, "{" + ",".join(map(str, self.rhs)) + "}")
         values = [field.get_db_prep_value(value, connection, prepared=False) for value in self.rhs]
         return f"{lhs} = ANY(%s::{kind}[])", (*lhs_params, values)
 

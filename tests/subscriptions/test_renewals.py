@@ -281,11 +281,12 @@ def test_ren3_issue_facts_reads_each_keys_invoice_credit_card_and_tax_details_in
 
 def test_any_lookup_finds_what_in_finds_with_one_parameter_on_postgresql(catalog):
     """`field__any=values` (core.sql.AnyOf, the billing run's batch reads) selects the rows `__in`
-    selects, for primary keys, foreign keys and text, and binds one array on PostgreSQL however many
-    values there are (issue 17)."""
+    selects, for primary keys (ints, bound as one array literal, or strings), foreign keys and text,
+    and binds one array on PostgreSQL however many values there are (issue 17)."""
     accounts = [_customer()[0] for _ in range(3)]
     ids = [a.pk for a in accounts[:2]] + [10**9]
-    cases = (("pk", ids, AccountFactory._meta.model), ("account_id", ids, PaymentMethod),
+    cases = (("pk", ids, AccountFactory._meta.model), ("pk", [str(pk) for pk in ids], AccountFactory._meta.model),
+             ("account_id", ids, PaymentMethod),
              ("account", ids, PaymentMethod), ("gateway_id", ["pm_card_visa", "x'y"], PaymentMethod))
     for lookup, values, model in cases:
         found = set(model.objects.filter(**{f"{lookup}__any": values}).values_list("pk", flat=True))
