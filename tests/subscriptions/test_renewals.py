@@ -16,6 +16,7 @@ from invoices.gateways import ChargeRequest, GatewayError, sandbox
 from invoices.models import CreditNote, Invoice, PaymentMethod, SandboxCharge
 from notifications.models import EmailLog
 from subscriptions import billing
+from subscriptions.models import Subscription
 from subscriptions.scheduler import run
 from tests.factories import AccountFactory
 
@@ -320,3 +321,19 @@ def test_rows_from_gives_back_every_value_when_columns_are_the_same_in_every_row
 def _aware(value):
     """A datetime read back raw: SQLite returns the text it stored (UTC)."""
     return datetime.fromisoformat(value).replace(tzinfo=UTC) if isinstance(value, str) else value
+
+
+def test_values_of_reads_a_claim_as_values_list_does(catalog):
+    """`core.sql.values_of` (the billing run's claim, read in binary on PostgreSQL, issue 17) gives
+    the rows `values_list` gives, equal and of the same types: ids, text, NULLs and timestamps
+    (aware, in UTC), joined columns included."""
+    subs = [_customer()[1] for _ in range(2)]
+    fields = ("id", "account_id", "scheduled_plan_id", "cycle", "anchor_at", "current_period_end",
+              "scheduled_extra_properties", "account__timezone")
+    with transaction.atomic():
+        queryset = Subscription.objects.filter(pk__any=[sub.pk for sub in subs]).order_by("pk").values_list(*fields)
+        rows = sql.values_of(queryset)
+        assert rows == list(queryset)
+        assert [[type(value) for value in row] for row in rows] == [[type(value) for value in row]
+                                                                    for row in queryset]
+        assert rows[0][4].utcoffset().total_seconds() == 0
