@@ -118,6 +118,20 @@ def _sqlite_adapter(kind: str):
     return None
 
 
+def probe_join(table: str, alias: str, on: str, columns: list[str], *, left: bool = False) -> str:
+    """A join of `table` (as `alias`, its `columns` only) to a batch's relation, found row by row
+    through the index `on` uses: on PostgreSQL a LATERAL subquery it cannot flatten (`OFFSET 0`).
+    For a batch of 500 against a table of some thousands of rows the planner otherwise reads and
+    hashes the whole table at every batch (10,000 accounts: `invoices.services.issue_facts` took
+    7.4 ms a batch, 4.0 ms probed; at 100,000 it probes by itself). `left`: rows without a match
+    stay, with NULLs."""
+    if connection.vendor == "postgresql":
+        join = "LEFT JOIN LATERAL" if left else "CROSS JOIN LATERAL"
+        return (f"{join} (SELECT {', '.join(f'{alias}.{column}' for column in columns)} FROM {table} {alias} "
+                f"WHERE {on} OFFSET 0) AS {alias}{' ON true' if left else ''}")
+    return f"{'LEFT ' if left else ''}JOIN {table} {alias} ON {on}"
+
+
 def chunks(rows: list, columns: int) -> list[list]:
     """`rows` cut so that each statement binds at most SQLite's number of parameters (one chunk on
     PostgreSQL, whose arrays are one parameter per column)."""
