@@ -259,10 +259,11 @@ def issue_facts(rows: list[tuple[int, str]]) -> list[IssueFacts]:
     found = sql.run(  # an account has at most one default card (PaymentMethod's one_default_payment_method)
         f"SELECT v.n, EXISTS (SELECT 1 FROM {Invoice._meta.db_table} i WHERE i.dedupe_key = v.dedupe_key), "
         f"EXISTS (SELECT 1 FROM {CreditNote._meta.db_table} c WHERE c.account_id = v.account_id "
-        f"AND c.remaining > 0), m.id, m.gateway_id, a.gateway_customer_id, a.country, a.vat_id "
-        f"FROM {source} JOIN {Account._meta.db_table} a ON a.id = v.account_id "
-        f"LEFT JOIN {PaymentMethod._meta.db_table} m ON m.account_id = v.account_id AND m.is_default "
-        "AND m.detached_at IS NULL", params)
+        f"AND c.remaining > 0), m.id, m.gateway_id, a.gateway_customer_id, a.country, a.vat_id FROM {source} "
+        + sql.probe_join(Account._meta.db_table, "a", "a.id = v.account_id", ["gateway_customer_id", "country",
+                                                                               "vat_id"]) + " "
+        + sql.probe_join(PaymentMethod._meta.db_table, "m", "m.account_id = v.account_id AND m.is_default "
+                         "AND m.detached_at IS NULL", ["id", "gateway_id"], left=True), params)
     facts = {row[0]: IssueFacts(bool(row[1]), bool(row[2]), row[3], row[4] or "", *row[5:]) for row in found}
     return [facts[n] for n in range(len(rows))]
 
@@ -342,7 +343,7 @@ INVOICE_COLUMNS = {"id": "id", "account_id": "id", "subscription_id": "id", "kin
                    "tax_amount": "decimal", "total": "decimal", "country": "text", "vat_id": "text",
                    "tax_treatment": "text", "tax_rate": "decimal", "tax_country": "text", "tax_vat_id": "text",
                    "tax_mention": "text", "prices_include_tax": "bool"}
-INVOICE_INSERT = (  # {number}, {source}, {counter}: per database; bill-to details as they are now (INV-4)
+INVOICE_INSERT = (  # {number}, {source}, {counter}, {account_join}: per database; bill-to as it is now (INV-4)
     "INSERT INTO {invoice} (id, account_id, subscription_id, number, kind, status, currency, dedupe_key, "
     "period_start, period_end, issued_at, bill_to_name, bill_to_company, bill_to_address, bill_to_country, "
     "bill_to_vat_id, tax_treatment, tax_rate, tax_country, tax_vat_id, tax_mention, prices_include_tax, subtotal, "
@@ -350,7 +351,7 @@ INVOICE_INSERT = (  # {number}, {source}, {counter}: per database; bill-to detai
     "SELECT v.id, v.account_id, v.subscription_id, {number}, v.kind, %s, v.currency, v.dedupe_key, v.period_start, "
     "v.period_end, %s, a.name, a.company, a.address, v.country, v.vat_id, v.tax_treatment, v.tax_rate, v.tax_country, "
     "v.tax_vat_id, v.tax_mention, v.prices_include_tax, v.subtotal, v.tax_amount, 0, v.total, 0, '', '{{}}', %s "
-    "FROM {counter}{source} JOIN {account} a ON a.id = v.account_id"
+    "FROM {counter}{source} {account_join}"
 )
 AUDIT_INSERT = ("INSERT INTO {audit} (account_id, actor_id, actor_label, action, object_type, object_id, before, "
                 "after, reason, created_at) ")
@@ -363,8 +364,9 @@ def _invoices_number_and_insert(ids, drafts, taxed, customers, decisions, year, 
             for invoice_id, draft, t, (country, vat_id), d
             in zip(ids, drafts, taxed, customers, decisions, strict=True)]
     totals = [t.gross for t in taxed]
-    tables = {"invoice": Invoice._meta.db_table, "account": Account._meta.db_table,
-              "audit": AuditEvent._meta.db_table}
+    tables = {"invoice": Invoice._meta.db_table, "audit": AuditEvent._meta.db_table,
+              "account_join": sql.probe_join(Account._meta.db_table, "a", "a.id = v.account_id",
+                                             ["name", "company", "address"])}
     if connection.vendor == "postgresql":
         # One statement from the counter's lock to the commit: bump it, insert the numbered
         # invoices (numbers in the drafts' order, f"{year}-{n:06d}" as `invoice_issue` spells them),

@@ -14,6 +14,7 @@ SQLite has no row locks: a write transaction there holds the whole database (BEG
 from dataclasses import dataclass
 
 from accounts.models import Account
+from core import sql
 from invoices.models import Invoice, Payment, RefundRequest
 
 from .errors import InvalidChange
@@ -129,8 +130,8 @@ def subscriptions_claim(due, related=("plan", "account", "scheduled_plan"), fiel
 def subscriptions_claim_values(due, fields) -> list[tuple]:
     """`subscriptions_claim` returning each claimed row as a tuple of `fields`, in primary-key
     order: the billing run's renewals, for which building 500 model instances a batch cost more
-    than the claim itself (issue 17)."""
-    return list(_for_update(due, skip_locked=True, of=("self",)).order_by("pk").values_list(*fields))
+    than the claim itself (issue 17); read in binary (`core.sql.values_of`)."""
+    return sql.values_of(_for_update(due, skip_locked=True, of=("self",)).order_by("pk").values_list(*fields))
 
 
 def subscriptions_lock_statuses(ids) -> dict[int, str]:

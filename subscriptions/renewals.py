@@ -30,7 +30,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, F
 
 from accounts.audit import actor_label, audit, audit_row
-from accounts.models import Account, AuditEvent, Property, PropertyStatus
+from accounts.models import AuditEvent, Property, PropertyStatus
 from accounts.services import pause_excess
 from core import events
 from core.sql import update_from_values
@@ -202,9 +202,12 @@ def _roll(ids, now):
 
 # The columns of a claimed subscription that the set-wise renewal reads (`terms.next_terms_of`,
 # `terms.renewal_key_of`, the checks below), claimed as rows: decoding whole rows, and then building
-# model instances of them, cost more than locking them (issue 17).
+# model instances of them, cost more than locking them (issue 17). The account's time zone comes
+# with the claim, joined (the accounts are not locked): the next period's calendar is the owner's
+# zone (`terms.next_zone_of`, D-5).
 RENEWAL_FIELDS = ("id", "account_id", "plan_id", "scheduled_plan_id", "cycle", "scheduled_cycle", "extra_properties",
-                  "scheduled_extra_properties", "anchor_at", "period_index", "current_period_end", "next_timezone")
+                  "scheduled_extra_properties", "anchor_at", "period_index", "current_period_end", "next_timezone",
+                  "account__timezone")
 
 
 class _Claimed(NamedTuple):  # a claimed subscription's RENEWAL_FIELDS
@@ -220,6 +223,7 @@ class _Claimed(NamedTuple):  # a claimed subscription's RENEWAL_FIELDS
     period_index: int
     current_period_end: object
     next_timezone: str
+    account_timezone: str
 
 
 def _issue(ids, now):
@@ -230,12 +234,10 @@ def _issue(ids, now):
                                                                       RENEWAL_FIELDS)]
         plans = {plan.pk: plan for plan in Plan.objects.filter(pk__any={sub.plan_id for sub in subs} | {
             sub.scheduled_plan_id for sub in subs if sub.scheduled_plan_id})}
-        # The next period's calendar is the owner's zone (terms.next_zone, D-5): one query for the batch.
-        zone_of = dict(Account.objects.filter(pk__any={sub.account_id for sub in subs}).values_list("id", "timezone"))
         upcoming = {sub.pk: terms.next_terms_of(
             plans[sub.plan_id], plans[sub.scheduled_plan_id] if sub.scheduled_plan_id else None, sub.cycle,
             sub.scheduled_cycle, sub.extra_properties, sub.scheduled_extra_properties, sub.anchor_at, sub.period_index,
-            sub.current_period_end, terms.next_zone_of(sub.next_timezone, zone_of[sub.account_id]))
+            sub.current_period_end, terms.next_zone_of(sub.next_timezone, sub.account_timezone))
             for sub in subs}
         keys = {sub.pk: terms.renewal_key_of(sub.pk, upcoming[sub.pk].start) for sub in subs}
         # Already invoiced (REN-3), credit (DWN-4), the card (DUN-1), tax details: one read for the batch.

@@ -16,6 +16,8 @@ its due condition is re-checked after the claim, the invoice carries a unique `d
 run leaves an `unknown` payment that the next run settles with the gateway before anything else.
 """
 
+import contextlib
+import gc
 import logging
 import os
 import socket
@@ -126,7 +128,8 @@ def run_chunk(step: str, ids: list[int], now) -> RunReport:
         now = datetime.fromisoformat(now)
     report = RunReport(now=now)
     if step in renewals.CHUNK_HANDLERS:  # set-wise: a few statements per chunk
-        renewals.CHUNK_HANDLERS[step](ids, now, report)
+        with _collector_skips_the_process():
+            renewals.CHUNK_HANDLERS[step](ids, now, report)
         return report
     handler = HANDLERS[step]
     for pk in ids:
@@ -137,6 +140,23 @@ def run_chunk(step: str, ids: list[int], now) -> RunReport:
             log.exception("billing run: %s failed for subscription %s", step, pk)
             report.failures.append((step, pk, f"{type(exc).__name__}: {exc}"))
     return report
+
+
+@contextlib.contextmanager
+def _collector_skips_the_process():
+    """During a set-wise chunk, the objects the process already held (Django's, the modules') are
+    left out of the garbage collector's full passes: each batch of 500 keeps enough objects alive
+    to set off such a pass, and scanning the whole process took about 85 ms a pass, 14 % of a
+    worker's CPU over 10,000 renewals (issue 17). They are put back after the chunk. Nothing is
+    done when something else froze objects already (a pre-forking server): not ours to thaw."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _fan_out(step, ids, now, report) -> None:

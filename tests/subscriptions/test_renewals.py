@@ -1,5 +1,7 @@
 """Set-wise renewals (subscriptions/renewals.py) and the events outbox they announce through."""
 
+import json
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -7,13 +9,14 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from accounts.models import AuditEvent
-from core import events
+from core import events, sql
 from core.models import PendingEvent
 from invoices import services as ledger
 from invoices.gateways import ChargeRequest, GatewayError, sandbox
 from invoices.models import CreditNote, Invoice, PaymentMethod, SandboxCharge
 from notifications.models import EmailLog
 from subscriptions import billing
+from subscriptions.models import Subscription
 from subscriptions.scheduler import run
 from tests.factories import AccountFactory
 
@@ -279,11 +282,12 @@ def test_ren3_issue_facts_reads_each_keys_invoice_credit_card_and_tax_details_in
 
 def test_any_lookup_finds_what_in_finds_with_one_parameter_on_postgresql(catalog):
     """`field__any=values` (core.sql.AnyOf, the billing run's batch reads) selects the rows `__in`
-    selects, for primary keys, foreign keys and text, and binds one array on PostgreSQL however many
-    values there are (issue 17)."""
+    selects, for primary keys (ints, bound as one array literal, or strings), foreign keys and text,
+    and binds one array on PostgreSQL however many values there are (issue 17)."""
     accounts = [_customer()[0] for _ in range(3)]
     ids = [a.pk for a in accounts[:2]] + [10**9]
-    cases = (("pk", ids, AccountFactory._meta.model), ("account_id", ids, PaymentMethod),
+    cases = (("pk", ids, AccountFactory._meta.model), ("pk", [str(pk) for pk in ids], AccountFactory._meta.model),
+             ("account_id", ids, PaymentMethod),
              ("account", ids, PaymentMethod), ("gateway_id", ["pm_card_visa", "x'y"], PaymentMethod))
     for lookup, values, model in cases:
         found = set(model.objects.filter(**{f"{lookup}__any": values}).values_list("pk", flat=True))
@@ -292,3 +296,44 @@ def test_any_lookup_finds_what_in_finds_with_one_parameter_on_postgresql(catalog
         _sql, params = model.objects.filter(**{f"{lookup}__any": values}).query.sql_with_params()
         assert len(params) == (1 if connection.vendor == "postgresql" else len(values))
     assert not PaymentMethod.objects.filter(account_id__any=[]).exists()
+
+
+@pytest.mark.django_db
+def test_rows_from_gives_back_every_value_when_columns_are_the_same_in_every_row():
+    """`core.sql.rows_from` binds a column holding one value in every row once, beside the arrays
+    (issue 17): the relation still has every row with its values, in every kind, whatever the
+    column's position, and decimals that are equal but written differently (1.0, 1.00) keep their
+    own exponent, as a numeric column would store them."""
+    when = at("2026-04-30")
+    columns = {"n": "int", "kind": "text", "at": "datetime", "amount": "decimal", "rate": "decimal",
+               "ok": "bool", "ref": "id", "note": "text", "data": "json"}
+    rows = [(n, "renewal", when, Decimal("10.00"), Decimal("1.0") if n else Decimal("1.00"), True, None,
+             f"n{n}", {"a": 1}) for n in range(3)]
+    for batch in (rows, rows[:1]):
+        source, params = sql.rows_from(columns, batch)
+        found = sql.run(f"SELECT {', '.join(f'v.{name}' for name in columns)} FROM {source} ORDER BY v.n", params)
+        assert [(row[0], row[1], _aware(row[2]), Decimal(row[3]), str(row[4]), bool(row[5]), row[6], row[7],
+                 row[8] if isinstance(row[8], dict) else json.loads(row[8])) for row in found] == [
+            (n, kind, at, amount, str(rate), ok, ref, note, data)
+            for n, kind, at, amount, rate, ok, ref, note, data in batch]
+
+
+def _aware(value):
+    """A datetime read back raw: SQLite returns the text it stored (UTC)."""
+    return datetime.fromisoformat(value).replace(tzinfo=UTC) if isinstance(value, str) else value
+
+
+def test_values_of_reads_a_claim_as_values_list_does(catalog):
+    """`core.sql.values_of` (the billing run's claim, read in binary on PostgreSQL, issue 17) gives
+    the rows `values_list` gives, equal and of the same types: ids, text, NULLs and timestamps
+    (aware, in UTC), joined columns included."""
+    subs = [_customer()[1] for _ in range(2)]
+    fields = ("id", "account_id", "scheduled_plan_id", "cycle", "anchor_at", "current_period_end",
+              "scheduled_extra_properties", "account__timezone")
+    with transaction.atomic():
+        queryset = Subscription.objects.filter(pk__any=[sub.pk for sub in subs]).order_by("pk").values_list(*fields)
+        rows = sql.values_of(queryset)
+        assert rows == list(queryset)
+        assert [[type(value) for value in row] for row in rows] == [[type(value) for value in row]
+                                                                    for row in queryset]
+        assert rows[0][4].utcoffset().total_seconds() == 0
