@@ -7,7 +7,7 @@ The tax-rates file (country -> standard rate from a date) is loaded like the cat
 whole, then written in one transaction, idempotent; a bad file writes nothing.
 """
 
-import json
+
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import transaction
 
 from accounts.countries import is_country
+from core.datafiles import json_file_read
 from core.money import format_money
 from core.seller import seller
 
@@ -154,20 +155,7 @@ def tax_rates_load(data) -> TaxRatesResult:
 
 
 def tax_rates_load_file(path: str | Path) -> TaxRatesResult:
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise TaxRatesError(f"Cannot read {path}: {exc.strerror}.") from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise TaxRatesError(f"{path} is {len(raw):,} bytes; a tax-rates file is at most {MAX_FILE_BYTES:,}.")
-    try:
-        data = json.loads(raw.decode("utf-8-sig"))
-    except UnicodeDecodeError:
-        raise TaxRatesError(f"{path} is not UTF-8 text.") from None
-    except json.JSONDecodeError as exc:
-        raise TaxRatesError(f"{path} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).") from None
-    except RecursionError:
-        raise TaxRatesError(f"{path} is nested too deeply to be a tax-rates file.") from None
+    data = json_file_read(path, what="a tax-rates file", max_bytes=MAX_FILE_BYTES, error=TaxRatesError)
     return tax_rates_load(data)
 
 

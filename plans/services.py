@@ -1,6 +1,5 @@
 """Catalog as code: load plans from JSON, idempotently, all or nothing (CAT-1, CAT-2)."""
 
-import json
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -8,6 +7,8 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+
+from core.datafiles import json_file_read
 
 from .models import Plan
 
@@ -154,25 +155,7 @@ def catalog_load(data) -> CatalogResult:
 def catalog_load_file(path: str | Path) -> CatalogResult:
     """Read, check and load a catalog file. Every problem with the file is a CatalogError whose
     message says what to fix; nothing is written unless the whole file is good."""
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise CatalogError(f"Cannot read {path}: {exc.strerror}.") from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise CatalogError(f"{path} is {len(raw):,} bytes; a catalog is at most {MAX_FILE_BYTES:,}.")
-    try:
-        text = raw.decode("utf-8-sig")  # a BOM (some editors add one) is fine
-    except UnicodeDecodeError as exc:
-        line = raw[:exc.start].count(b"\n") + 1
-        raise CatalogError(f"{path} is not UTF-8 text: byte 0x{raw[exc.start]:02x} on line {line} cannot be read. "
-                           "Save the file as UTF-8 and load it again.") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CatalogError(f"{path} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).") from None
-    except RecursionError:  # [[[[…]]]] deeper than Python's parser goes
-        raise CatalogError(f"{path} is nested too deeply to be a catalog: "
-                           'it must be {"plans": [...]} with one object per plan.') from None
+    data = json_file_read(path, what="a catalog", max_bytes=MAX_FILE_BYTES, error=CatalogError)
     return catalog_load(data)
 
 
