@@ -7,7 +7,6 @@ The tax-rates file (country -> standard rate from a date) is loaded like the cat
 whole, then written in one transaction, idempotent; a bad file writes nothing.
 """
 
-
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
