@@ -73,7 +73,20 @@ class Sequence(models.Model):
         return f"{self.series} {self.year}: last {self.last}"
 
 
-class Invoice(models.Model):
+class TaxStated:
+    """What an invoice and a credit note show of their tax (`tax_treatment`, `tax_rate`)."""
+
+    @property
+    def shows_tax(self) -> bool:
+        """Tax lines appear on the document; a seller outside the EU shows none (TAX-3)."""
+        return self.tax_treatment != TaxTreatment.NONE
+
+    @property
+    def tax_label(self) -> str:
+        return f"VAT {tax.percent(self.tax_rate)}"
+
+
+class Invoice(TaxStated, models.Model):
     account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="invoices")
     subscription = models.ForeignKey(
         "subscriptions.Subscription", null=True, blank=True, on_delete=models.PROTECT, related_name="invoices"
@@ -146,15 +159,6 @@ class Invoice(models.Model):
         return self.subtotal if self.prices_include_tax else self.subtotal + self.tax_amount
 
     @property
-    def shows_tax(self) -> bool:
-        """Tax lines appear on the invoice; a seller outside the EU shows none (TAX-3)."""
-        return self.tax_treatment != TaxTreatment.NONE
-
-    @property
-    def tax_label(self) -> str:
-        return f"VAT {tax.percent(self.tax_rate)}"
-
-    @property
     def bill_to_country_name(self) -> str:
         return country_name(self.bill_to_country)
 
@@ -222,7 +226,7 @@ class CreditNoteKind(models.TextChoices):
     CORRECTION = "correction", "Correction"  # staff correction kept as credit
 
 
-class CreditNote(models.Model):
+class CreditNote(TaxStated, models.Model):
     """Names the invoice it corrects (INV-2). Credit (`remaining`) is applied to the account's
     next invoices until used up (DWN-4); it is never paid out. A refund note has remaining 0."""
 
@@ -256,14 +260,6 @@ class CreditNote(models.Model):
 
     def __str__(self):
         return self.number
-
-    @property
-    def shows_tax(self) -> bool:
-        return self.tax_treatment != TaxTreatment.NONE
-
-    @property
-    def tax_label(self) -> str:
-        return f"VAT {tax.percent(self.tax_rate)}"
 
     @property
     def status_label(self) -> str:
