@@ -63,6 +63,18 @@ def ensure_staff_groups(apps=None) -> dict:
     return groups
 
 
+def staff_groups_migrate(apps, schema_editor) -> None:
+    """The data migrations that (re)create the staff groups once new permissions exist. Django
+    creates permissions after all migrations (post_migrate); they are created here first."""
+    from django.contrib.auth.management import create_permissions
+
+    for app_config in apps.get_app_configs():
+        app_config.models_module = True
+        create_permissions(app_config, apps=apps, verbosity=0)
+        app_config.models_module = None
+    ensure_staff_groups(apps)
+
+
 def _migrated(apps, app_label: str) -> bool:
     """Whether the migration state has the app's models yet."""
     try:
