@@ -265,15 +265,16 @@ def cancel(subscription, *, reason: str = "", reason_code: str = "", actor=None,
             # The open renewal is for a period the customer will not have: void it; the paid period runs out.
             lifecycle.renewals_void_open(sub, now=now)
             lifecycle.dunning_abandon(sub, now, action="subscription.dunning_ended")
+        ends_at = terms.paid_until(sub)
         sub.cancel_at_period_end, sub.canceled_at, sub.cancel_reason = True, now, reason[:2000]
         sub.cancel_reason_code = reason_code
-        if terms.invoiced_ahead(sub) is None:  # else the next period is bought as scheduled; it ends after it
+        if ends_at == sub.current_period_end:  # else the next period is bought as scheduled; it ends after it
             sub.scheduled_plan, sub.scheduled_cycle, sub.scheduled_extra_properties = None, "", None
         sub.save()
         audit(account=sub.account, actor=actor, action="cancellation.scheduled", obj=sub, before=before,
               after={**terms.snapshot(sub), "cancel_reason_code": reason_code}, reason=reason, now=now)
         events.emit("cancellation.scheduled", sub.account_id, now=now, subscription_id=sub.pk, plan=sub.plan.code,
-                    effective_at=terms.paid_until(sub).isoformat())
+                    effective_at=ends_at.isoformat())
         return sub
 
 

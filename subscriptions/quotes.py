@@ -84,9 +84,10 @@ def plan_change(sub: Subscription, plan: Plan, cycle: str, now) -> Change:
     """What changing `sub` to (plan, cycle) at `now` does and costs (PAY-3); changes nothing.
     The cases are tabled in docs/billing-engine.md. The quote states the next automatic charge as
     the account statement works it out for the subscription as it would be after the change (PAY-4)."""
-    change = _plan_change(sub, plan, cycle, now)
+    ahead = terms.invoiced_ahead(sub)
+    change = _plan_change(sub, plan, cycle, now, ahead)
     change.quote, used = with_credit(change.quote, sub.account)
-    after = _rolled_into_invoiced_period(_after_change(sub, change, now), terms.invoiced_ahead(sub))
+    after = _rolled_into_invoiced_period(_after_change(sub, change, now), ahead)
     credit = (change.credit.amount if change.credit else ZERO) - used
     change.quote = _with_next_charge(change.quote, sub.account, after, now, credit)
     return change
@@ -158,7 +159,7 @@ def _with_next_charge(quote: Quote, account, after: Subscription, now, credit_ad
                                next_charge_text=statement.next_charge_sentence)
 
 
-def _plan_change(sub: Subscription, plan: Plan, cycle: str, now) -> Change:
+def _plan_change(sub: Subscription, plan: Plan, cycle: str, now, ahead) -> Change:
     account = sub.account
     currency = plan.currency
     if cycle not in Cycle.values:
@@ -218,7 +219,6 @@ def _plan_change(sub: Subscription, plan: Plan, cycle: str, now) -> Change:
     direction = terms.is_upgrade(sub, plan, cycle)
     if direction is None:
         raise InvalidChange("That is your current plan.")
-    ahead = terms.invoiced_ahead(sub)
     if ahead is not None and (not direction or cycle != sub.cycle):
         raise NotEligible(terms.invoiced_ahead_refusal(sub, ahead))
     period = terms.current_period(sub)
@@ -304,7 +304,8 @@ def addon_change(sub: Subscription, quantity: int, now) -> tuple[Quote, list]:
     """The quote for `quantity` extra properties (ADD-1, ADD-2), and the invoice lines charged now,
     each with its span (none when fewer are scheduled for the period end), with the next charge as
     it will be (PAY-4)."""
-    quote, lines = _addon_change(sub, quantity, now)
+    ahead = terms.invoiced_ahead(sub)
+    quote, lines = _addon_change(sub, quantity, now, ahead)
     quote, used = with_credit(quote, sub.account)
     after = copy.copy(sub)
     after.pk = None
@@ -312,11 +313,11 @@ def addon_change(sub: Subscription, quantity: int, now) -> tuple[Quote, list]:
         after.extra_properties, after.scheduled_extra_properties = quantity, None
     else:
         after.scheduled_extra_properties = quantity if quantity != sub.extra_properties else None
-    after = _rolled_into_invoiced_period(after, terms.invoiced_ahead(sub))
+    after = _rolled_into_invoiced_period(after, ahead)
     return _with_next_charge(quote, sub.account, after, now, -used), lines
 
 
-def _addon_change(sub: Subscription, quantity: int, now) -> tuple[Quote, list]:
+def _addon_change(sub: Subscription, quantity: int, now, ahead) -> tuple[Quote, list]:
     plan = sub.plan
     if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 0 or quantity > 1000:
         raise InvalidChange("Choose a number of extra properties between 0 and 1,000.")
@@ -331,7 +332,6 @@ def _addon_change(sub: Subscription, quantity: int, now) -> tuple[Quote, list]:
     currency = plan.currency
     if quantity == sub.extra_properties and sub.scheduled_extra_properties is None:
         raise InvalidChange(f"You already have {quantity} extra properties.")
-    ahead = terms.invoiced_ahead(sub)
     if quantity > sub.extra_properties:  # ADD-1: at once, prorated like UPG-2
         line = pricing.addon_line(quantity - sub.extra_properties, plan.extra_property_monthly, sub.cycle,
                                   terms.current_period(sub), terms.period_date(sub, now), currency)
