@@ -13,12 +13,13 @@ the task's own and is raised to the caller as before.
 """
 
 import logging
-import time
+
+from .pause import Pause
 
 log = logging.getLogger(__name__)
 
 PAUSE_SECONDS = 5.0
-_paused_until = [0.0]
+_pause = Pause(PAUSE_SECONDS)
 
 
 def task_enqueue(func: str, *args, group: str) -> bool:
@@ -27,14 +28,14 @@ def task_enqueue(func: str, *args, group: str) -> bool:
     from django_q.conf import Conf
     from django_q.tasks import async_task
 
-    if time.monotonic() < _paused_until[0]:
+    if _pause.active():
         return False
     try:
         async_task(func, *args, group=group)
     except Exception as exc:
         if Conf.SYNC:
             raise  # run inline: the task itself failed
-        _paused_until[0] = time.monotonic() + PAUSE_SECONDS
+        _pause.start()
         log.warning("Task broker unreachable (%s: %s); %s not queued, its fallback takes it",
                     type(exc).__name__, exc, func)
         return False
@@ -43,4 +44,4 @@ def task_enqueue(func: str, *args, group: str) -> bool:
 
 def broker_resume() -> None:
     """Ask the broker again from the next call (tests)."""
-    _paused_until[0] = 0.0
+    _pause.end()

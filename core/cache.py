@@ -25,6 +25,8 @@ import time
 
 from django.core.cache import cache
 
+from .pause import Pause
+
 log = logging.getLogger(__name__)
 
 WARN_EVERY_SECONDS = 60.0  # one warning a minute per process while the shared cache is down
@@ -122,24 +124,24 @@ class LayeredCache:
 
 
 _last_warning = [0.0]
-_paused_until = [0.0]
+_pause = Pause(PAUSE_SECONDS)
 
 
 def shared_cache_paused() -> bool:
     """True for PAUSE_SECONDS after the shared cache failed in this process."""
-    return time.monotonic() < _paused_until[0]
+    return _pause.active()
 
 
 def shared_cache_resume() -> None:
-    """Ask the shared cache again from the next call (tests; a deploy check that found it back)."""
-    _paused_until[0] = 0.0
+    """Ask the shared cache again from the next call (tests)."""
+    _pause.end()
 
 
 def shared_cache_failed(operation: str, exc: Exception) -> None:
     """Leave the shared cache alone for PAUSE_SECONDS, and log that it failed, at most once a
     minute per process (not once a request)."""
+    _pause.start()
     clock = time.monotonic()
-    _paused_until[0] = clock + PAUSE_SECONDS
     if clock - _last_warning[0] >= WARN_EVERY_SECONDS:
         _last_warning[0] = clock
         log.warning("Shared cache unreachable (%s: %s: %s); answering from the database",
