@@ -74,7 +74,7 @@ def rollover(pk, now) -> bool:
             return False
         account = sub.account
         before = terms.snapshot(sub)
-        if sub.cancel_at_period_end and terms.invoiced_ahead(sub) is None:  # CAN-2: it ends; the account moves to Free
+        if terms.cancellation_due(sub):  # CAN-2: the subscription ends; the account moves to Free
             free = lifecycle.subscription_move_to_free(sub, now=now)
             paused = list(account.properties.live().filter(status="paused").values_list("name", flat=True))
             audit(account=account, actor=None, action="cancellation.effective", obj=sub, before=before,

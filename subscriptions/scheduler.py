@@ -295,7 +295,7 @@ def plan_run(now, report: RunReport) -> RunReport:
                               f"charge {format_money(upcoming.amount, upcoming.plan.currency)}")
     for sub in selectors.due_rollovers(now).select_related("plan", "account", "scheduled_plan"):
         report.add("rollovers")
-        what = ("end (cancelled) and move to Free" if sub.cancel_at_period_end else
+        what = ("end (cancelled) and move to Free" if terms.cancellation_due(sub) else
                 f"start the next period on {(sub.scheduled_plan or sub.plan).name}")
         report.planned.append(f"{sub.account}: {what}")
     for sub in selectors.due_retries(now).select_related("plan", "account"):

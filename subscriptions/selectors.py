@@ -113,7 +113,7 @@ def pending_changes(sub: Subscription | None, now: datetime) -> list[PendingChan
     if sub.cancel_at_period_end:
         changes.append(PendingChange(
             "cancellation",
-            f"Your {sub.plan.name} subscription is cancelled: service runs until {_day(sub, sub.current_period_end)}, "
+            f"Your {sub.plan.name} subscription is cancelled: service runs until {_day(sub, terms.paid_until(sub))}, "
             "then the account moves to Free.", "Resume subscription", True))
     if sub.scheduled_plan_id:
         effective = sub.trial_end if sub.status == Status.TRIALING else sub.current_period_end

@@ -354,6 +354,12 @@ def paid_until(sub: Subscription) -> datetime | None:
     return ahead.end if ahead is not None else sub.current_period_end
 
 
+def cancellation_due(sub: Subscription) -> bool:
+    """CAN-2: the subscription ends at the end of its current period: it is cancelled and no next
+    period was bought before the cancellation (else it ends after that one)."""
+    return sub.cancel_at_period_end and invoiced_ahead(sub) is None
+
+
 def invoiced_ahead_refusal(sub: Subscription, ahead: NextTerms) -> str:
     """Why a change that would lower what the invoiced next period costs, or change its cycle,
     must wait until that period has started."""

@@ -159,3 +159,10 @@ def test_add1_on_the_last_day_of_the_period_only_the_bought_period_is_charged(ac
     quote = billing.preview_extra_properties(current(account), 1, now=at("2026-05-01T10:00"))
     assert [line.amount for line in quote.lines] == [Decimal("30.00")]
     assert quote.lines[0].description.endswith("31 of 31 days (2026-05-01 to 2026-06-01)")
+
+
+def test_can2_the_dry_run_says_a_cancellation_after_the_renewal_starts_the_bought_period(account):
+    """billing_run --dry-run said the subscription would end at the period end; it rolls over."""
+    billing.cancel(renewed_ahead(account), now=WINDOW)
+    planned = scheduler.run(at("2026-05-01T06:00"), dry_run=True).planned
+    assert any("start the next period on Personal" in line for line in planned), planned

@@ -245,3 +245,19 @@ def test_ren1_in_the_24_hours_after_the_renewal_the_pages_say_what_a_change_does
     refused = client_owner.get(reverse("billing:change"), {"plan": "free", "cycle": "monthly"}, follow=True)
     assert "Your next period (2026-05-01 to 2026-06-01) was already charged" in _text(refused)
     assert "continues until <strong>2026-06-01</strong>" in _text(client_owner.get(reverse("billing:cancel")))
+
+
+def test_can2_cancelled_in_the_24_hours_after_the_renewal_every_page_names_the_end_of_the_period_bought(
+        account, client_owner, travel):
+    """The overview's pending-changes banner named the current period's end while the flash, the
+    cancel page and the e-mail named the bought period's."""
+    from subscriptions import scheduler
+
+    travel("2026-04-01")
+    billing.subscribe(account, "personal", "monthly")
+    scheduler.run(at("2026-04-30T06:00"))
+    travel("2026-04-30T12:00")
+    response = client_owner.post(reverse("billing:cancel"), {"reason_code": "", "reason": ""}, follow=True)
+    html = _text(response)
+    assert "Service runs until 2026-06-01" in html
+    assert "service runs until 2026-06-01, then the account moves to Free" in html
