@@ -7,6 +7,7 @@ from urllib.parse import urlparse
 
 import pytest
 from django.core import mail
+from playwright.sync_api import expect
 
 from notifications.services import unsubscribe_url
 from tests.factories import AccountFactory, UserFactory
@@ -29,18 +30,18 @@ def test_acc4_locked_out_then_back_in_through_the_reset_email(page, shot, catalo
 
     for i in range(10):
         submit_login(page, "owner@acme.test", f"wrong-{i}")
-    assert page.get_by_role("heading", name="Logging in is paused").is_visible()
+    expect(page.get_by_role("heading", name="Logging in is paused")).to_be_visible()
     shot("locked")
     page.get_by_role("link", name="Reset your password").click()
     page.get_by_label("E-mail").fill("owner@acme.test")
     page.get_by_role("button", name="E-mail me a reset link").click()
-    assert page.get_by_role("heading", name="Check your e-mail").is_visible()
+    expect(page.get_by_role("heading", name="Check your e-mail")).to_be_visible()
 
     page.goto(re.search(r"https?://\S+/password/reset/\S+/\S+/", mail.outbox[-1].body)[0])
     page.get_by_label("New password", exact=True).fill(NEW)
     page.get_by_label("New password again").fill(NEW)
     page.get_by_role("button", name="Set my new password").click()
-    assert page.get_by_role("heading", name="Your password is changed").is_visible()
+    expect(page.get_by_role("heading", name="Your password is changed")).to_be_visible()
     submit_login(page, "owner@acme.test", NEW)
     page.wait_for_url("**/billing/")
 
@@ -50,7 +51,7 @@ def test_acc4_locked_out_then_back_in_through_the_reset_email(page, shot, catalo
     page.get_by_label("New password again").fill("another-horse-7")
     page.get_by_role("button", name="Change password").click()
     page.wait_for_url("**/billing/")
-    assert page.get_by_text("Your password is changed.").is_visible()
+    expect(page.get_by_text("Your password is changed.")).to_be_visible()
     shot("changed")
 
 
@@ -58,12 +59,12 @@ def test_not2_the_unsubscribe_link_asks_first_then_the_button_unsubscribes(page,
     account = AccountFactory(name="Acme Analytics")
 
     page.goto(urlparse(unsubscribe_url(account.pk, "usage_alerts")).path)
-    assert page.get_by_role("heading", name="Unsubscribe from usage alerts?").is_visible()
+    expect(page.get_by_role("heading", name="Unsubscribe from usage alerts?")).to_be_visible()
     account.refresh_from_db()
     assert account.email_usage_alerts is True
     page.get_by_role("button", name="Unsubscribe").click()
 
-    assert page.get_by_role("heading", name="You are unsubscribed").is_visible()
+    expect(page.get_by_role("heading", name="You are unsubscribed")).to_be_visible()
     shot()
     account.refresh_from_db()
     assert account.email_usage_alerts is False
