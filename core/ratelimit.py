@@ -94,7 +94,9 @@ class RateLimit:
 
     def acquire(self, rate: float, burst: int | None = None) -> float:
         """Take one token, sleeping until it is this caller's turn; returns the seconds waited.
-        `burst` (default: one second's worth of tokens) is how many may go at once."""
+        `burst` is how many may go at once: by default half a second's worth, so that a limiter
+        like Stripe's (a bucket of one second's worth) keeps the other half for the jitter between
+        the moment a request leaves and the moment it is counted there."""
         wait = self.reserve(rate, burst)
         if wait > 0:
             time.sleep(wait)
@@ -102,7 +104,7 @@ class RateLimit:
 
     def reserve(self, rate: float, burst: int | None = None) -> float:
         """Reserve the next token; returns the seconds until it may be used."""
-        burst = max(1, int(rate) if burst is None else burst)
+        burst = max(1, int(rate / 2) if burst is None else burst)
         url = self.redis_url
         if url and not _pause.active():
             interval = 1_000_000 / rate
