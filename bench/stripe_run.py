@@ -137,6 +137,10 @@ PaymentMethod.objects.bulk_update(methods, ["gateway", "gateway_id"], batch_size
         path.unlink()
         return template
 
+    def emulator_ms(self) -> float:
+        """The emulator's own time per request let through (on top of the proxy's latency)."""
+        return 1000 * self.proxy.upstream_seconds / max(1, self.proxy.forwarded)
+
     # -- a round -----------------------------------------------------------------------------
 
     def run(self, url: str, workers: int, *, root: Path = ROOT, now: str = RENEW_AT,
@@ -275,7 +279,8 @@ def main() -> None:
             print(f"  {workers} worker(s), load {load} -> {billing_run.loadavg()}: {rate:6.1f} renewals/s "
                   f"({timing.seconds:.1f} s) = {rate / args.limit:.2f} of Stripe's limit; "
                   f"{bench.proxy.requests / args.n:.2f} requests per renewal, {bench.proxy.rejected} 429s, "
-                  f"{bench.proxy.max_in_flight} in flight at most; per 1,000: worker CPU "
+                  f"{bench.proxy.max_in_flight} in flight at most, emulator {bench.emulator_ms():.0f} ms a request; "
+                  f"per 1,000: worker CPU "
                   f"{timing.cpu * 1000 / args.n:.1f} s; peak {timing.maxrss_mb:.0f} MB", flush=True)
             if args.receipts and workers == args.workers[0]:
                 drained, sent = bench.receipts(url)

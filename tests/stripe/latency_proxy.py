@@ -5,7 +5,7 @@ second's worth by default, as Stripe's limiter) it is answered 429 without reach
 For tests it can also refuse the next requests with 429 (`reject_next`, `reject_all`) or forward
 a request and then drop the connection before answering (`lose_answers`: the charge happened, the
 caller never hears of it). It counts what it saw: requests, 429s, the most requests in flight at
-once, and the idempotency keys of the charges (POST /v1/payment_intents) it let through and those
+once, the time the emulator itself took, and the idempotency keys of the charges (POST /v1/payment_intents) it let through and those
 it refused. Used by tests/stripe/test_concurrency.py and bench/stripe_run.py.
 
 It runs in a thread of the caller with its own event loop, on a free 127.0.0.1 port.
@@ -42,6 +42,8 @@ class LatencyProxy:
         """Forget the counts (and fill the bucket)."""
         self.requests = 0
         self.rejected = 0
+        self.forwarded = 0
+        self.upstream_seconds = 0.0  # time the emulator took to answer the requests let through
         self.in_flight = 0
         self.max_in_flight = 0
         self.charges_forwarded: Counter[str] = Counter()  # idempotency key -> times let through
@@ -123,10 +125,13 @@ class LatencyProxy:
                 headers = {"Retry-After": self.retry_after} if self.retry_after else {}
                 return web.json_response(RATE_LIMITED, status=429, headers=headers)
             headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
+            started = time.monotonic()
             async with self._session.request(request.method, self.upstream + request.path_qs, data=body or None,
                                              headers=headers) as upstream:
                 answer = await upstream.read()
                 status = upstream.status
+            self.upstream_seconds += time.monotonic() - started
+            self.forwarded += 1
             if charge_key:
                 self.charges_forwarded[charge_key] += 1
             if self.lose_answers > 0:
