@@ -5,8 +5,9 @@ second's worth by default, as Stripe's limiter) it is answered 429 without reach
 For tests it can also refuse the next requests with 429 (`reject_next`, `reject_all`) or forward
 a request and then drop the connection before answering (`lose_answers`: the charge happened, the
 caller never hears of it). It counts what it saw: requests, 429s, the most requests in flight at
-once, the time the emulator itself took, and the idempotency keys of the charges (POST /v1/payment_intents) it let through and those
-it refused. Used by tests/stripe/test_concurrency.py and bench/stripe_run.py.
+once, the time the emulator itself took, and the idempotency keys of the charges
+(POST /v1/payment_intents) it let through and those it refused. Used by
+tests/stripe/test_concurrency.py and bench/stripe_run.py.
 
 It runs in a thread of the caller with its own event loop, on a free 127.0.0.1 port.
 """

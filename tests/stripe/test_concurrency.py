@@ -14,6 +14,7 @@ import pytest
 import stripe
 
 from core import ratelimit
+from core.pause import Pause
 from invoices.gateways import ChargeRequest
 from invoices.gateways import stripe as stripe_gateway
 from invoices.models import InvoiceStatus, Payment, PaymentStatus
@@ -32,6 +33,7 @@ def proxy(localstripe, settings, monkeypatch):
     starts with empty buckets (a bucket remembers the slots it handed out)."""
     monkeypatch.setattr(stripe_gateway, "_buckets", {})
     monkeypatch.setattr(stripe_gateway, "BACKOFF_SECONDS", 0.02)
+    monkeypatch.setattr(stripe_gateway, "_rate_limited", Pause(stripe_gateway.RATE_LIMITED_PAUSE_SECONDS))
     settings.STRIPE_MAX_REQUESTS_PER_SECOND = 1000
     settings.REDIS_URL = ""
     running = LatencyProxy(localstripe.url, latency=0.0, rate=1000)
@@ -126,17 +128,23 @@ def test_pay2_a_429_is_sent_again_with_the_same_key_and_charges_once(gateway, pr
 
 def test_pay2_a_429_past_its_retries_is_unknown_never_a_decline(gateway, proxy):
     """When Stripe keeps answering 429, the charge's outcome is unknown (None), after a bounded
-    number of tries with the same key; nothing reached the bank."""
+    number of tries with the same key; nothing reached the bank. The next request is then sent once
+    (no 3.5 s of backoff each while Stripe says "slow down"), and all is normal once it answers."""
     card = _card(gateway)
     proxy.reset()
     proxy.reject_all = True
 
     assert gateway.charge_many([_request(card, "prorata-test-429-always")]) == [None]
+    assert gateway.charge_many([_request(card, "prorata-test-429-next")]) == [None]
 
-    assert proxy.charges_rejected == {"prorata-test-429-always": stripe_gateway.RATE_LIMITED_TRIES}
+    assert proxy.charges_rejected == {"prorata-test-429-always": stripe_gateway.RATE_LIMITED_TRIES,
+                                      "prorata-test-429-next": 1}
     assert not proxy.charges_forwarded
     proxy.reject_all = False
     assert _charges_of(card[0]) == []
+    proxy.reject_next = 1
+    [result] = gateway.charge_many([_request(card, "prorata-test-429-after")])
+    assert result.succeeded and proxy.charges_rejected["prorata-test-429-after"] == 1
 
 
 def test_pay2_a_lost_answer_stays_unknown_and_is_settled_by_its_key(gateway, proxy):
