@@ -103,7 +103,10 @@ class RateLimit:
         return wait
 
     def reserve(self, rate: float, burst: int | None = None) -> float:
-        """Reserve the next token; returns the seconds until it may be used."""
+        """Reserve the next token; returns the seconds until it may be used. A rate of 0 or less
+        is no limit."""
+        if rate <= 0:
+            return 0.0
         burst = max(1, int(rate / 2) if burst is None else burst)
         url = self.redis_url
         if url and not _pause.active():

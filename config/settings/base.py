@@ -192,7 +192,8 @@ STRIPE_JS_URL = env.str("STRIPE_JS_URL", default="https://js.stripe.com/v3/")
 STRIPE_LIVE_MODE = env.bool("STRIPE_LIVE_MODE", default=False)
 STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)  # safe: every write has a key
 # Stripe answers 429 past 100 requests a second in live mode, 25 in test mode: every request takes a
-# token of this shared limit first (core/ratelimit.py), with headroom for the dashboard and webhooks' reads.
+# token of this shared limit first (core/ratelimit.py), with headroom for the dashboard and webhooks' reads
+# (0: no limit).
 STRIPE_MAX_REQUESTS_PER_SECOND = env.float(
     "STRIPE_MAX_REQUESTS_PER_SECOND", default=80 if STRIPE_SECRET_KEY.startswith(("sk_live_", "rk_live_")) else 20)
 # Charges in flight at once per billing-run worker (StripeGateway.charge_many): at ~250 ms a request,

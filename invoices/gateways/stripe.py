@@ -32,6 +32,7 @@ time, one request per charge (see its docstring for why no lookup comes first).
 import hashlib
 import logging
 import random
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -96,15 +97,17 @@ MAX_BACKOFF_SECONDS = 5.0
 RATE_LIMITED_PAUSE_SECONDS = 5.0
 
 _buckets: dict[str, RateLimit] = {}
+_buckets_lock = threading.Lock()
 _rate_limited = Pause(RATE_LIMITED_PAUSE_SECONDS)
 
 
 def rate_limit_for(authorization: str) -> RateLimit:
     """The shared bucket of one Stripe account (its secret key, hashed: never stored in Redis)."""
     name = "stripe:" + hashlib.sha256(authorization.encode()).hexdigest()[:16]
-    if name not in _buckets:
-        _buckets[name] = RateLimit(name)
-    return _buckets[name]
+    with _buckets_lock:  # charge_many's threads: one bucket object per key in the process
+        if name not in _buckets:
+            _buckets[name] = RateLimit(name)
+        return _buckets[name]
 
 
 class LimitedClient(stripe.RequestsClient):

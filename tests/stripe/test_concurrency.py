@@ -266,3 +266,34 @@ def test_a_redis_that_is_down_falls_back_to_the_process_share_at_once(settings):
         assert waits[:5] == [0.0] * 5 and waits[5] > 0  # the process's share: 50/s with a burst of 5
     finally:
         ratelimit.ratelimit_resume()
+
+
+def test_pay2_answers_lost_in_a_batch_are_settled_by_key_and_never_charged_twice(
+        localstripe, proxy, catalog, django_capture_on_commit_callbacks):
+    """REN-3 with PAY-2: two answers of a billing run's batch are lost after Stripe charged (as when
+    a worker dies between the charge and the record); the run asks Stripe about those keys and
+    records them paid; a second run changes nothing. Each card is charged once for the renewal."""
+    from subscriptions import billing
+    from subscriptions.scheduler import run
+    from tests.factories import AccountFactory
+
+    subscribed = datetime(2026, 4, 1, tzinfo=UTC)
+    accounts = [AccountFactory() for _ in range(3)]
+    for account in accounts:
+        billing.set_payment_method(account, "pm_card_visa", now=subscribed)
+        billing.subscribe(account, "personal", now=subscribed)
+    proxy.reset()
+    proxy.lose_answers = 2
+
+    for now in (datetime(2026, 4, 30, tzinfo=UTC), datetime(2026, 4, 30, 0, 5, tzinfo=UTC)):
+        with django_capture_on_commit_callbacks(execute=True):
+            report = run(now, fan_out=False)
+        assert not report.failures
+
+    renewals = Payment.objects.filter(invoice__kind="renewal")
+    assert sorted(renewals.values_list("status", flat=True)) == [PaymentStatus.SUCCEEDED] * 3
+    assert all(payment.invoice.status == InvoiceStatus.PAID for payment in renewals)
+    assert sorted(proxy.charges_forwarded.values()) == [1, 1, 1]
+    for account in accounts:
+        account.refresh_from_db()
+        assert len(_charges_of(account.gateway_customer_id)) == 2  # the first period and the renewal
