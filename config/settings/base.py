@@ -191,6 +191,14 @@ STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")  # e.g. a local emulato
 STRIPE_JS_URL = env.str("STRIPE_JS_URL", default="https://js.stripe.com/v3/")
 STRIPE_LIVE_MODE = env.bool("STRIPE_LIVE_MODE", default=False)
 STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)  # safe: every write has a key
+# Stripe answers 429 past 100 requests a second in live mode, 25 in test mode: every request takes a
+# token of this shared limit first (core/ratelimit.py), with headroom for the dashboard and webhooks' reads
+# (0: no limit).
+STRIPE_MAX_REQUESTS_PER_SECOND = env.float(
+    "STRIPE_MAX_REQUESTS_PER_SECOND", default=80 if STRIPE_SECRET_KEY.startswith(("sk_live_", "rk_live_")) else 20)
+# Charges in flight at once per billing-run worker (StripeGateway.charge_many): at ~250 ms a request,
+# 32 keep up with 128 requests a second; the rate limit above is the bound.
+STRIPE_CONCURRENCY = env.int("STRIPE_CONCURRENCY", default=32)
 STRIPE_TEST_SECRET_KEY = STRIPE_SECRET_KEY if not STRIPE_LIVE_MODE else ""
 STRIPE_LIVE_SECRET_KEY = STRIPE_SECRET_KEY if STRIPE_LIVE_MODE else ""
 # One Stripe customer per account (Account.email is the owner's address).

@@ -87,7 +87,9 @@ class Gateway(Protocol):
 
     # Optional: `charge_many(requests: list[ChargeRequest]) -> list[ChargeResult | None]`, the
     # results in the order of the requests, None where the outcome is unknown. The billing run
-    # uses it when a gateway has it (the sandbox); otherwise it calls `charge` once per payment.
+    # uses it when a gateway has it (the sandbox, Stripe); otherwise it calls `charge` once per
+    # payment. Its requests are first sends of attempts recorded moments ago: a gateway may rely on
+    # its own idempotency window for them (Stripe: 24 h) instead of looking each key up first.
 
     def find_charge(self, idempotency_key: str) -> ChargeResult | None:
         """The outcome of the attempt made with this key, or None if the gateway never saw it.

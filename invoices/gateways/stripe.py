@@ -16,9 +16,25 @@ that ignores the header.
 
 The customer's id comes from the caller (`charge`) or, for `find_charge`, from our Payment row
 with that key (its account's customer), since Stripe cannot list PaymentIntents by metadata.
+
+Stripe's speed limit
+--------------------
+Every request to Stripe (charges, lookups, dj-stripe's syncs, stripe-python's own retries) goes
+through one HTTP client (`LimitedClient`) that first takes a token of STRIPE_MAX_REQUESTS_PER_SECOND
+from a bucket shared by every worker (core/ratelimit.py), one bucket per secret key. A 429 all the
+same (a dashboard user, another system on the account) means "try later": the very same request,
+with the same idempotency key, is sent again after a backoff (Stripe's Retry-After when it gives
+one), at most RATE_LIMITED_TRIES times; then the caller gets GatewayUnavailable, an unknown outcome
+settled by PAY-2's lookup, never a decline. `charge_many` charges a batch STRIPE_CONCURRENCY at a
+time, one request per charge (see its docstring for why no lookup comes first).
 """
 
+import hashlib
 import logging
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from decimal import Decimal
 
@@ -28,7 +44,18 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.utils import timezone
 
-from .base import CardDeclined, CardDetails, ChargeResult, GatewayError, GatewayUnavailable, RefundResult
+from core.pause import Pause
+from core.ratelimit import RateLimit
+
+from .base import (
+    CardDeclined,
+    CardDetails,
+    ChargeRequest,
+    ChargeResult,
+    GatewayError,
+    GatewayUnavailable,
+    RefundResult,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -59,10 +86,74 @@ def from_minor(minor: int, currency: str) -> Decimal:
     return Decimal(int(minor)).scaleb(-exponent).quantize(Decimal(1).scaleb(-exponent))
 
 
+# A 429 is sent again after 0.5, 1, 2 s (with jitter), or after Stripe's Retry-After up to 5 s: a
+# request waits at most ~3.5 s more (a web request too) before its outcome is "unknown, try later".
+# Once one request has used up its tries, the process sends each request once (a 429 is "unknown"
+# at once) until Stripe answers something else or RATE_LIMITED_PAUSE_SECONDS pass: a run's lookups
+# of its unknown payments then cost a round trip each, not 3.5 s each.
+RATE_LIMITED_TRIES = 4
+BACKOFF_SECONDS = 0.5
+MAX_BACKOFF_SECONDS = 5.0
+RATE_LIMITED_PAUSE_SECONDS = 5.0
+
+_buckets: dict[str, RateLimit] = {}
+_buckets_lock = threading.Lock()
+_rate_limited = Pause(RATE_LIMITED_PAUSE_SECONDS)
+
+
+def rate_limit_for(authorization: str) -> RateLimit:
+    """The shared bucket of one Stripe account (its secret key, hashed: never stored in Redis)."""
+    name = "stripe:" + hashlib.sha256(authorization.encode()).hexdigest()[:16]
+    with _buckets_lock:  # charge_many's threads: one bucket object per key in the process
+        if name not in _buckets:
+            _buckets[name] = RateLimit(name)
+        return _buckets[name]
+
+
+class LimitedClient(stripe.RequestsClient):
+    """stripe-python's requests client, with a token of the shared rate limit taken before each
+    request and a 429 sent again after a backoff (the module's docstring). Thread-safe as its
+    parent: one requests session per thread."""
+
+    def request(self, method, url, headers, post_data=None):
+        bucket = rate_limit_for((headers or {}).get("Authorization", ""))
+        tries = 1 if _rate_limited.active() else RATE_LIMITED_TRIES
+        for attempt in range(1, tries + 1):
+            bucket.acquire(settings.STRIPE_MAX_REQUESTS_PER_SECOND)
+            content, status, rheaders = super().request(method, url, headers, post_data)
+            if status != 429:
+                _rate_limited.end()
+                return content, status, rheaders
+            if attempt == tries:
+                _rate_limited.start()
+                return content, status, rheaders
+            delay = backoff_seconds(attempt, rheaders.get("Retry-After"))
+            logger.info("Stripe answered 429 to %s %s; sending it again in %.2f s", method, url, delay)
+            time.sleep(delay)
+        raise AssertionError("unreachable")
+
+
+def backoff_seconds(attempt: int, retry_after: str | None) -> float:
+    """Stripe's Retry-After (seconds) when it gives one, else 0.5, 1, 2 … s with jitter; at most 5 s.
+
+    (1, None) -> 0.25..0.5;  (3, None) -> 1..2;  (1, "2") -> 2.0;  (1, "60") -> 5.0
+    """
+    try:
+        given = float(retry_after) if retry_after else None
+    except ValueError:
+        given = None
+    if given is None:
+        return random.uniform(0.5, 1.0) * BACKOFF_SECONDS * 2 ** (attempt - 1)
+    return min(max(given, 0.0), MAX_BACKOFF_SECONDS)
+
+
 def configure_stripe() -> None:
-    """Point stripe-python (and so dj-stripe) at STRIPE_API_BASE, or at Stripe itself."""
+    """Point stripe-python (and so dj-stripe) at STRIPE_API_BASE, or at Stripe itself, through the
+    rate-limited client."""
     stripe.api_base = settings.STRIPE_API_BASE or DEFAULT_API_BASE
     stripe.max_network_retries = settings.STRIPE_MAX_NETWORK_RETRIES
+    if not isinstance(stripe.default_http_client, LimitedClient):
+        stripe.default_http_client = LimitedClient(verify_ssl_certs=stripe.verify_ssl_certs, proxy=stripe.proxy)
 
 
 @receiver(setting_changed)
@@ -180,6 +271,40 @@ class StripeGateway:
             if existing.get("amount") != minor or (existing.get("currency") or "").lower() != currency.lower():
                 raise GatewayError("Idempotency key reused with a different amount.")
             return self.result_of(existing)
+        return self._create(customer_id, payment_method_id, minor, currency, idempotency_key, description)
+
+    def charge_many(self, requests: list[ChargeRequest]) -> list[ChargeResult | None]:
+        """`charge` for a batch, STRIPE_CONCURRENCY charges in flight at once (threads: the work is
+        waiting for Stripe; stripe-python's client keeps one session per thread), each with its own
+        idempotency key; the results in the requests' order, None where the outcome is unknown
+        (no answer, a 429 past its retries, a charge still processing: PAY-2 settles it).
+
+        One request per charge, no lookup first: the batch is the billing run's first send of
+        attempts it recorded a moment ago (`invoices_issue_many`), never sent before; a rerun after
+        a crash does not send them again (their periods are invoiced, REN-3), it settles them by
+        key (PAY-2). So Stripe's Idempotency-Key (kept 24 h) is what makes a repeat safe, and the
+        look-first of `charge`, which guards keys older than that, would only halve the rate."""
+        configure_stripe()  # once, before the threads (they only read stripe-python's settings)
+        if not requests:
+            return []
+        workers = max(1, min(settings.STRIPE_CONCURRENCY, len(requests)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stripe-charge") as pool:
+            return list(pool.map(self._first_send, requests))
+
+    def _first_send(self, request: ChargeRequest) -> ChargeResult | None:
+        try:
+            return self._create(request.customer_id, request.payment_method_id,
+                                to_minor(request.amount, request.currency), request.currency,
+                                request.idempotency_key, request.description)
+        except GatewayUnavailable:
+            return None
+        except GatewayError:  # refused, not declined (e.g. an unknown card): unknown, settled by key
+            logger.exception("Stripe refused the charge %s", request.idempotency_key)
+            return None
+
+    def _create(self, customer_id, payment_method_id, minor: int, currency: str, idempotency_key: str,
+                description: str) -> ChargeResult:
+        """One PaymentIntent, created and confirmed off-session; a CardError is a decline."""
         metadata = {METADATA_KEY: idempotency_key}
         if description:
             metadata["description"] = description[:500]
