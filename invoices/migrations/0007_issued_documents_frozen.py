@@ -1,0 +1,53 @@
+"""INV-6: invoices and credit notes keep the seller and the calendar (time zone) they were issued with.
+
+Existing rows, best effort: they get what they print today. The seller is the one configured when
+this migration runs (the column's default is evaluated once for the rows already there; nothing
+records an earlier configuration), the time zone is the account's now, and an invoice issued with
+no billing name (an old row) gets the account's name, which its documents printed in its place.
+From then on nothing of that changes."""
+
+import core.seller
+from django.db import migrations, models
+from django.db.models import OuterRef, Subquery
+
+
+def documents_freeze(apps, schema_editor):
+    Account = apps.get_model("accounts", "Account")
+    for name in ("Invoice", "CreditNote"):
+        model = apps.get_model("invoices", name)
+        model.objects.filter(timezone="").update(
+            timezone=Subquery(Account.objects.filter(pk=OuterRef("account_id")).values("timezone")[:1]))
+    apps.get_model("invoices", "Invoice").objects.filter(bill_to_name="", bill_to_company="").update(
+        bill_to_name=Subquery(Account.objects.filter(pk=OuterRef("account_id")).values("name")[:1]))
+
+
+class Migration(migrations.Migration):
+
+    dependencies = [
+        ('invoices', '0006_taxes'),
+        ('accounts', '0008_billing_calendar'),
+    ]
+
+    operations = [
+        migrations.AddField(
+            model_name='creditnote',
+            name='seller',
+            field=models.JSONField(blank=True, default=core.seller.seller_record, help_text='The seller as configured at issue.'),
+        ),
+        migrations.AddField(
+            model_name='creditnote',
+            name='timezone',
+            field=models.CharField(blank=True, help_text="The account's billing time zone at issue: the calendar of the dates printed.", max_length=64),
+        ),
+        migrations.AddField(
+            model_name='invoice',
+            name='seller',
+            field=models.JSONField(blank=True, default=core.seller.seller_record, help_text='The seller as configured at issue.'),
+        ),
+        migrations.AddField(
+            model_name='invoice',
+            name='timezone',
+            field=models.CharField(blank=True, help_text="The account's billing time zone at issue: the calendar of the dates printed.", max_length=64),
+        ),
+        migrations.RunPython(documents_freeze, migrations.RunPython.noop),
+    ]
