@@ -37,7 +37,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='creditnote',
             name='timezone',
-            field=models.CharField(blank=True, help_text="The account's billing time zone at issue: the calendar of the dates printed.", max_length=64),
+            field=models.CharField(blank=True, help_text="The account's billing time zone at issue: the calendar of its dates.", max_length=64),
         ),
         migrations.AddField(
             model_name='invoice',
@@ -47,7 +47,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='invoice',
             name='timezone',
-            field=models.CharField(blank=True, help_text="The account's billing time zone at issue: the calendar of the dates printed.", max_length=64),
+            field=models.CharField(blank=True, help_text="The account's billing time zone at issue: the calendar of its dates.", max_length=64),
         ),
         migrations.RunPython(documents_freeze, migrations.RunPython.noop),
     ]
