@@ -152,9 +152,9 @@ class _Document(FPDF):
         for label, value in facts:
             self.set_x(self.l_margin + half)
             self.use(9, color=MUTED)
-            self.cell(half * 0.42, 5, self.clean(label))
+            self.cell(half * 0.36, 5, self.clean(label))
             self.use(10, bold=label in ("Status",))
-            self.multi_cell(half * 0.58, 5, self.clean(value), align="R", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+            self.multi_cell(half * 0.64, 5, self.clean(value), align="R", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
         self.set_y(max(left_bottom, self.get_y()) + 6)
 
     def table_rows(self, headings: tuple[str, ...], rows: list[tuple[str, ...]], widths: tuple[int, ...],
