@@ -303,3 +303,18 @@ def test_inv6_an_invoice_keeps_its_dates_when_the_account_moves_across_the_date_
     html = page_text(client, reverse("invoices:detail", args=[invoice.pk]))
     assert "Issued 2026-04-02" in html and "2026-04-02 to 2026-05-02" in html
     assert invoice.timezone == ZONE and (invoice.issued_at + timedelta(hours=14)).day == 2
+
+
+def test_inv6_the_back_office_shows_what_a_document_was_issued_with(issued):
+    """Staff read the seller and the calendar a document prints, not the settings in force now."""
+    root = UserFactory(username="root@prorata.test", is_staff=True, is_superuser=True)
+    client = Client()
+    client.force_login(root)
+    invoice = Invoice.objects.filter(account=issued, kind=InvoiceKind.UPGRADE).get()
+    note = CreditNote.objects.get(account=issued)
+    with override_settings(**SELLER_LATER):
+        pages = [client.get(reverse("admin:invoices_invoice_change", args=[invoice.pk])).content.decode(),
+                 client.get(reverse("admin:invoices_creditnote_change", args=[note.pk])).content.decode()]
+    for html in pages:
+        assert "Seller as issued" in html and "Beispiel Analytics GmbH · Hauptstrasse 1" in html
+        assert "Renamed Holding Ltd" not in html and ZONE in html
