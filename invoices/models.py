@@ -352,6 +352,10 @@ class Payment(models.Model):
     payment_method = models.ForeignKey(
         PaymentMethod, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The card as it was when charged (INV-6): a card the bank updates later (PAY-9) or one removed
+    # does not change what an invoice says paid it.
+    card_brand = models.CharField(max_length=20, blank=True)
+    card_last4 = models.CharField(max_length=4, blank=True)
     amount = models.DecimalField(**MONEY)
     currency = models.CharField(max_length=3, default="USD")
     idempotency_key = models.CharField(max_length=120, unique=True)
@@ -370,6 +374,11 @@ class Payment(models.Model):
 
     def __str__(self):
         return f"{self.amount} {self.currency} {self.status} ({self.idempotency_key})"
+
+    @property
+    def method_label(self) -> str:
+        """The card charged, as an invoice prints it: "Visa •••• 4242" (the gateway's name without a card)."""
+        return f"{self.card_brand.title()} •••• {self.card_last4}" if self.card_last4 else self.gateway
 
 
 class RefundStatus(models.TextChoices):

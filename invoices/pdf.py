@@ -334,7 +334,7 @@ def _draw_invoice(invoice: Invoice, *, unicode_font: bool) -> _Document:
     if payments:
         pdf.table_rows(
             ("Date", "Method", "Amount", "Result"),
-            [(_day(p.attempted_at, zone), str(p.payment_method) if p.payment_method else p.gateway, money(p.amount),
+            [(_day(p.attempted_at, zone), p.method_label, money(p.amount),
               p.get_status_display() + (f": {p.decline_message}" if p.decline_message else "")
               + (f" (refunded {money(p.refunded_amount)})" if p.refunded_amount else ""))
              for p in payments],

@@ -331,9 +331,12 @@ def invoices_issue_many(drafts: list[Draft], *, now, audit_actor: str) -> list[A
     for chunk in sql.chunks(rows, len(payment_columns)):
         source, params = sql.rows_from(payment_columns, chunk)
         payment_of.update((invoice_id, pk) for pk, invoice_id in sql.run(
-            f"INSERT INTO {Payment._meta.db_table} ({', '.join(payment_columns)}, gateway, gateway_reference, "
-            "status, decline_code, decline_message, refunded_amount, attempted_at) "
-            f"SELECT {', '.join(payment_columns)}, %s, '', %s, '', '', 0, %s FROM {source} RETURNING id, invoice_id",
+            f"INSERT INTO {Payment._meta.db_table} ({', '.join(payment_columns)}, card_brand, card_last4, gateway, "
+            "gateway_reference, status, decline_code, decline_message, refunded_amount, attempted_at) "
+            f"SELECT {', '.join('v.' + c for c in payment_columns)}, COALESCE(m.brand, ''), COALESCE(m.last4, ''), "
+            f"%s, '', %s, '', '', 0, %s FROM {source} " + sql.probe_join(  # the card as charged (INV-6)
+                PaymentMethod._meta.db_table, "m", "m.id = v.payment_method_id", ["brand", "last4"], left=True)
+            + " RETURNING id, invoice_id",
             [gateway, PaymentStatus.UNKNOWN, now, *params]))
     _invoices_number_and_insert(ids, drafts, taxed, [customers[d.account_id] for d in drafts],
                                 [decisions[d.account_id] for d in drafts], year, now, audit_actor)
@@ -510,6 +513,7 @@ def payment_begin(invoice: Invoice, payment_method: PaymentMethod, *, now) -> Pa
     attempt = Payment.objects.filter(invoice=invoice).count() + 1
     return Payment.objects.create(
         invoice=invoice, account_id=invoice.account_id, payment_method=payment_method,
+        card_brand=payment_method.brand, card_last4=payment_method.last4,
         amount=invoice.amount_due, currency=invoice.currency,
         idempotency_key=f"prorata-inv{invoice.pk}-a{attempt}", gateway=get_gateway().name,
         status=PaymentStatus.UNKNOWN, attempted_at=now,

@@ -3,7 +3,8 @@
 Existing rows, best effort: they get what they print today. The seller is the one configured when
 this migration runs (the column's default is evaluated once for the rows already there; nothing
 records an earlier configuration), the time zone is the account's now, and an invoice issued with
-no billing name (an old row) gets the account's name, which its documents printed in its place.
+no billing name (an old row) gets the account's name, which its documents printed in its place;
+each payment attempt records the card it was made with (brand, last 4 digits) as that card reads now.
 From then on nothing of that changes."""
 
 import core.seller
@@ -17,6 +18,10 @@ def documents_freeze(apps, schema_editor):
         model = apps.get_model("invoices", name)
         model.objects.filter(timezone="").update(
             timezone=Subquery(Account.objects.filter(pk=OuterRef("account_id")).values("timezone")[:1]))
+    PaymentMethod = apps.get_model("invoices", "PaymentMethod")
+    card = PaymentMethod.objects.filter(pk=OuterRef("payment_method_id"))
+    apps.get_model("invoices", "Payment").objects.filter(payment_method__isnull=False).update(
+        card_brand=Subquery(card.values("brand")[:1]), card_last4=Subquery(card.values("last4")[:1]))
     apps.get_model("invoices", "Invoice").objects.filter(bill_to_name="", bill_to_company="").update(
         bill_to_name=Subquery(Account.objects.filter(pk=OuterRef("account_id")).values("name")[:1]))
 
@@ -48,6 +53,16 @@ class Migration(migrations.Migration):
             model_name='invoice',
             name='timezone',
             field=models.CharField(blank=True, help_text="The account's billing time zone at issue: the calendar of its dates.", max_length=64),
+        ),
+        migrations.AddField(
+            model_name='payment',
+            name='card_brand',
+            field=models.CharField(blank=True, max_length=20),
+        ),
+        migrations.AddField(
+            model_name='payment',
+            name='card_last4',
+            field=models.CharField(blank=True, max_length=4),
         ),
         migrations.RunPython(documents_freeze, migrations.RunPython.noop),
     ]

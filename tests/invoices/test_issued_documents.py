@@ -15,7 +15,7 @@ from django.urls import reverse
 from accounts.groups import BILLING_MANAGERS, ensure_staff_groups
 from accounts.models import Account
 from core.seller import seller
-from invoices.models import CreditNote, CreditNoteKind, Invoice, InvoiceKind
+from invoices.models import CreditNote, CreditNoteKind, Invoice, InvoiceKind, PaymentMethod
 from invoices.pdf import credit_note_pdf, invoice_pdf
 from invoices.taxes import EU_RATES, tax_rates_load_file
 from plans.models import Plan
@@ -121,7 +121,7 @@ def test_inv6_issued_invoices_and_credit_notes_read_the_same_after_settings_deta
     pages, pdfs = documents()
     upgrade_text = pdf_text(pdfs[1], tmp_path)
     # As issued: the seller then, the customer's details then, dates on Kiritimati's calendar.
-    for fact in ("Beispiel Analytics GmbH", "Hauptstrasse 1", "10115 Berlin", "VAT ID DE136695976",
+    for fact in ("Beispiel Analytics GmbH", "Hauptstrasse 1", "10115 Berlin", "VAT ID DE136695976", "Visa **** 4242",
                  "Acme GmbH", "Torstrasse 5", "Issue date", "2026-04-17", "2026-04-17 to 2026-05-02", "VAT 19"):
         assert fact in upgrade_text, fact
     assert "2026-04-17" in pages[1] and "Beispiel Analytics GmbH" in pages[1] and "Acme GmbH" in pages[2]
@@ -133,6 +133,7 @@ def test_inv6_issued_invoices_and_credit_notes_read_the_same_after_settings_deta
                                                      vat_id="", billing_email="ap@other.example")
         account.refresh_from_db()
         billing.set_billing_zone(account, "America/Adak", now=at("2026-04-22T11:00"))  # UTC-10: a day earlier
+        PaymentMethod.objects.filter(account=account).update(last4="4444", exp_year=2031)  # the bank's updater (PAY-9)
         billing.change_plan(current(account), "free", "monthly", now=at("2026-04-22T12:00"))  # scheduled
         Plan.objects.filter(code="personal").update(name="Personal Plus")
         Plan.objects.filter(code="advanced").update(name="Advanced Pro")
