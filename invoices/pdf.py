@@ -80,6 +80,7 @@ class _Document(FPDF):
         self.set_title(f"{title} {number}")
         self.set_author(self.seller.name)
         self.set_creator("Prorata billing")
+        self.set_producer("Prorata billing")  # not the library's version: a document's bytes depend on its record
         self.set_auto_page_break(auto=True, margin=18)
         self.set_margins(18, 18, 18)
         self.alias_nb_pages()
