@@ -40,7 +40,6 @@ from .models import (
     Sequence,
     TaxRate,
 )
-from .pdf import seller_rows
 
 KINDS, STATUSES = labels(InvoiceKind), labels(InvoiceStatus)
 
@@ -56,8 +55,7 @@ class IssuedAsAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Seller as issued")
     def seller_as_issued(self, obj):
-        who = obj.issued_by_seller
-        return " · ".join([who.name, *seller_rows(who)])
+        return " · ".join([obj.issued_by_seller.name, *obj.seller_rows])
 
 
 class InvoiceLineInline(ReadOnlyInline):

@@ -8,6 +8,7 @@ from django.db import models
 from django.utils.timezone import now as tz_now
 
 from accounts.countries import country_name
+from accounts.vat import is_eu
 from core import zones
 from core.seller import Seller, seller_record
 
@@ -81,6 +82,20 @@ class Sequence(models.Model):
         return f"{self.series} {self.year}: last {self.last}"
 
 
+def seller_rows(who: Seller) -> list[str]:
+    """The seller's address, country by its ISO name, tax ID, registration and support address (TAX-1)."""
+    rows = [*who.address_lines]
+    if who.country:
+        rows.append(country_name(who.country))
+    if who.tax_id:
+        rows.append(f"{'VAT ID' if is_eu(who.country) else 'Tax ID'} {who.tax_id}")
+    if who.registration:
+        rows.append(who.registration)
+    if who.support_email:
+        rows.append(who.support_email)
+    return rows
+
+
 class IssuedDocument:
     """What an invoice and a credit note show of their tax (`tax_treatment`, `tax_rate`), and the
     facts frozen at their issue that are not amounts (INV-6): the seller (`seller`) and the calendar
@@ -90,6 +105,11 @@ class IssuedDocument:
     def issued_by_seller(self) -> Seller:
         """The seller as configured when the document was issued (INV-6), never the settings now."""
         return Seller.from_record(self.seller)
+
+    @property
+    def seller_rows(self) -> list[str]:
+        """The seller's block under its name, as the page, the PDF and the admin print it."""
+        return seller_rows(self.issued_by_seller)
 
     @property
     def zone(self):

@@ -27,11 +27,10 @@ from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
 from accounts.countries import country_name
-from accounts.vat import is_eu
 from core.money import format_money
 from core.seller import Seller
 
-from .models import CreditNote, Invoice
+from .models import CreditNote, Invoice, seller_rows
 from .selectors import invoice_status_line
 
 FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/dejavu"), Path("/usr/share/fonts/TTF"))
@@ -212,20 +211,6 @@ def span(start, end, zone) -> str:
 
 def _quantity(value: Decimal) -> str:
     return format(value.normalize(), "f") if value is not None else ""
-
-
-def seller_rows(who: Seller) -> list[str]:
-    """The seller's address, country by its ISO name, tax ID, registration and support address (TAX-1)."""
-    rows = [*who.address_lines]
-    if who.country:
-        rows.append(country_name(who.country))
-    if who.tax_id:
-        rows.append(f"{'VAT ID' if is_eu(who.country) else 'Tax ID'} {who.tax_id}")
-    if who.registration:
-        rows.append(who.registration)
-    if who.support_email:
-        rows.append(who.support_email)
-    return rows
 
 
 def _bill_to(document: Invoice) -> list[str]:

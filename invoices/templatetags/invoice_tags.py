@@ -3,12 +3,9 @@ the document was issued by (INV-6), not the one configured now."""
 
 from django import template
 
-from ..pdf import seller_rows
-
 register = template.Library()
 
 
 @register.inclusion_tag("invoices/_seller.html")
 def seller_block(document):
-    who = document.issued_by_seller
-    return {"seller": who, "rows": seller_rows(who)}
+    return {"seller": document.issued_by_seller, "rows": document.seller_rows}
