@@ -3,7 +3,7 @@
 Existing rows, best effort: they get what they print today. The seller is the one configured when
 this migration runs (the column's default is evaluated once for the rows already there; nothing
 records an earlier configuration), the time zone is the account's now, and an invoice issued with
-no billing name (an old row) gets the account's name, which its documents printed in its place;
+no billing details at all (an old row) gets the account's name, which its PDF printed in their place;
 each payment attempt records the card it was made with (brand, last 4 digits) as that card reads now.
 From then on nothing of that changes."""
 
@@ -22,7 +22,8 @@ def documents_freeze(apps, schema_editor):
     card = PaymentMethod.objects.filter(pk=OuterRef("payment_method_id"))
     apps.get_model("invoices", "Payment").objects.filter(payment_method__isnull=False).update(
         card_brand=Subquery(card.values("brand")[:1]), card_last4=Subquery(card.values("last4")[:1]))
-    apps.get_model("invoices", "Invoice").objects.filter(bill_to_name="", bill_to_company="").update(
+    apps.get_model("invoices", "Invoice").objects.filter(  # what the PDF printed in their place
+        bill_to_name="", bill_to_company="", bill_to_address="", bill_to_country="", bill_to_vat_id="").update(
         bill_to_name=Subquery(Account.objects.filter(pk=OuterRef("account_id")).values("name")[:1]))
 
 

@@ -321,3 +321,27 @@ def test_inv6_the_back_office_shows_what_a_document_was_issued_with(issued):
     for html in pages:
         assert "Seller as issued" in html and "Beispiel Analytics GmbH · Hauptstrasse 1" in html
         assert "Renamed Holding Ltd" not in html and ZONE in html
+
+
+def test_inv6_the_migration_gives_existing_documents_what_they_printed(catalog):
+    """Rows issued before INV-6 get, best effort, what they printed then: the account's time zone,
+    the card of each attempt, and the account's name where no billing details were stored."""
+    from importlib import import_module
+
+    from django.apps import apps
+
+    from invoices.models import Payment
+
+    migration = import_module("invoices.migrations.0007_issued_documents_frozen")
+    account = customer()
+    billing.subscribe(account, "advanced", "monthly", now=at("2026-04-01T11:00"))
+    invoice = Invoice.objects.get(account=account)
+    Invoice.objects.filter(pk=invoice.pk).update(timezone="", bill_to_name="", bill_to_company="", bill_to_address="",
+                                                 bill_to_country="", bill_to_vat_id="")
+    Payment.objects.filter(invoice=invoice).update(card_brand="", card_last4="")
+
+    migration.documents_freeze(apps, None)
+
+    invoice.refresh_from_db()
+    assert (invoice.timezone, invoice.bill_to_name) == (ZONE, "Acme Analytics")
+    assert [p.method_label for p in invoice.payments.all()] == ["Visa •••• 4242"]
