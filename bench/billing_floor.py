@@ -34,6 +34,9 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 LEAD = timedelta(hours=24)  # BILLING_RENEWAL_LEAD_HOURS
+# The seller each invoice stores as issued (INV-6): the demo's, one value for the batch.
+SELLER = {"name": "Prorata Demo Inc.", "address": "1 Market Street\nSan Francisco, CA 94105", "country": "US",
+          "tax_id": "", "registration": "", "support_email": "support@prorata.localhost"}
 
 DUE = """
 SELECT s.id FROM subscriptions_subscription s
@@ -48,7 +51,7 @@ SELECT s.id, s.account_id, s.current_period_end,
        s.anchor_at + make_interval(months => s.period_index + 1),
        s.anchor_at + make_interval(months => s.period_index + 2),
        p.name, p.monthly_price, p.currency, a.name, a.company, a.address, a.country, a.vat_id,
-       m.id, m.gateway_id
+       m.id, m.gateway_id, a.timezone, m.brand, m.last4
 FROM subscriptions_subscription s
 JOIN plans_plan p ON p.id = s.plan_id
 JOIN accounts_account a ON a.id = s.account_id
@@ -66,16 +69,18 @@ WITH numbers AS (
 )
 INSERT INTO invoices_invoice (account_id, subscription_id, number, kind, status, currency, dedupe_key,
     period_start, period_end, issued_at, bill_to_name, bill_to_company, bill_to_address, bill_to_country,
-    bill_to_vat_id, tax_treatment, tax_rate, tax_country, tax_vat_id, tax_mention, prices_include_tax, subtotal,
-    tax_amount, credit_applied, total, amount_paid, notes, pending_change, created_at)
+    bill_to_vat_id, seller, timezone, tax_treatment, tax_rate, tax_country, tax_vat_id, tax_mention,
+    prices_include_tax, subtotal, tax_amount, credit_applied, total, amount_paid, notes, pending_change, created_at)
 SELECT v.account_id, v.subscription_id, %(year)s || '-' || lpad((numbers.last - %(n)s + v.i)::text, 6, '0'),
     'renewal', 'open', v.currency, v.dedupe_key, v.period_start, v.period_end, %(now)s, v.name, v.company,
-    v.address, v.country, v.vat_id, 'none', 0, '', '', '', false, v.total, 0, 0, v.total, 0, '', '{}', %(now)s
+    v.address, v.country, v.vat_id, %(seller)b::jsonb, v.timezone, 'none', 0, '', '', '', false, v.total, 0, 0,
+    v.total, 0, '', '{}', %(now)s
 FROM numbers, unnest(%(account_id)b::bigint[], %(subscription_id)b::bigint[], %(currency)b::text[],
     %(dedupe_key)b::text[], %(period_start)b::timestamptz[], %(period_end)b::timestamptz[], %(name)b::text[],
-    %(company)b::text[], %(address)b::text[], %(country)b::text[], %(vat_id)b::text[], %(total)b::numeric[])
+    %(company)b::text[], %(address)b::text[], %(country)b::text[], %(vat_id)b::text[], %(total)b::numeric[],
+    %(timezone)b::text[])
     WITH ORDINALITY AS v(account_id, subscription_id, currency, dedupe_key, period_start, period_end, name,
-                         company, address, country, vat_id, total, i)
+                         company, address, country, vat_id, total, timezone, i)
 RETURNING id, subscription_id, number
 """
 
@@ -100,14 +105,16 @@ def renew_batch(conn, ids, now, due) -> int:
             return 0
         rows = []
         for (sub_id, account_id, _end, start, end, plan, price, currency, name, company, address, country, vat_id,
-             method_id, method_gateway_id) in claimed:
+             method_id, method_gateway_id, zone, brand, last4) in claimed:
             rows.append((account_id, sub_id, currency, f"renewal:{sub_id}:{start.isoformat()}", start, end,
-                         name, company, address, country, vat_id, price, plan, method_id, method_gateway_id))
+                         name, company, address, country, vat_id, price, plan, method_id, method_gateway_id, zone,
+                         brand, last4))
         columns = list(zip(*rows, strict=True))
         params = dict(zip(("account_id", "subscription_id", "currency", "dedupe_key", "period_start",
                            "period_end", "name", "company", "address", "country", "vat_id", "total"),
                           map(list, columns[:12]), strict=True))
-        invoices = conn.execute(INVOICES, {**params, "n": len(rows), "year": now.year, "now": now}).fetchall()
+        invoices = conn.execute(INVOICES, {**params, "timezone": [row[15] for row in rows], "seller": Jsonb(SELLER),
+                                           "n": len(rows), "year": now.year, "now": now}).fetchall()
         invoice_of = {sub_id: (invoice_id, number) for invoice_id, sub_id, number in invoices}
         invoice_ids = [invoice_of[row[1]][0] for row in rows]
         conn.execute(
@@ -124,13 +131,14 @@ def renew_batch(conn, ids, now, due) -> int:
             [now, [row[0] for row in rows], [str(i) for i in invoice_ids],
              [Jsonb({"number": invoice_of[row[1]][1], "kind": "renewal", "total": str(row[11])}) for row in rows]])
         payments = conn.execute(
-            "INSERT INTO invoices_payment (invoice_id, account_id, payment_method_id, amount, currency, "
-            "idempotency_key, gateway, gateway_reference, status, decline_code, decline_message, refunded_amount, "
-            "attempted_at) SELECT i, a, m, amt, c, 'prorata-inv' || i || '-a1', 'sandbox', '', 'unknown', '', '', "
-            "0, %b FROM unnest(%b::bigint[], %b::bigint[], %b::bigint[], %b::numeric[], %b::text[]) "
-            "AS v(i, a, m, amt, c) RETURNING id, invoice_id, idempotency_key",
-            [now, invoice_ids, [row[0] for row in rows], [row[13] for row in rows], [row[11] for row in rows],
-             [row[2] for row in rows]]).fetchall()
+            "INSERT INTO invoices_payment (invoice_id, account_id, payment_method_id, card_brand, card_last4, amount, "
+            "currency, idempotency_key, gateway, gateway_reference, status, decline_code, decline_message, "
+            "refunded_amount, attempted_at) SELECT i, a, m, cb, cl, amt, c, 'prorata-inv' || i || '-a1', 'sandbox', "
+            "'', 'unknown', '', '', 0, %b FROM unnest(%b::bigint[], %b::bigint[], %b::bigint[], %b::text[], "
+            "%b::text[], %b::numeric[], %b::text[]) AS v(i, a, m, cb, cl, amt, c) RETURNING id, invoice_id, "
+            "idempotency_key",
+            [now, invoice_ids, [row[0] for row in rows], [row[13] for row in rows], [row[16] for row in rows],
+             [row[17] for row in rows], [row[11] for row in rows], [row[2] for row in rows]]).fetchall()
         conn.execute("UPDATE subscriptions_subscription SET renewal_invoiced_for = current_period_end "
                      "WHERE id = ANY(%b::bigint[])", [[row[1] for row in rows]])
     payment_of = {invoice_id: (payment_id, key) for payment_id, invoice_id, key in payments}

@@ -48,6 +48,16 @@ def _money(amount, currency):
     return format_money(amount, currency)
 
 
+class IssuedAsAdmin(ReadOnlyAdmin):
+    """What an invoice or a credit note was issued with (INV-6): the seller then, on one line each."""
+
+    readonly_fields = ("seller_as_issued",)
+
+    @admin.display(description="Seller as issued")
+    def seller_as_issued(self, obj):
+        return " · ".join([obj.issued_by_seller.name, *obj.seller_rows])
+
+
 class InvoiceLineInline(ReadOnlyInline):
     model = InvoiceLine
     fields = ("description", "computation", "period_start", "period_end", "quantity", "unit_price", "amount",
@@ -77,7 +87,7 @@ class TaxExportForm(forms.Form):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(ReadOnlyAdmin):
+class InvoiceAdmin(IssuedAsAdmin):
     list_display = ("number_or_draft", "account", "kind_label", "status_label", "total_amount", "tax_label_amount",
                     "tax_treatment_label", "tax_vat_id", "paid_amount", "issued", "paid")
     list_filter = ("status", "kind", "tax_treatment", ("issued_at", DateFieldListFilter),
@@ -96,6 +106,8 @@ class InvoiceAdmin(ReadOnlyAdmin):
         ("Dates", {"fields": ("period_start", "period_end", "created_at", "issued_at", "paid_at", "voided_at")}),
         ("Billed to (INV-4)", {"fields": ("bill_to_name", "bill_to_company", "bill_to_address", "bill_to_country",
                                           "bill_to_vat_id")}),
+        ("Issued as (INV-6): printed from these, never from the settings now",
+         {"fields": ("seller_as_issued", "timezone")}),
         ("Engine", {"fields": ("dedupe_key", "pending_change")}),
     ]
 
@@ -206,7 +218,8 @@ class PaymentAdmin(ReadOnlyAdmin):
 
 
 @admin.register(CreditNote)
-class CreditNoteAdmin(ReadOnlyAdmin):
+class CreditNoteAdmin(IssuedAsAdmin):
+    exclude = ("seller",)  # shown as "Seller as issued"
     list_display = ("number", "account", "invoice", "kind", "note_amount", "tax_amount", "tax_treatment", "remaining",
                     "issued_at", "issued_by")
     list_filter = ("kind", ("issued_at", DateFieldListFilter), FigureFilter)

@@ -5,9 +5,12 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
-from django.utils import timezone
+from django.utils.timezone import now as tz_now
 
 from accounts.countries import country_name
+from accounts.vat import is_eu
+from core import zones
+from core.seller import Seller, seller_record
 
 from . import tax
 
@@ -21,6 +24,12 @@ class InvoiceStatus(models.TextChoices):
     PAID = "paid", "Paid"  # settled in full
     VOID = "void", "Void"  # cancelled after issue (DUN-3 replaces the open renewal)
     UNCOLLECTIBLE = "uncollectible", "Uncollectible"  # written off
+
+
+# What a paid invoice's status says once credit notes name it (Invoice.status_label): their own
+# events, dated by the notes (invoices.selectors.invoice_status_line, INV-6).
+REFUNDED, PARTLY_REFUNDED = "Refunded", "Partly refunded"
+CREDITED, PARTLY_CREDITED = "Credited", "Partly credited"
 
 
 class InvoiceKind(models.TextChoices):
@@ -73,8 +82,40 @@ class Sequence(models.Model):
         return f"{self.series} {self.year}: last {self.last}"
 
 
-class TaxStated:
-    """What an invoice and a credit note show of their tax (`tax_treatment`, `tax_rate`)."""
+def seller_rows(who: Seller) -> list[str]:
+    """The seller's address, country by its ISO name, tax ID, registration and support address (TAX-1)."""
+    rows = [*who.address_lines]
+    if who.country:
+        rows.append(country_name(who.country))
+    if who.tax_id:
+        rows.append(f"{'VAT ID' if is_eu(who.country) else 'Tax ID'} {who.tax_id}")
+    if who.registration:
+        rows.append(who.registration)
+    if who.support_email:
+        rows.append(who.support_email)
+    return rows
+
+
+class IssuedDocument:
+    """What an invoice and a credit note show of their tax (`tax_treatment`, `tax_rate`), and the
+    facts frozen at their issue that are not amounts (INV-6): the seller (`seller`) and the calendar
+    their dates are printed on (`timezone`)."""
+
+    @property
+    def issued_by_seller(self) -> Seller:
+        """The seller as configured when the document was issued (INV-6), never the settings now."""
+        return Seller.from_record(self.seller)
+
+    @property
+    def seller_rows(self) -> list[str]:
+        """The seller's block under its name, as the page, the PDF and the admin print it."""
+        return seller_rows(self.issued_by_seller)
+
+    @property
+    def zone(self):
+        """The calendar every date of the document is printed on: the account's billing time zone at
+        issue (INV-6, D-5); a later change of the account's zone moves nothing."""
+        return zones.zone(self.timezone)
 
     @property
     def shows_tax(self) -> bool:
@@ -86,7 +127,7 @@ class TaxStated:
         return f"VAT {tax.percent(self.tax_rate)}"
 
 
-class Invoice(TaxStated, models.Model):
+class Invoice(IssuedDocument, models.Model):
     account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="invoices")
     subscription = models.ForeignKey(
         "subscriptions.Subscription", null=True, blank=True, on_delete=models.PROTECT, related_name="invoices"
@@ -108,6 +149,12 @@ class Invoice(TaxStated, models.Model):
     bill_to_address = models.TextField(blank=True)
     bill_to_country = models.CharField(max_length=2, blank=True)
     bill_to_vat_id = models.CharField(max_length=30, blank=True)
+    # INV-6: fixed at issue with the rest. The seller as configured then (`core.seller.seller_record`,
+    # every document is created with it) and the account's billing time zone then: the calendar of
+    # every date the document prints.
+    seller = models.JSONField(default=seller_record, blank=True, help_text="The seller as configured at issue.")
+    timezone = models.CharField(max_length=64, blank=True,
+                                help_text="The account's billing time zone at issue: the calendar of its dates.")
     # The tax treatment, frozen with the amounts (TAX-2, INV-2): what the rules decided, the
     # customer's country and valid VAT ID they read, the rate and the legal mention printed.
     tax_treatment = models.CharField(max_length=20, choices=TaxTreatment, default=TaxTreatment.NONE)
@@ -124,7 +171,7 @@ class Invoice(TaxStated, models.Model):
     notes = models.TextField(blank=True, help_text="Shown on the invoice, e.g. forfeited days (UPG-3).")
     # What to apply once an immediate charge succeeds (an upgrade whose outcome was unknown).
     pending_change = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=tz_now)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -181,14 +228,10 @@ class Invoice(TaxStated, models.Model):
         if self.status != InvoiceStatus.PAID:
             return self.get_status_display()
         refunded, credited = self.credited_amounts()
-        if refunded and refunded >= self.amount_paid:
-            return "Refunded"
         if refunded:
-            return "Partly refunded"
-        if credited and credited >= self.total:
-            return "Credited"
+            return REFUNDED if refunded >= self.amount_paid else PARTLY_REFUNDED
         if credited:
-            return "Partly credited"
+            return CREDITED if credited >= self.total else PARTLY_CREDITED
         return self.get_status_display()
 
     @property
@@ -226,7 +269,7 @@ class CreditNoteKind(models.TextChoices):
     CORRECTION = "correction", "Correction"  # staff correction kept as credit
 
 
-class CreditNote(TaxStated, models.Model):
+class CreditNote(IssuedDocument, models.Model):
     """Names the invoice it corrects (INV-2). Credit (`remaining`) is applied to the account's
     next invoices until used up (DWN-4); it is never paid out. A refund note has remaining 0."""
 
@@ -244,10 +287,16 @@ class CreditNote(TaxStated, models.Model):
     remaining = models.DecimalField(**MONEY)
     reason = models.TextField()
     computation = models.CharField(max_length=300, blank=True)
-    issued_at = models.DateTimeField(default=timezone.now)
+    issued_at = models.DateTimeField(default=tz_now)
     issued_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # INV-6: fixed at issue with the rest. The seller as configured then (`core.seller.seller_record`,
+    # every document is created with it) and the account's billing time zone then: the calendar of
+    # every date the document prints.
+    seller = models.JSONField(default=seller_record, blank=True, help_text="The seller as configured at issue.")
+    timezone = models.CharField(max_length=64, blank=True,
+                                help_text="The account's billing time zone at issue: the calendar of its dates.")
 
     class Meta:
         ordering = ["-issued_at", "-id"]
@@ -277,7 +326,7 @@ class CreditApplication(models.Model):
     credit_note = models.ForeignKey(CreditNote, on_delete=models.PROTECT, related_name="applications")
     invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_applications")
     amount = models.DecimalField(**MONEY)
-    applied_at = models.DateTimeField(default=timezone.now)
+    applied_at = models.DateTimeField(default=tz_now)
 
     def __str__(self):
         return f"Credit of {self.amount} applied (#{self.pk})"
@@ -295,7 +344,7 @@ class PaymentMethod(models.Model):
     exp_year = models.PositiveSmallIntegerField()
     fingerprint = models.CharField(max_length=100, db_index=True)
     is_default = models.BooleanField(default=True)
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=tz_now)
     detached_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -323,6 +372,10 @@ class Payment(models.Model):
     payment_method = models.ForeignKey(
         PaymentMethod, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The card as it was when charged (INV-6): a card the bank updates later (PAY-9) or one removed
+    # does not change what an invoice says paid it.
+    card_brand = models.CharField(max_length=20, blank=True)
+    card_last4 = models.CharField(max_length=4, blank=True)
     amount = models.DecimalField(**MONEY)
     currency = models.CharField(max_length=3, default="USD")
     idempotency_key = models.CharField(max_length=120, unique=True)
@@ -332,7 +385,7 @@ class Payment(models.Model):
     decline_code = models.CharField(max_length=60, blank=True)
     decline_message = models.CharField(max_length=300, blank=True)
     refunded_amount = models.DecimalField(default=Decimal("0"), **MONEY)
-    attempted_at = models.DateTimeField(default=timezone.now)
+    attempted_at = models.DateTimeField(default=tz_now)
     settled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -341,6 +394,11 @@ class Payment(models.Model):
 
     def __str__(self):
         return f"{self.amount} {self.currency} {self.status} ({self.idempotency_key})"
+
+    @property
+    def method_label(self) -> str:
+        """The card charged, as an invoice prints it: "Visa •••• 4242" (the gateway's name without a card)."""
+        return f"{self.card_brand.title()} •••• {self.card_last4}" if self.card_last4 else self.gateway
 
 
 class RefundStatus(models.TextChoices):
@@ -369,7 +427,7 @@ class Refund(models.Model):
     issued_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=tz_now)
     settled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -397,7 +455,7 @@ class RefundRequest(models.Model):
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
-    requested_at = models.DateTimeField(default=timezone.now)
+    requested_at = models.DateTimeField(default=tz_now)
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -420,7 +478,7 @@ class SandboxCard(models.Model):
     gateway_id = models.CharField(max_length=40, unique=True)
     customer = models.CharField(max_length=100)
     token = models.CharField(max_length=100)
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=tz_now)
 
     def __str__(self):
         return self.gateway_id
@@ -435,7 +493,7 @@ class SandboxCharge(models.Model):
     succeeded = models.BooleanField()
     decline_code = models.CharField(max_length=60, blank=True)
     refunded_amount = models.DecimalField(default=Decimal("0"), **MONEY)
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=tz_now)
 
     def __str__(self):
         return self.reference
@@ -446,7 +504,7 @@ class SandboxRefund(models.Model):
     idempotency_key = models.CharField(max_length=120, unique=True)
     charge = models.ForeignKey(SandboxCharge, on_delete=models.PROTECT)
     amount = models.DecimalField(**MONEY)
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=tz_now)
 
     def __str__(self):
         return self.reference

@@ -6,7 +6,14 @@ spelled out (the policy's "−" and "×" become "-" and "x"): it costs nothing t
 text would be lost (a name in another script), the document is drawn again with DejaVu Sans
 embedded, if the system has it; embedding costs about a second per document.
 
-Money goes through `format_money` (D-3); dates are the account's calendar dates (D-2).
+Money goes through `format_money` (D-3); dates are the account's calendar dates (D-2) as they
+were at issue (INV-6).
+
+INV-6: a document is drawn only from its own record: the seller, the bill-to block, the calendar
+(time zone) of its dates, lines, tax and mentions were fixed at issue, so the settings or the account
+as they are now never change it. The PDF bytes are not stored: the same record draws the same bytes
+(the creation date is the issue instant, no other clock or random input), and a download after a
+status change (a refund, a credit note) differs only by that status, as the page does.
 """
 
 from __future__ import annotations
@@ -20,11 +27,11 @@ from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
 from accounts.countries import country_name
-from accounts.vat import is_eu
 from core.money import format_money
-from core.seller import Seller, seller
+from core.seller import Seller
 
-from .models import CreditNote, Invoice
+from .models import CreditNote, Invoice, seller_rows
+from .selectors import invoice_status_line
 
 FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/dejavu"), Path("/usr/share/fonts/TTF"))
 LATIN1_REPLACEMENTS = {
@@ -56,7 +63,7 @@ def _dejavu() -> tuple[Path, Path] | None:
 
 
 class _Document(FPDF):
-    def __init__(self, *, title: str, number: str, unicode_font: bool = False):
+    def __init__(self, *, title: str, number: str, seller: Seller, unicode_font: bool = False):
         super().__init__(orientation="P", unit="mm", format="A4")
         fonts = _dejavu() if unicode_font else None
         self.lossy = False  # set when latin-1 could not hold some text
@@ -68,10 +75,11 @@ class _Document(FPDF):
             self.base_font = "Helvetica"
         self.has_unicode = bool(fonts)
         self.doc_title, self.doc_number = title, number
-        self.seller = seller()
+        self.seller = seller  # as the document was issued by (INV-6)
         self.set_title(f"{title} {number}")
         self.set_author(self.seller.name)
         self.set_creator("Prorata billing")
+        self.set_producer("Prorata billing")  # not the library's version: a document's bytes depend on its record
         self.set_auto_page_break(auto=True, margin=18)
         self.set_margins(18, 18, 18)
         self.alias_nb_pages()
@@ -144,9 +152,9 @@ class _Document(FPDF):
         for label, value in facts:
             self.set_x(self.l_margin + half)
             self.use(9, color=MUTED)
-            self.cell(half * 0.42, 5, self.clean(label))
+            self.cell(half * 0.36, 5, self.clean(label))
             self.use(10, bold=label in ("Status",))
-            self.multi_cell(half * 0.58, 5, self.clean(value), align="R", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+            self.multi_cell(half * 0.64, 5, self.clean(value), align="R", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
         self.set_y(max(left_bottom, self.get_y()) + 6)
 
     def table_rows(self, headings: tuple[str, ...], rows: list[tuple[str, ...]], widths: tuple[int, ...],
@@ -194,7 +202,8 @@ def _day(value: datetime | None, zone: ZoneInfo) -> str:
     return f"{value.astimezone(zone).date():%Y-%m-%d}"
 
 
-def _span(start, end, zone) -> str:
+def span(start, end, zone) -> str:
+    """A line's or an invoice's period as printed: local dates of the document's calendar."""
     if not start:
         return ""
     return f"{_day(start, zone)} to {_day(end, zone)}" if end else f"from {_day(start, zone)}"
@@ -202,20 +211,6 @@ def _span(start, end, zone) -> str:
 
 def _quantity(value: Decimal) -> str:
     return format(value.normalize(), "f") if value is not None else ""
-
-
-def seller_rows(who: Seller) -> list[str]:
-    """The seller's address, country by its ISO name, tax ID, registration and support address (TAX-1)."""
-    rows = [*who.address_lines]
-    if who.country:
-        rows.append(country_name(who.country))
-    if who.tax_id:
-        rows.append(f"{'VAT ID' if is_eu(who.country) else 'Tax ID'} {who.tax_id}")
-    if who.registration:
-        rows.append(who.registration)
-    if who.support_email:
-        rows.append(who.support_email)
-    return rows
 
 
 def _bill_to(document: Invoice) -> list[str]:
@@ -226,7 +221,7 @@ def _bill_to(document: Invoice) -> list[str]:
         rows.append(country_name(document.bill_to_country))
     if document.bill_to_vat_id:
         rows.append(f"VAT ID {document.bill_to_vat_id}")
-    return [row for row in rows if row.strip()] or [document.account.name]
+    return [row for row in rows if row.strip()]
 
 
 def tax_rows(document, money) -> list[tuple[str, str, bool]]:
@@ -272,17 +267,18 @@ def credit_note_pdf(credit_note: CreditNote, *, unicode_font: bool | None = None
 
 def _draw_invoice(invoice: Invoice, *, unicode_font: bool) -> _Document:
     money = lambda amount: format_money(amount, invoice.currency)  # noqa: E731
-    zone = invoice.account.zone
+    zone = invoice.zone
     number = invoice.number or f"Draft #{invoice.pk}"
-    pdf = _Document(title="Invoice" if invoice.number else "Draft invoice", number=number, unicode_font=unicode_font)
+    pdf = _Document(title="Invoice" if invoice.number else "Draft invoice", number=number,
+                    seller=invoice.issued_by_seller, unicode_font=unicode_font)
     pdf.heading(invoice.get_kind_display())
     facts = [
         ("Invoice number", number),
         ("Issue date", _day(invoice.issued_at, zone) or "not issued"),
-        ("Status", invoice.get_status_display()),
+        ("Status", invoice_status_line(invoice).text),  # the page's status line (INV-6)
     ]
     if invoice.period_start:
-        facts.append(("Period", _span(invoice.period_start, invoice.period_end, zone)))
+        facts.append(("Period", span(invoice.period_start, invoice.period_end, zone)))
     if invoice.paid_at:
         facts.append(("Paid on", _day(invoice.paid_at, zone)))
     facts.append(("Currency", invoice.currency))
@@ -291,7 +287,7 @@ def _draw_invoice(invoice: Invoice, *, unicode_font: bool) -> _Document:
     rows = []
     for line in invoice.lines.all():
         description = line.description + (f"\n{line.computation}" if line.computation else "")
-        row = (description, _span(line.period_start, line.period_end, zone), _quantity(line.quantity),
+        row = (description, span(line.period_start, line.period_end, zone), _quantity(line.quantity),
                money(line.unit_price))
         rows.append((*row, f"{line.tax_rate.normalize():f} %", money(line.amount)) if invoice.shows_tax
                     else (*row, money(line.amount)))
@@ -324,14 +320,14 @@ def _draw_invoice(invoice: Invoice, *, unicode_font: bool) -> _Document:
     if payments:
         pdf.table_rows(
             ("Date", "Method", "Amount", "Result"),
-            [(_day(p.attempted_at, zone), str(p.payment_method) if p.payment_method else p.gateway, money(p.amount),
+            [(_day(p.attempted_at, zone), p.method_label, money(p.amount),
               p.get_status_display() + (f": {p.decline_message}" if p.decline_message else "")
               + (f" (refunded {money(p.refunded_amount)})" if p.refunded_amount else ""))
              for p in payments],
             (26, 62, 26, 60), {2},
         )
     else:
-        pdf.line_text("No payment attempts." if invoice.total else "Nothing to charge: marked paid (INV-5).", size=9,
+        pdf.line_text("No payment attempts." if invoice.total else "Nothing to charge: marked paid.", size=9,
                       color=MUTED)
 
     notes = list(invoice.credit_notes.order_by("issued_at", "id"))
@@ -346,8 +342,9 @@ def _draw_invoice(invoice: Invoice, *, unicode_font: bool) -> _Document:
 def _draw_credit_note(credit_note: CreditNote, *, unicode_font: bool) -> _Document:
     money = lambda amount: format_money(amount, credit_note.currency)  # noqa: E731
     invoice = credit_note.invoice
-    zone = credit_note.account.zone
-    pdf = _Document(title="Credit note", number=credit_note.number, unicode_font=unicode_font)
+    zone = credit_note.zone
+    pdf = _Document(title="Credit note", number=credit_note.number, seller=credit_note.issued_by_seller,
+                    unicode_font=unicode_font)
     pdf.heading(credit_note.get_kind_display())
     pdf.parties(_bill_to(invoice), [
         ("Credit note number", credit_note.number),

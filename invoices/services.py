@@ -12,6 +12,7 @@ three steps so that no crash or timeout can charge twice (PAY-2, REN-3):
 An `unknown` payment is always settled with the gateway (find by key) before any new attempt.
 """
 
+import json
 from dataclasses import dataclass
 from datetime import UTC
 from decimal import Decimal
@@ -22,6 +23,7 @@ from django.db.models import F, Q
 from accounts.models import Account, AuditEvent
 from core import sql
 from core.money import ZERO, cents
+from core.seller import seller_record
 
 from . import tax, taxes
 from .gateways import ChargeRequest, ChargeResult, GatewayError, GatewayUnavailable, RefundResult, get_gateway
@@ -82,15 +84,17 @@ def invoice_create(*, account, subscription, kind, lines: list[Line], currency: 
 
     The amounts and the facts they rest on are fixed together, here, because the draft's total is
     what the gateway charges: the account's billing details as they are now (INV-4) and its tax
-    treatment at the rate in force today (TAX-2, TAX-3), tax per line, half up. Issuing numbers
-    and dates the draft; nothing of it changes after (INV-2)."""
+    treatment at the rate in force today (TAX-2, TAX-3), tax per line, half up; the seller as
+    configured now (the `seller` column's default) and the account's billing time zone, the calendar
+    of every date it prints (INV-6). Issuing numbers and dates the draft; nothing of it changes
+    after (INV-2, INV-6)."""
     decision = taxes.decision_for(account, now)
     taxed = _taxed(lines, decision)
     invoice = Invoice.objects.create(
         account=account, subscription=subscription, kind=kind, currency=currency,
         period_start=period_start, period_end=period_end, dedupe_key=dedupe_key, notes=notes,
         pending_change=pending_change or {}, created_at=now, status=InvoiceStatus.DRAFT,
-        **_bill_to(account), **_tax_fields(decision, taxed),
+        timezone=account.timezone, **_bill_to(account), **_tax_fields(decision, taxed),
     )
     InvoiceLine.objects.bulk_create([
         InvoiceLine(invoice=invoice, **_line_fields(line, invoice.period_start, invoice.period_end, decision.rate,
@@ -327,9 +331,12 @@ def invoices_issue_many(drafts: list[Draft], *, now, audit_actor: str) -> list[A
     for chunk in sql.chunks(rows, len(payment_columns)):
         source, params = sql.rows_from(payment_columns, chunk)
         payment_of.update((invoice_id, pk) for pk, invoice_id in sql.run(
-            f"INSERT INTO {Payment._meta.db_table} ({', '.join(payment_columns)}, gateway, gateway_reference, "
-            "status, decline_code, decline_message, refunded_amount, attempted_at) "
-            f"SELECT {', '.join(payment_columns)}, %s, '', %s, '', '', 0, %s FROM {source} RETURNING id, invoice_id",
+            f"INSERT INTO {Payment._meta.db_table} ({', '.join(payment_columns)}, card_brand, card_last4, gateway, "
+            "gateway_reference, status, decline_code, decline_message, refunded_amount, attempted_at) "
+            f"SELECT {', '.join('v.' + c for c in payment_columns)}, COALESCE(m.brand, ''), COALESCE(m.last4, ''), "
+            f"%s, '', %s, '', '', 0, %s FROM {source} " + sql.probe_join(  # the card as charged (INV-6)
+                PaymentMethod._meta.db_table, "m", "m.id = v.payment_method_id", ["brand", "last4"], left=True)
+            + " RETURNING id, invoice_id",
             [gateway, PaymentStatus.UNKNOWN, now, *params]))
     _invoices_number_and_insert(ids, drafts, taxed, [customers[d.account_id] for d in drafts],
                                 [decisions[d.account_id] for d in drafts], year, now, audit_actor)
@@ -342,31 +349,34 @@ INVOICE_COLUMNS = {"id": "id", "account_id": "id", "subscription_id": "id", "kin
                    "dedupe_key": "text", "period_start": "datetime", "period_end": "datetime", "subtotal": "decimal",
                    "tax_amount": "decimal", "total": "decimal", "country": "text", "vat_id": "text",
                    "tax_treatment": "text", "tax_rate": "decimal", "tax_country": "text", "tax_vat_id": "text",
-                   "tax_mention": "text", "prices_include_tax": "bool"}
-INVOICE_INSERT = (  # {number}, {source}, {counter}, {account_join}: per database; bill-to as it is now (INV-4)
+                   "tax_mention": "text", "prices_include_tax": "bool", "seller": "text"}
+INVOICE_INSERT = (  # {number}, {source}, {counter}, {account_join}, {seller}: per database; bill-to as it is now
+    # (INV-4); the seller (one value for the batch, so `rows_from` binds it once) and the account's time zone (INV-6)
     "INSERT INTO {invoice} (id, account_id, subscription_id, number, kind, status, currency, dedupe_key, "
     "period_start, period_end, issued_at, bill_to_name, bill_to_company, bill_to_address, bill_to_country, "
-    "bill_to_vat_id, tax_treatment, tax_rate, tax_country, tax_vat_id, tax_mention, prices_include_tax, subtotal, "
-    "tax_amount, credit_applied, total, amount_paid, notes, pending_change, created_at) "
+    "bill_to_vat_id, seller, timezone, tax_treatment, tax_rate, tax_country, tax_vat_id, tax_mention, "
+    "prices_include_tax, subtotal, tax_amount, credit_applied, total, amount_paid, notes, pending_change, created_at) "
     "SELECT v.id, v.account_id, v.subscription_id, {number}, v.kind, %s, v.currency, v.dedupe_key, v.period_start, "
-    "v.period_end, %s, a.name, a.company, a.address, v.country, v.vat_id, v.tax_treatment, v.tax_rate, v.tax_country, "
-    "v.tax_vat_id, v.tax_mention, v.prices_include_tax, v.subtotal, v.tax_amount, 0, v.total, 0, '', '{{}}', %s "
-    "FROM {counter}{source} {account_join}"
+    "v.period_end, %s, a.name, a.company, a.address, v.country, v.vat_id, {seller}, a.timezone, v.tax_treatment, "
+    "v.tax_rate, v.tax_country, v.tax_vat_id, v.tax_mention, v.prices_include_tax, v.subtotal, v.tax_amount, 0, "
+    "v.total, 0, '', '{{}}', %s FROM {counter}{source} {account_join}"
 )
 AUDIT_INSERT = ("INSERT INTO {audit} (account_id, actor_id, actor_label, action, object_type, object_id, before, "
                 "after, reason, created_at) ")
 
 
 def _invoices_number_and_insert(ids, drafts, taxed, customers, decisions, year, now, audit_actor) -> None:
+    seller = json.dumps(seller_record())  # INV-6: the seller as configured at this batch's issue
     rows = [(invoice_id, draft.account_id, draft.subscription_id, draft.kind, draft.currency, draft.dedupe_key,
              draft.period_start, draft.period_end, cents(t.subtotal), t.tax, t.gross, str(country or ""), vat_id or "",
-             d.treatment, d.rate, d.country, d.vat_id, d.mention, t.inclusive)
+             d.treatment, d.rate, d.country, d.vat_id, d.mention, t.inclusive, seller)
             for invoice_id, draft, t, (country, vat_id), d
             in zip(ids, drafts, taxed, customers, decisions, strict=True)]
     totals = [t.gross for t in taxed]
     tables = {"invoice": Invoice._meta.db_table, "audit": AuditEvent._meta.db_table,
               "account_join": sql.probe_join(Account._meta.db_table, "a", "a.id = v.account_id",
-                                             ["name", "company", "address"])}
+                                             ["name", "company", "address", "timezone"]),
+              "seller": "v.seller::jsonb" if connection.vendor == "postgresql" else "v.seller"}
     if connection.vendor == "postgresql":
         # One statement from the counter's lock to the commit: bump it, insert the numbered
         # invoices (numbers in the drafts' order, f"{year}-{n:06d}" as `invoice_issue` spells them),
@@ -490,6 +500,7 @@ def credit_note_issue(*, account, invoice, kind, reason: str, now, amount: Decim
         amount=gross, net_amount=net, tax_amount=tax_amount, tax_rate=invoice.tax_rate,
         tax_treatment=invoice.tax_treatment, remaining=gross if remaining is None else remaining, reason=reason,
         computation=computation[:300], issued_at=now, issued_by=issued_by,
+        timezone=account.timezone,  # INV-6: its dates on the account's calendar at issue; the seller: the default
     )
 
 
@@ -502,6 +513,7 @@ def payment_begin(invoice: Invoice, payment_method: PaymentMethod, *, now) -> Pa
     attempt = Payment.objects.filter(invoice=invoice).count() + 1
     return Payment.objects.create(
         invoice=invoice, account_id=invoice.account_id, payment_method=payment_method,
+        card_brand=payment_method.brand, card_last4=payment_method.last4,
         amount=invoice.amount_due, currency=invoice.currency,
         idempotency_key=f"prorata-inv{invoice.pk}-a{attempt}", gateway=get_gateway().name,
         status=PaymentStatus.UNKNOWN, attempted_at=now,

@@ -17,14 +17,15 @@ from subscriptions.models import Status
 
 from . import services as ledger
 from .models import CreditNote, Invoice, InvoiceKind, InvoiceStatus
-from .pdf import credit_note_pdf, invoice_pdf
-from .selectors import issued_invoices
+from .pdf import credit_note_pdf, invoice_pdf, span
+from .selectors import invoice_status_line, issued_invoices
 
 
-def _render(request, template: str, context: dict, status: int = 200):
+def _render(request, template: str, context: dict, status: int = 200, zone=None):
+    """`zone`: a document's frozen calendar (INV-6); other pages read the account's zone (D-5)."""
     context.setdefault("account", request.account)
     context.setdefault("can", selectors.role_flags(request.membership))
-    with timezone.override(request.account.zone):
+    with timezone.override(zone or request.account.zone):
         return render(request, template, context, status=status)
 
 
@@ -61,7 +62,8 @@ def invoice_list(request):
 def _detail_context(request, invoice: Invoice) -> dict:
     context = {
         "invoice": invoice,
-        "lines": list(invoice.lines.all()),
+        "status": invoice_status_line(invoice),  # the PDF prints the same line (INV-6)
+        "lines": [(line, span(line.period_start, line.period_end, invoice.zone)) for line in invoice.lines.all()],
         "payments": list(invoice.payments.select_related("payment_method").order_by("attempted_at", "id")),
         "credit_notes": list(invoice.credit_notes.order_by("issued_at", "id")),
         "can_request_refund": False,
@@ -78,7 +80,8 @@ def _detail_context(request, invoice: Invoice) -> dict:
 @account_required("invoices")
 @require_GET
 def invoice_detail(request, pk: int):
-    return _render(request, "invoices/detail.html", _detail_context(request, _invoice(request, pk)))
+    invoice = _invoice(request, pk)
+    return _render(request, "invoices/detail.html", _detail_context(request, invoice), zone=invoice.zone)
 
 
 @account_required("payment_method")
@@ -92,7 +95,7 @@ def invoice_pay(request, pk: int):
     except billing.PaymentDeclined as exc:
         context = _detail_context(request, Invoice.objects.get(pk=invoice.pk))
         context["declined"] = str(exc)
-        return _render(request, "invoices/detail.html", context, status=402)
+        return _render(request, "invoices/detail.html", context, status=402, zone=invoice.zone)
     except billing.PaymentPending as exc:
         messages.info(request, str(exc))
     except billing.BillingError as exc:
@@ -117,7 +120,8 @@ def invoice_download(request, pk: int):
 @account_required("invoices")
 @require_GET
 def credit_note_detail(request, pk: int):
-    return _render(request, "invoices/credit_note.html", {"note": _credit_note(request, pk)})
+    note = _credit_note(request, pk)
+    return _render(request, "invoices/credit_note.html", {"note": note}, zone=note.zone)
 
 
 @account_required("invoices")

@@ -216,7 +216,7 @@ def change_plan(subscription, plan_code: str, cycle: str = "monthly", *, actor=N
             return change.quote
         if change.mode == "downgrade_now":
             lifecycle.downgrade_apply_now(sub, plan, change.credit, actor=actor,
-                                          reason="Downgrade at once (BILLING_DOWNGRADE_TIMING)", now=now)
+                                          reason="Immediate downgrade", now=now)
             return change.quote
         if change.mode == "subscribe":
             refusal = terms.trial_refusal(sub.account) if plan.trial_days else None

@@ -100,7 +100,7 @@ def decide_refund(request, *, approve: bool, reason: str = "", actor, now=None) 
     now = terms.clock(now)
     if approve:
         _require(actor, "invoices.approve_refund")
-        reason = (reason or "").strip()[:2000] or "Refund approved (REF-2)."
+        reason = (reason or "").strip()[:2000] or "Refund approved."
     else:
         _require(actor, "invoices.review_refund", "invoices.approve_refund")
         reason = _reason(reason, "for rejecting the refund")

@@ -1,15 +1,11 @@
-"""The seller's block (TAX-1) on the invoice and credit-note pages, as the PDFs print it."""
+"""The seller's block (TAX-1) on the invoice and credit-note pages, as the PDFs print it: the seller
+the document was issued by (INV-6), not the one configured now."""
 
 from django import template
-
-from core.seller import seller
-
-from ..pdf import seller_rows
 
 register = template.Library()
 
 
 @register.inclusion_tag("invoices/_seller.html")
-def seller_block():
-    who = seller()
-    return {"seller": who, "rows": seller_rows(who)}
+def seller_block(document):
+    return {"seller": document.issued_by_seller, "rows": document.seller_rows}

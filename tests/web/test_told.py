@@ -75,7 +75,7 @@ def test_add1_the_extra_properties_line_says_how_many_and_from_when(account, cli
     assert (line.period_start, line.period_end) == (at("2026-06-11"), at("2026-07-01"))
     travel("2026-06-12")
     html = client_owner.get(reverse("invoices:detail", args=[invoice.pk])).content.decode()
-    assert '<td class="num">2</td>' in html
+    assert '<td class="num" data-label="Qty">2</td>' in html  # the quantity column (stacked on a phone)
 
 
 def test_inv2_a_refunded_invoice_says_refunded_not_paid(account, client_owner, travel):
