@@ -157,12 +157,29 @@ def redis_with_timeouts(url: str, connect: float, answer: float) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+def redis_outwaiting(url: str, wait: float) -> str:
+    """`url` whose answer timeout (socket_timeout, set by `redis_with_timeouts` or by the URL itself)
+    is lengthened by `wait`: for a connection that blocks `wait` seconds on purpose."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    query["socket_timeout"] = str(float(query["socket_timeout"]) + wait)
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
 # Cache (entitlements): Redis when REDIS_URL is set, process memory otherwise.
 REDIS_URL = env.str("REDIS_URL", default="")
 REDIS_CONNECT_TIMEOUT = env.float("REDIS_CONNECT_TIMEOUT", default=0.5)
 REDIS_TIMEOUT = env.float("REDIS_TIMEOUT", default=1.0)
+# django-q2's Redis broker waits for a task with a blocking pop of Q_BROKER_WAIT_SECONDS (`BLPOP key 1`,
+# fixed in django_q/brokers/redis_broker.py). Its socket must wait longer than that pop, or on an idle
+# queue the socket times out first, the pusher dies ("Failed to pull task from broker") and the
+# sentinel restarts it: 5 restarts a minute and seconds of pickup delay with Redis healthy (issue 28).
+# So the broker's answer timeout is the pop's wait plus REDIS_TIMEOUT; the cache keeps the short one.
+Q_BROKER_WAIT_SECONDS = 1
+Q_BROKER_REDIS_URL = ""
 if REDIS_URL:
     REDIS_URL = redis_with_timeouts(REDIS_URL, REDIS_CONNECT_TIMEOUT, REDIS_TIMEOUT)
+    Q_BROKER_REDIS_URL = redis_outwaiting(REDIS_URL, Q_BROKER_WAIT_SECONDS)
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
@@ -178,7 +195,7 @@ Q_CLUSTER = {
     "label": "Scheduled tasks",
 }
 if REDIS_URL:
-    Q_CLUSTER["redis"] = REDIS_URL
+    Q_CLUSTER["redis"] = Q_BROKER_REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
 
