@@ -1,0 +1,106 @@
+"""Structured logs (OPS-3): every line carries the request or the task it was written for.
+
+A request gets an id from `RequestIdMiddleware` (the incoming `X-Request-ID` when a proxy in front
+set a sane one, else a new one), answered back in `X-Request-ID`; a django-q2 task gets its
+task id and function name from django-q2's `pre_execute` signal (`task_started`). Both live in
+context variables, so a log line written anywhere below (the engine, the gateway, a listener)
+carries them through `ContextFilter`, and an account where a page or a task named one.
+
+`LOGGING` in the settings picks the format: JSON lines (python-json-logger) with LOG_FORMAT=json,
+the production default; a plain line in development. Nothing here logs a request's body, its
+headers or a card: what is logged is what the code passes to the logger.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import re
+import uuid
+
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+task_id: contextvars.ContextVar[str] = contextvars.ContextVar("task_id", default="")
+task_name: contextvars.ContextVar[str] = contextvars.ContextVar("task_name", default="")
+account_id: contextvars.ContextVar[int | None] = contextvars.ContextVar("account_id", default=None)
+
+# An incoming id is kept only when it looks like one (no spaces, quotes or line breaks to forge
+# log lines with, at most 128 characters); anything else is replaced by a new id.
+SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+HEADER = "X-Request-ID"
+
+PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s%(task_id)s] %(message)s"
+JSON_FIELDS = ["asctime", "levelname", "name", "message", "request_id", "task_id", "task_name", "account_id"]
+
+
+class ContextFilter(logging.Filter):
+    """Adds request_id, task_id, task_name and account_id to every record (empty when none)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id.get()
+        record.task_id = task_id.get()
+        record.task_name = task_name.get()
+        record.account_id = account_id.get()
+        return True
+
+
+def logging_config(fmt: str, level: str) -> dict:
+    """The LOGGING setting: `fmt` "json" (one JSON object per line) or "plain"."""
+    formatter = ({"()": "pythonjsonlogger.json.JsonFormatter", "fmt": JSON_FIELDS,
+                  "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"}}
+                 if fmt == "json" else {"format": PLAIN_FORMAT})
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"context": {"()": "core.logs.ContextFilter"}},
+        "formatters": {"default": formatter},
+        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "default", "filters": ["context"]}},
+        "root": {"handlers": ["console"], "level": level},
+        "loggers": {"django.db.backends": {"level": "WARNING"}},
+    }
+
+
+def account_seen(pk: int | None) -> None:
+    """The account the current request or task acts for, for its later log lines."""
+    account_id.set(pk)
+
+
+class RequestIdMiddleware:
+    """First in the chain: the request's id for its log lines and the `X-Request-ID` answer."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        incoming = request.headers.get(HEADER, "")
+        rid = incoming if SANE_ID.match(incoming) else uuid.uuid4().hex
+        request.request_id = rid
+        tokens = (request_id.set(rid), account_id.set(None))
+        try:
+            response = self.get_response(request)
+        finally:
+            request_id.reset(tokens[0])
+            account_id.reset(tokens[1])
+        response[HEADER] = rid
+        return response
+
+
+def task_started(sender, func=None, task=None, **kwargs) -> None:
+    """django-q2's pre_execute: the task's id and function for the log lines it writes."""
+    task = task or {}
+    task_id.set(str(task.get("id", "")))
+    task_name.set(str(task.get("func", "") if isinstance(task.get("func"), str) else getattr(func, "__name__", "")))
+    account_id.set(None)
+
+
+def task_finished(sender, func=None, task=None, **kwargs) -> None:
+    """django-q2's post_execute_in_worker: the worker's next lines belong to no task."""
+    task_id.set("")
+    task_name.set("")
+    account_id.set(None)
+
+
+def task_logging_connect() -> None:
+    from django_q.signals import post_execute_in_worker, pre_execute
+
+    pre_execute.connect(task_started, dispatch_uid="core.logs.task_started")
+    post_execute_in_worker.connect(task_finished, dispatch_uid="core.logs.task_finished")
