@@ -54,7 +54,9 @@ def property_list(request):
 def property_add(request):
     form = PropertyForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Enter a name and a domain for the property.")
+        # The domain's own reason when it is the domain that is wrong (accounts/domains.py).
+        messages.error(request, form.errors["domain"][0] if "domain" in form.errors and form.data.get("domain")
+                       else "Enter a name and a domain for the property.")
         return redirect("accounts:properties")
     try:
         prop = services.property_add(

@@ -116,9 +116,7 @@ def payments_match() -> tuple[int, list[Breach]]:
 
 def refunds_match() -> tuple[int, list[Breach]]:
     refunds = Refund.objects.filter(status=RefundStatus.SUCCEEDED)
-    found = [Breach("refunds_match", f"refund #{refund.pk}",
-                    f"refunded {refund.amount}, its credit note {refund.credit_note.number if refund.credit_note else '(none)'}"
-                    f" says {refund.credit_note.amount if refund.credit_note else '-'}")
+    found = [Breach("refunds_match", f"refund #{refund.pk}", refund_breach(refund))
              for refund in refunds.select_related("credit_note").filter(
                  Q(credit_note__isnull=True) | ~Q(credit_note__amount=F("amount"))).order_by("pk")[:MAX_RECORDED]]
     payments = Payment.objects.filter(Q(refunded_amount__gt=0) | Q(refunds__status=RefundStatus.SUCCEEDED)).distinct()
@@ -128,6 +126,13 @@ def refunds_match() -> tuple[int, list[Breach]]:
                      f"refunded amount {payment.refunded_amount}, succeeded refunds {payment.refunds_sum}")
               for payment in summed.exclude(refunds_sum=F("refunded_amount")).order_by("pk")[:MAX_RECORDED]]
     return refunds.count() + summed.count(), found
+
+
+def refund_breach(refund: Refund) -> str:
+    note = refund.credit_note
+    if note is None:
+        return f"refunded {refund.amount} with no refund credit note"
+    return f"refunded {refund.amount}, its credit note {note.number} says {note.amount}"
 
 
 def credit_balances() -> tuple[int, list[Breach]]:

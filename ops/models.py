@@ -18,4 +18,5 @@ class LedgerCheck(models.Model):
         indexes = [models.Index(fields=["-ran_at"])]
 
     def __str__(self):
-        return f"Ledger check {self.ran_at:%Y-%m-%d %H:%M} UTC: {'ok' if self.ok else f'{len(self.breaches)} breach(es)'}"
+        outcome = "ok" if self.ok else f"{len(self.breaches)} breach(es)"
+        return f"Ledger check {self.ran_at:%Y-%m-%d %H:%M} UTC: {outcome}"

@@ -19,8 +19,8 @@ def settings_with(**env) -> dict:
     """The settings a process started with `env` reads (a fresh interpreter: base.py reads the
     environment once, at import)."""
     code = ("import json; from django.conf import settings as s; "
-            "print(json.dumps({'broker': s.Q_CLUSTER.get('redis', ''), 'cache': s.CACHES['default'].get('LOCATION', ''),"
-            " 'wait': s.Q_BROKER_WAIT_SECONDS}))")
+            "print(json.dumps({'broker': s.Q_CLUSTER.get('redis', ''), "
+            "'cache': s.CACHES['default'].get('LOCATION', ''), 'wait': s.Q_BROKER_WAIT_SECONDS}))")
     full = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.local", **env}
     done = subprocess.run([sys.executable, "-c", "import django; django.setup(); " + code], cwd=ROOT, env=full,
                           capture_output=True, text=True, timeout=60)
