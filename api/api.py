@@ -3,7 +3,6 @@
 import json
 import math
 
-from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI, Path, Status
 from ninja.errors import AuthenticationError, Throttled, ValidationError
@@ -42,10 +41,7 @@ api = NinjaAPI(
     auth=ApiKeyAuth(),
     throttle=ApiKeyThrottle(),  # per key, after authentication; 429 with Retry-After (api/throttle.py)
     urls_namespace="api:v1",
-    docs_url="/docs",
-    # Issue 28: the interactive docs are for staff (log in to the admin first), served from django-ninja's
-    # own static files ("ninja" in INSTALLED_APPS), never a CDN; /api/v1/openapi.json stays public.
-    docs_decorator=staff_member_required,
+    docs_url=None,  # /api/v1/docs is for staff only (api/urls.py); /api/v1/openapi.json stays public
 )
 
 
