@@ -59,7 +59,8 @@ def test_csp_every_page_carries_a_policy_that_allows_only_own_and_nonced_scripts
     invoice = account.invoices.exclude(number__isnull=True).first()
     pages = [(client, "/login/"), (client, "/signup/"), (client, "/password/reset/"),
              (owner, "/billing/"), (owner, "/billing/plans/"), (owner, "/billing/payment-method/"),
-             (owner, "/billing/invoices/"), (owner, f"/billing/invoices/{invoice.pk}/"), (owner, "/account/properties/"),
+             (owner, "/billing/invoices/"), (owner, f"/billing/invoices/{invoice.pk}/"),
+             (owner, "/account/properties/"),
              (staff_client, "/admin/"), (staff_client, "/admin/revenue/"), (staff_client, "/api/v1/docs")]
     for who, path in pages:
         response = who.get(path)
