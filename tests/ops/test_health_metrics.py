@@ -1,7 +1,6 @@
 """OPS-1: /healthz, /readyz and the Prometheus metrics at /metrics, with the billing gauges' values
 on a known ledger."""
 
-import json
 from datetime import timedelta
 from decimal import Decimal
 
