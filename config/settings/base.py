@@ -201,6 +201,10 @@ Q_CLUSTER = {
     "timeout": env.int("Q_TIMEOUT", default=300),
     "retry": env.int("Q_RETRY", default=360),
     "max_attempts": 3,
+    # OPS-3: on SIGTERM each worker finishes its task, then the cluster runs the tasks it already took
+    # from the broker before it stops (django-q2 takes workers² by default): one per worker keeps a
+    # stop within about two task lengths. Tasks still in the broker stay there for another worker.
+    "queue_limit": env.int("Q_QUEUE_LIMIT", default=env.int("Q_WORKERS", default=2)),
     "catch_up": False,
     "label": "Scheduled tasks",
 }
