@@ -4,12 +4,13 @@ text format, for a staff session or `Authorization: Bearer <METRICS_TOKEN>`."""
 from __future__ import annotations
 
 import hmac
+import os
 
 from django.conf import settings
 from django.http import HttpResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 
 from .gauges import billing_gauges
@@ -49,4 +50,15 @@ def metrics(request):
                                 content_type="text/plain")
         response["WWW-Authenticate"] = "Bearer"
         return response
-    return HttpResponse(generate_latest(REGISTRY) + generate_latest(BILLING), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(generate_latest(request_registry()) + generate_latest(BILLING),
+                        content_type=CONTENT_TYPE_LATEST)
+
+
+def request_registry():
+    """The request metrics: this process's, or with PROMETHEUS_MULTIPROC_DIR set (several gunicorn
+    workers) every worker's, added up by prometheus-client's multiprocess collector."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
