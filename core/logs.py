@@ -1,7 +1,7 @@
 """Structured logs (OPS-3): every line carries the request or the task it was written for.
 
 A request gets an id from `RequestIdMiddleware` (the incoming `X-Request-ID` when a proxy in front
-set a sane one, else a new one), answered back in `X-Request-ID`; a django-q2 task gets its
+set a sane one, answered back, else a new one); a django-q2 task gets its
 task id and function name from django-q2's `pre_execute` signal (`task_started`). Both live in
 context variables, so a log line written anywhere below (the engine, the gateway, a listener)
 carries them through `ContextFilter`, and an account where a page or a task named one.
@@ -64,15 +64,23 @@ def account_seen(pk: int | None) -> None:
     account_id.set(pk)
 
 
+def request_id_echoed(incoming: str) -> str | None:
+    """The incoming X-Request-ID when it is sane: answered back, so that the proxy's log line and
+    ours carry one id (also on the API's fast path, api/fastpath.py)."""
+    return incoming if SANE_ID.match(incoming) else None
+
+
 class RequestIdMiddleware:
-    """First in the chain: the request's id for its log lines and the `X-Request-ID` answer."""
+    """First in the chain: the request's id for its log lines, the incoming one or a new one; an
+    incoming one is answered back in `X-Request-ID` (a new one is in the log lines only, so an
+    answer without the header is the same for every request and may be cached as such)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        incoming = request.headers.get(HEADER, "")
-        rid = incoming if SANE_ID.match(incoming) else uuid.uuid4().hex
+        echoed = request_id_echoed(request.headers.get(HEADER, ""))
+        rid = echoed or uuid.uuid4().hex
         request.request_id = rid
         tokens = (request_id.set(rid), account_id.set(None))
         try:
@@ -80,7 +88,8 @@ class RequestIdMiddleware:
         finally:
             request_id.reset(tokens[0])
             account_id.reset(tokens[1])
-        response[HEADER] = rid
+        if echoed:
+            response[HEADER] = echoed
         return response
 
 

@@ -21,8 +21,15 @@ class PrivateNoStoreMiddleware:
         response = self.get_response(request)
         if response.has_header("Cache-Control"):
             return response
-        user = getattr(request, "user", None)
-        if (user is not None and user.is_authenticated) or request.path.startswith(
-                tuple(settings.BILLING_NO_STORE_PREFIXES)):
+        if request.path.startswith(tuple(settings.BILLING_NO_STORE_PREFIXES)) or self.logged_in(request):
             response["Cache-Control"] = NO_STORE
         return response
+
+    @staticmethod
+    def logged_in(request) -> bool:
+        """Without a session cookie nobody is logged in: the session is not read (reading it would
+        add `Vary: Cookie` to answers that have nothing to do with one, such as the API's)."""
+        if settings.SESSION_COOKIE_NAME not in request.COOKIES:
+            return False
+        user = getattr(request, "user", None)
+        return user is not None and user.is_authenticated

@@ -54,11 +54,22 @@ def test_ops3_development_logs_plain_lines_and_log_format_json_switches():
     assert json.loads(log_lines("config.settings.local", LOG_FORMAT="json")[0])["request_id"] == "req-42"
 
 
-def test_ops3_a_request_gets_an_id_honouring_a_sane_incoming_one(client):
+def test_ops3_a_sane_incoming_request_id_is_answered_back_and_a_forged_one_is_not(client):
     assert client.get("/healthz", HTTP_X_REQUEST_ID="lb-7f3a.1")["X-Request-ID"] == "lb-7f3a.1"
-    forged = client.get("/healthz", HTTP_X_REQUEST_ID='x" level=ERROR\nfake line')["X-Request-ID"]
-    assert len(forged) == 32 and forged.isalnum()
-    assert client.get("/healthz")["X-Request-ID"] != client.get("/healthz")["X-Request-ID"]
+    assert not client.get("/healthz", HTTP_X_REQUEST_ID='x" level=ERROR\nfake line').has_header("X-Request-ID")
+
+
+def test_ops3_a_request_without_an_id_gets_a_new_one_in_its_log_lines(db, client, caplog, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OperationalError("down")
+
+    caplog.handler.addFilter(logs.ContextFilter())
+    with caplog.at_level(logging.WARNING, logger="core.health"), monkeypatch.context() as patch:
+        patch.setattr(connection, "cursor", refuse)
+        client.get("/readyz")
+        client.get("/readyz", HTTP_X_REQUEST_ID="bad id")
+    ids = [r.request_id for r in caplog.records if r.name == "core.health"]
+    assert len(ids) == 2 and ids[0] != ids[1] and all(len(i) == 32 and i.isalnum() for i in ids)
 
 
 def test_ops3_log_lines_written_during_a_request_carry_its_id(db, client, caplog, monkeypatch):
