@@ -93,19 +93,28 @@ class RequestIdMiddleware:
         return response
 
 
+# What a task run inline (django-q2's sync) found, put back when it ends; per thread and context.
+_outer: contextvars.ContextVar[tuple] = contextvars.ContextVar("outer", default=())
+
+
 def task_started(sender, func=None, task=None, **kwargs) -> None:
     """django-q2's pre_execute: the task's id and function for the log lines it writes."""
     task = task or {}
+    _outer.set((*_outer.get(), (task_id.get(), task_name.get(), account_id.get())))
     task_id.set(str(task.get("id", "")))
     task_name.set(str(task.get("func", "") if isinstance(task.get("func"), str) else getattr(func, "__name__", "")))
     account_id.set(None)
 
 
 def task_finished(sender, func=None, task=None, **kwargs) -> None:
-    """django-q2's post_execute_in_worker: the worker's next lines belong to no task."""
-    task_id.set("")
-    task_name.set("")
-    account_id.set(None)
+    """django-q2's post_execute_in_worker: the next lines belong to what ran before the task (in a
+    worker: nothing; inline: the request that ran it)."""
+    stack = _outer.get()
+    outer_task, outer_name, outer_account = stack[-1] if stack else ("", "", None)
+    _outer.set(stack[:-1])
+    task_id.set(outer_task)
+    task_name.set(outer_name)
+    account_id.set(outer_account)
 
 
 def task_logging_connect() -> None:

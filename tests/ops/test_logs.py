@@ -96,3 +96,19 @@ def test_ops3_the_cluster_keeps_at_most_one_waiting_task_per_worker(module):
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["3", "3"]
+
+
+def test_ops3_a_task_run_inline_gives_the_request_its_ids_back():
+    """OPS-3: with tasks run inline (django-q2's sync), the lines after the task belong to the
+    request again, its account included."""
+    from django_q.signals import post_execute_in_worker, pre_execute
+
+    request_token, account_token = logs.request_id.set("req-1"), logs.account_id.set(3)
+    try:
+        pre_execute.send(sender="django_q", func=None, task={"id": "t-1", "func": "core.events.deliver"})
+        assert (logs.task_id.get(), logs.account_id.get()) == ("t-1", None)
+        post_execute_in_worker.send(sender="django_q", func=None, task={"id": "t-1"})
+        assert (logs.request_id.get(), logs.task_id.get(), logs.account_id.get()) == ("req-1", "", 3)
+    finally:
+        logs.request_id.reset(request_token)
+        logs.account_id.reset(account_token)
