@@ -19,6 +19,9 @@ def favicon(request):
     return HttpResponseRedirect(static("favicon.ico"))
 
 
+# The database down: 503 with a short page instead of a bare 500 (core/outage.py).
+handler500 = "core.outage.server_error"
+
 admin.site.site_header = "Prorata back office"
 admin.site.site_title = "Prorata"
 admin.site.index_title = "Billing back office"

@@ -51,11 +51,14 @@ def logging_config(fmt: str, level: str) -> dict:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"context": {"()": "core.logs.ContextFilter"}},
+        "filters": {"context": {"()": "core.logs.ContextFilter"},
+                    "database_outage": {"()": "core.outage.DatabaseOutageFilter"}},
         "formatters": {"default": formatter},
         "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "default", "filters": ["context"]}},
         "root": {"handlers": ["console"], "level": level},
-        "loggers": {"django.db.backends": {"level": "WARNING"}},
+        "loggers": {"django.db.backends": {"level": "WARNING"},
+                    # one line per database outage burst, not a traceback per request (core/outage.py)
+                    "django.request": {"filters": ["database_outage"]}},
     }
 
 
