@@ -23,6 +23,7 @@ def manage(env, *args, timeout=300) -> str:
 
 @pytest.mark.slow
 def test_ops3_sigterm_stops_a_busy_cluster_within_its_timeout_and_loses_no_task(tmp_path):
+    """OPS-3: SIGTERM during a task: the cluster exits within Q_TIMEOUT; each task saved or still queued."""
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.local", "Q_WORKERS": "2",
            "Q_TIMEOUT": str(Q_TIMEOUT), "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "LOG_LEVEL": "INFO"}
     env.pop("REDIS_URL", None)

@@ -32,11 +32,13 @@ def database_down(monkeypatch):
 
 
 def test_ops1_healthz_answers_while_the_process_lives_even_with_the_database_down(client, database_down):
+    """OPS-1: /healthz touches nothing, so it answers 200 with the database down."""
     response = client.get("/healthz")
     assert response.status_code == 200 and response.json() == {"status": "alive"}
 
 
 def test_ops1_readyz_is_ready_when_the_database_answers(client):
+    """OPS-1: /readyz answers 200 with the database up and names no failing dependency."""
     response = client.get("/readyz")
     body = response.json()
     assert response.status_code == 200 and body["status"] == "ready" and body["checks"]["database"] == "ok"
@@ -128,6 +130,7 @@ def test_ops1_billing_gauges_on_a_known_ledger(client, settings):
 
 
 def test_ops1_metrics_count_requests_with_django_prometheus(client, settings):
+    """OPS-1: /metrics carries django-prometheus' request counts and latencies by view."""
     settings.METRICS_TOKEN = "t"
     client.get("/healthz")
     samples = scrape(client, HTTP_AUTHORIZATION="Bearer t")

@@ -39,6 +39,7 @@ def test_ops2_the_ledger_built_by_the_engine_passes_every_invariant(ledger):
 
 
 def test_ops2_a_period_invoiced_twice_is_caught(ledger):
+    """OPS-2: a second issued invoice for a paid renewal's period is named with both numbers."""
     renewal = Invoice.objects.filter(kind="renewal", status=InvoiceStatus.PAID).order_by("pk").first()
     year = renewal.issued_at.year
     last = Sequence.objects.get(series="INV", year=year)
@@ -53,6 +54,7 @@ def test_ops2_a_period_invoiced_twice_is_caught(ledger):
 
 
 def test_ops2_a_gap_in_the_invoice_numbers_is_caught(ledger):
+    """OPS-2: a number the counter gave and no invoice holds is a gap."""
     year = Invoice.objects.filter(number__isnull=False).order_by("pk").first().issued_at.year
     Sequence.objects.filter(series="INV", year=year).update(last=F("last") + 1)  # a number given and lost
     record = ledger_check()
@@ -61,6 +63,7 @@ def test_ops2_a_gap_in_the_invoice_numbers_is_caught(ledger):
 
 
 def test_ops2_payments_that_do_not_add_up_to_a_paid_invoice_are_caught(ledger):
+    """OPS-2: a paid invoice whose succeeded payments fall short of its total is named."""
     payment = Payment.objects.filter(status="succeeded", invoice__status=InvoiceStatus.PAID).order_by("pk").first()
     Payment.objects.filter(pk=payment.pk).update(amount=F("amount") - Decimal("1.00"))
     record = ledger_check()
@@ -69,6 +72,7 @@ def test_ops2_payments_that_do_not_add_up_to_a_paid_invoice_are_caught(ledger):
 
 
 def test_ops2_a_credit_balance_that_differs_from_the_notes_remaining_is_caught(ledger):
+    """OPS-2: a credit note whose remaining is not its amount less what invoices used is named."""
     note = CreditNote.objects.exclude(kind=CreditNoteKind.REFUND).order_by("pk").first()
     CreditNote.objects.filter(pk=note.pk).update(remaining=F("remaining") - Decimal("0.01"))
     record = ledger_check()
@@ -77,6 +81,7 @@ def test_ops2_a_credit_balance_that_differs_from_the_notes_remaining_is_caught(l
 
 
 def test_ops2_a_refund_that_differs_from_its_credit_note_is_caught(ledger):
+    """OPS-2: a succeeded refund unlike its refund credit note (and its payment's refunded amount) is named."""
     refund = Refund.objects.filter(status="succeeded").order_by("pk").first()
     Refund.objects.filter(pk=refund.pk).update(amount=F("amount") + Decimal("5.00"))
     record = ledger_check()
@@ -107,6 +112,7 @@ def test_ops2_a_breach_emails_staff_shows_on_the_admin_index_and_fails_the_comma
 
 
 def test_ops2_the_ledger_check_is_scheduled_nightly_by_setup_schedules(db):
+    """OPS-2: setup_schedules creates the daily ledger-check schedule, first at 03:00 UTC."""
     from django_q.models import Schedule
 
     call_command("setup_schedules")

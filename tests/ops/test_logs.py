@@ -41,6 +41,7 @@ def log_lines(settings_module: str, **env) -> list[str]:
 
 
 def test_ops3_production_logs_json_lines_with_the_request_and_the_task_id():
+    """OPS-3: production writes JSON lines carrying the request id, the task id and name, and the account."""
     lines = [json.loads(line) for line in log_lines("config.settings.production")]
     assert [(d["message"], d["request_id"], d["task_id"], d["account_id"]) for d in lines] == [
         ("paid INV-1", "req-42", "", 7), ("in a task", "", "t-9", None), ("after the task", "", "", None)]
@@ -49,17 +50,20 @@ def test_ops3_production_logs_json_lines_with_the_request_and_the_task_id():
 
 
 def test_ops3_development_logs_plain_lines_and_log_format_json_switches():
+    """OPS-3: development writes plain lines with the ids; LOG_FORMAT=json switches to JSON."""
     plain = log_lines("config.settings.local")
     assert "[req-42]" in plain[0] and "paid INV-1" in plain[0] and "[t-9]" in plain[1]
     assert json.loads(log_lines("config.settings.local", LOG_FORMAT="json")[0])["request_id"] == "req-42"
 
 
 def test_ops3_a_sane_incoming_request_id_is_answered_back_and_a_forged_one_is_not(client):
+    """OPS-3: a proxy's X-Request-ID is answered back; one that could forge log lines is not used."""
     assert client.get("/healthz", HTTP_X_REQUEST_ID="lb-7f3a.1")["X-Request-ID"] == "lb-7f3a.1"
     assert not client.get("/healthz", HTTP_X_REQUEST_ID='x" level=ERROR\nfake line').has_header("X-Request-ID")
 
 
 def test_ops3_a_request_without_an_id_gets_a_new_one_in_its_log_lines(db, client, caplog, monkeypatch):
+    """OPS-3: a request without a (sane) id gets a new one for its log lines, another per request."""
     def refuse(*args, **kwargs):
         raise OperationalError("down")
 
@@ -73,6 +77,7 @@ def test_ops3_a_request_without_an_id_gets_a_new_one_in_its_log_lines(db, client
 
 
 def test_ops3_log_lines_written_during_a_request_carry_its_id(db, client, caplog, monkeypatch):
+    """OPS-3: a line logged deep in a request carries its id, which is reset after the request."""
     def refuse(*args, **kwargs):
         raise OperationalError("down")
 
