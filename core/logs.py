@@ -45,8 +45,13 @@ class ContextFilter(logging.Filter):
 
 def logging_config(fmt: str, level: str) -> dict:
     """The LOGGING setting: `fmt` "json" (one JSON object per line) or "plain"."""
+    from pythonjsonlogger.core import RESERVED_ATTRS
+
+    # Django's request logger passes the request object too: its repr carries the query string,
+    # which may hold a signed link; the message names the path, which is enough.
     formatter = ({"()": "pythonjsonlogger.json.JsonFormatter", "fmt": JSON_FIELDS,
-                  "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"}}
+                  "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+                  "reserved_attrs": [*RESERVED_ATTRS, "request"]}
                  if fmt == "json" else {"format": PLAIN_FORMAT})
     return {
         "version": 1,

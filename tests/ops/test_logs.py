@@ -26,6 +26,9 @@ pre_execute.send(sender="django_q", func=None, task={"id": "t-9", "func": "subsc
 logging.getLogger("prorata.test").warning("in a task")
 post_execute_in_worker.send(sender="django_q", func=None, task={"id": "t-9"})
 logging.getLogger("prorata.test").warning("after the task")
+from django.test import RequestFactory
+logging.getLogger("django.request").warning("Not Found: %s", "/x", extra={"request": RequestFactory().get(
+    "/x?token=secret"), "status_code": 404})
 """
 
 
@@ -37,12 +40,13 @@ def log_lines(settings_module: str, **env) -> list[str]:
     done = subprocess.run([sys.executable, "-c", LOG_SOME], cwd=ROOT, env=full, capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stderr
-    return [line for line in done.stderr.splitlines() if "prorata.test" in line]
+    return [line for line in done.stderr.splitlines() if "prorata.test" in line or "django.request" in line]
 
 
 def test_ops3_production_logs_json_lines_with_the_request_and_the_task_id():
     """OPS-3: production writes JSON lines carrying the request id, the task id and name, and the account."""
-    lines = [json.loads(line) for line in log_lines("config.settings.production")]
+    *lines, request_line = [json.loads(line) for line in log_lines("config.settings.production")]
+    assert request_line["status_code"] == 404 and "secret" not in json.dumps(request_line)  # no query strings
     assert [(d["message"], d["request_id"], d["task_id"], d["account_id"]) for d in lines] == [
         ("paid INV-1", "req-42", "", 7), ("in a task", "", "t-9", None), ("after the task", "", "", None)]
     assert lines[1]["task_name"] == "subscriptions.tasks.scheduled_run"
