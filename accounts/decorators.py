@@ -3,6 +3,8 @@ from functools import wraps
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 
+from core.logs import account_seen
+
 from .selectors import membership_for
 
 
@@ -22,6 +24,7 @@ def account_required(permission: str = "view_usage"):
             request._membership = membership
             request.membership = membership
             request.account = membership.account
+            account_seen(membership.account_id)  # OPS-3: the request's later log lines name the account
             return view(request, *args, **kwargs)
 
         return wrapped

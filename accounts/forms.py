@@ -1,6 +1,8 @@
 from django import forms
 from django.contrib.auth.password_validation import validate_password
 
+from .domains import DomainError, domain_clean
+
 
 class SignUpForm(forms.Form):
     account_name = forms.CharField(max_length=200, label="Company or account name")
@@ -18,4 +20,10 @@ class SignUpForm(forms.Form):
 
 class PropertyForm(forms.Form):
     name = forms.CharField(max_length=200)
-    domain = forms.CharField(max_length=253, help_text="For example: example.com")
+    domain = forms.CharField(max_length=300, help_text="For example: example.com")
+
+    def clean_domain(self):
+        try:
+            return domain_clean(self.cleaned_data["domain"])
+        except DomainError as exc:
+            raise forms.ValidationError(str(exc)) from None

@@ -8,6 +8,7 @@ from django.utils.timezone import now as tz_now
 from core import zones
 
 from .audit import audit
+from .domains import DomainError, domain_clean
 from .models import Account, Membership, Property, PropertyStatus, Role, normalise_email
 
 
@@ -54,9 +55,10 @@ def property_add(*, account: Account, name: str, domain: str, actor=None, now=No
             f"propert{'y' if limit == 1 else 'ies'}; you have {count}. "
             "Upgrade your plan or delete a property to add another."
         )
-    domain = domain.strip().lower().removeprefix("https://").removeprefix("http://").strip("/")
-    if not domain or " " in domain or "." not in domain:
-        raise AccountError("Enter the website's domain, like example.com.")
+    try:
+        domain = domain_clean(domain)
+    except DomainError as exc:
+        raise AccountError(str(exc)) from None
     prop = Property.objects.create(account=account, name=name.strip() or domain, domain=domain,
                                    created_at=now or timezone.now())
     audit(account=account, actor=actor, action="property.added", obj=prop,

@@ -6,6 +6,7 @@ from django.views.decorators.http import require_http_methods
 from subscriptions import billing, selectors
 
 from . import services
+from .auth import signup_attempt_allowed, signup_wait_minutes
 from .decorators import account_required
 from .forms import PropertyForm, SignUpForm
 from .models import Property
@@ -16,6 +17,11 @@ def sign_up(request):
     if request.user.is_authenticated:
         return redirect("billing:overview")
     form = SignUpForm(request.POST or None)
+    if request.method == "POST" and not signup_attempt_allowed(request):
+        minutes = signup_wait_minutes()
+        form.add_error(None, f"Too many sign-ups from your network. Try again in {minutes} minute"
+                             f"{'s' if minutes != 1 else ''}, or log in if you have an account.")
+        return render(request, "registration/signup.html", {"form": form}, status=429)
     if request.method == "POST" and form.is_valid():
         try:
             user, _account = billing.sign_up(
@@ -54,7 +60,9 @@ def property_list(request):
 def property_add(request):
     form = PropertyForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Enter a name and a domain for the property.")
+        # The domain's own reason when it is the domain that is wrong (accounts/domains.py).
+        messages.error(request, form.errors["domain"][0] if "domain" in form.errors and form.data.get("domain")
+                       else "Enter a name and a domain for the property.")
         return redirect("accounts:properties")
     try:
         prop = services.property_add(

@@ -41,7 +41,7 @@ api = NinjaAPI(
     auth=ApiKeyAuth(),
     throttle=ApiKeyThrottle(),  # per key, after authentication; 429 with Retry-After (api/throttle.py)
     urls_namespace="api:v1",
-    docs_url="/docs",
+    docs_url=None,  # /api/v1/docs is for staff only (api/urls.py); /api/v1/openapi.json stays public
 )
 
 

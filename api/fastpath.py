@@ -31,6 +31,8 @@ from django.urls import reverse
 from django.utils.module_loading import import_string
 
 from accounts.usage import TRACKING_TAG_RE, entitlement_cached
+from core.logs import HEADER as REQUEST_ID_HEADER
+from core.logs import request_id_echoed
 
 from .api import ENTITLEMENT_HEADERS, THROTTLED_HEADERS, entitlement_render
 from .services import api_key_cached
@@ -52,6 +54,12 @@ MIDDLEWARE_EFFECT = {
     "django.contrib.messages.middleware.MessageMiddleware": None,  # no message is stored
     "django.middleware.clickjacking.XFrameOptionsMiddleware": "headers",
     "axes.middleware.AxesMiddleware": None,  # acts only on a login that axes refused (ACC-4)
+    "core.logs.RequestIdMiddleware": "request_id",  # OPS-3: a sane incoming X-Request-ID is answered back
+    # OPS-1: request counters; answers served here are not counted (the API has its own per-key counts).
+    "django_prometheus.middleware.PrometheusBeforeMiddleware": None,
+    "django_prometheus.middleware.PrometheusAfterMiddleware": None,
+    "csp.middleware.CSPMiddleware": None,  # this path is in CONTENT_SECURITY_POLICY's EXCLUDE_URL_PREFIXES
+    "core.security.PrivateNoStoreMiddleware": None,  # the answer sets its own Cache-Control; no user
 }
 _TAG_RE = re.compile(TRACKING_TAG_RE.pattern.strip("^$"))  # used with fullmatch: `$` would allow a final \n
 
@@ -59,6 +67,10 @@ _TAG_RE = re.compile(TRACKING_TAG_RE.pattern.strip("^$"))  # used with fullmatch
 def fast_path_blockers() -> list[str]:
     """Why the fast path cannot answer like Django under these settings (empty when it can)."""
     blockers = [f"{path} is in MIDDLEWARE" for path in settings.MIDDLEWARE if path not in MIDDLEWARE_EFFECT]
+    csp_excluded = (getattr(settings, "CONTENT_SECURITY_POLICY", None) or {}).get("EXCLUDE_URL_PREFIXES") or ()
+    if "csp.middleware.CSPMiddleware" in settings.MIDDLEWARE and not any(
+            reverse("api:v1:entitlement", kwargs={"tracking_tag": "-"}).startswith(p) for p in csp_excluded):
+        blockers.append("the entitlement path is not in CONTENT_SECURITY_POLICY's EXCLUDE_URL_PREFIXES")
     if settings.DISALLOWED_USER_AGENTS:
         blockers.append("DISALLOWED_USER_AGENTS is set (CommonMiddleware answers 403)")
     if settings.PREPEND_WWW:
@@ -103,6 +115,7 @@ class EntitlementFastPath:
         self.enabled = not blockers
         self.prefix = reverse("api:v1:entitlement", kwargs={"tracking_tag": "-"})[:-1]
         self.ssl_redirect = settings.SECURE_SSL_REDIRECT
+        self.echo_request_id = "core.logs.RequestIdMiddleware" in settings.MIDDLEWARE
         self.headers = {secure: _response_headers(secure, ENTITLEMENT_HEADERS) for secure in (False, True)
                         } if self.enabled else {}
         # The 429 of the per-key throttle: django-ninja sets Retry-After after the handler's headers.
@@ -117,7 +130,8 @@ class EntitlementFastPath:
             answered = self.answer(environ, path[len(self.prefix):])
             if answered is not None:
                 status, headers, body = answered
-                start_response(status, headers)
+                echoed = self.echo_request_id and request_id_echoed(environ.get("HTTP_X_REQUEST_ID", ""))
+                start_response(status, headers + [(REQUEST_ID_HEADER, echoed)] if echoed else headers)
                 return [body]
         return self.django_app(environ, start_response)
 

@@ -7,7 +7,9 @@ from django.views.generic import RedirectView
 
 from accounts import auth as account_auth
 from accounts import views as account_views
+from core import health
 from invoices.stripe_endpoint import StripeWebhookView
+from ops import views as ops_views
 
 
 def favicon(request):
@@ -17,6 +19,9 @@ def favicon(request):
     return HttpResponseRedirect(static("favicon.ico"))
 
 
+# The database down: 503 with a short page instead of a bare 500 (core/outage.py).
+handler500 = "core.outage.server_error"
+
 admin.site.site_header = "Prorata back office"
 admin.site.site_title = "Prorata"
 admin.site.index_title = "Billing back office"
@@ -24,6 +29,10 @@ admin.site.index_title = "Billing back office"
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="billing:overview", permanent=False)),
     path("favicon.ico", favicon),
+    # OPS-1: liveness, readiness and Prometheus metrics (docs/operations.md).
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", ops_views.metrics, name="metrics"),
     path("signup/", account_views.sign_up, name="signup"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),

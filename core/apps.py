@@ -11,3 +11,6 @@ class CoreConfig(AppConfig):
 
     def ready(self):
         from . import sql  # noqa: F401  registers the `__any` lookup (core.sql.AnyOf)
+        from .logs import task_logging_connect
+
+        task_logging_connect()  # OPS-3: a django-q2 task's log lines carry its id

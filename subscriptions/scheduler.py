@@ -21,6 +21,7 @@ import gc
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -122,11 +123,15 @@ def anything_due(now) -> bool:
             or overage.overage_owed(overage.previous_month(now)).exists())
 
 
-def run_chunk(step: str, ids: list[int], now) -> RunReport:
-    """Process one step for these subscriptions; safe to run on several workers at once."""
+def run_chunk(step: str, ids: list[int], now, token: str = "") -> RunReport:
+    """Process one step for these subscriptions; safe to run on several workers at once. `token`:
+    a fanned-out chunk's name, claimed first (`chunk_claim`): a chunk the run took back is skipped."""
     if isinstance(now, str):
         now = datetime.fromisoformat(now)
     report = RunReport(now=now)
+    if token and not chunk_claim(token, "worker"):
+        report.skipped = CHUNK_TAKEN_BACK
+        return report
     if step in renewals.CHUNK_HANDLERS:  # set-wise: a few statements per chunk
         with _collector_skips_the_process():
             renewals.CHUNK_HANDLERS[step](ids, now, report)
@@ -159,26 +164,69 @@ def _collector_skips_the_process():
         gc.unfreeze()
 
 
-def _fan_out(step, ids, now, report) -> None:
-    from django_q.tasks import result_group
+CHUNK_TAKEN_BACK = "taken back by the run: no worker had started it"
+CHUNK_POLL_SECONDS = 0.5
 
+
+def chunk_claim(token: str, by: str) -> bool:
+    """Who runs a fanned-out chunk: the first of a worker starting it and the run taking it back
+    (an atomic add in the shared cache, which a fan-out has: Redis). With the cache down both may
+    run it, which is harmless: every item is claimed with SKIP LOCKED and re-checked (REN-3)."""
+    from django.core.cache import cache
+
+    try:
+        return cache.add(f"billing-chunk:{token}", by, timeout=2 * settings.BILLING_RUN_WAIT_MS // 1000 + 60)
+    except Exception as exc:
+        log.warning("billing run: chunk %s claimed without the cache (%s); its rows' claims decide",
+                    token, type(exc).__name__)
+        return True
+
+
+def _fan_out(step, ids, now, report) -> None:
     size = settings.BILLING_RUN_CHUNK_SIZE
     group = f"billing-{step}-{now.isoformat()}-{os.getpid()}"
-    chunks = []
+    queued = {}
     for start in range(0, len(ids), size):
         chunk = ids[start:start + size]
-        if task_enqueue("subscriptions.scheduler.run_chunk", step, chunk, now.isoformat(), group=group):
-            chunks.append(chunk)
+        token = f"{group}:{start}"
+        if task_enqueue("subscriptions.scheduler.run_chunk", step, chunk, now.isoformat(), token, group=group):
+            queued[token] = chunk
         else:  # the broker is down: this process runs what the workers cannot be given
             report.merge(run_chunk(step, chunk, now))
-    if not chunks:
-        return
-    results = result_group(group, failures=True, wait=settings.BILLING_RUN_WAIT_MS, count=len(chunks)) or []
+    if queued:
+        _chunks_wait(step, group, queued, now, report)
+
+
+def _chunks_wait(step, group, queued: dict, now, report) -> None:
+    """The workers' reports, waited for up to BILLING_RUN_WAIT_MS. A chunk no worker has started
+    within BILLING_RUN_CHUNK_START_MS is taken back and run here: a broker that lost its queue (Redis
+    restarted without saving) costs the run that grace, not the whole wait with nothing renewed."""
+    from django_q.tasks import result_group
+
+    started = time.monotonic()
+    expected, unchecked = len(queued), dict(queued)
+    results = []
+    while True:
+        results = [r for r in result_group(group, failures=True) or []
+                   if not (isinstance(r, RunReport) and r.skipped == CHUNK_TAKEN_BACK)]
+        waited_ms = (time.monotonic() - started) * 1000
+        if len(results) >= expected or waited_ms >= settings.BILLING_RUN_WAIT_MS:
+            break
+        if unchecked and waited_ms >= settings.BILLING_RUN_CHUNK_START_MS:
+            for token, chunk in unchecked.items():
+                if chunk_claim(token, "run"):  # no worker started it: lost with the queue, or not reached yet
+                    log.warning("billing run: %s chunk %s not started by a worker within %s ms; run here",
+                                step, token, settings.BILLING_RUN_CHUNK_START_MS)
+                    report.merge(run_chunk(step, chunk, now))
+                    expected -= 1
+            unchecked = {}
+            continue
+        time.sleep(CHUNK_POLL_SECONDS)
     for result in results:
         if isinstance(result, RunReport):
             report.merge(result)
-    if len(results) < len(chunks):
-        report.failures.append((step, "-", f"{len(chunks) - len(results)} chunk(s) still running on workers"))
+    if len(results) < expected:
+        report.failures.append((step, "-", f"{expected - len(results)} chunk(s) still running on workers"))
 
 
 def cluster_available() -> bool:

@@ -9,6 +9,9 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import environ
+from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
+
+from core.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -17,6 +20,9 @@ environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default="")
+# Rotation (docs/operations.md): the previous keys, still accepted for sessions, reset links and
+# unsubscribe links signed with them; new ones are signed with SECRET_KEY only.
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
@@ -41,10 +47,15 @@ INSTALLED_APPS = [
     "notifications",
     "api",
     "metrics",
+    "ops",
+    "ninja",  # the API docs' Swagger UI from its own static files, not a CDN (issue 28)
 ]
 
 MIDDLEWARE = [
+    "core.logs.RequestIdMiddleware",  # OPS-3: first, so every later log line carries the request id
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",  # OPS-1: request counts and latencies
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",  # issue 28: a Content-Security-Policy on every page
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -53,6 +64,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",  # ACC-4: turns a locked-out login into the lockout page
+    "core.security.PrivateNoStoreMiddleware",  # billing pages stay out of caches (core/security.py)
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -157,12 +170,29 @@ def redis_with_timeouts(url: str, connect: float, answer: float) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+def redis_outwaiting(url: str, wait: float) -> str:
+    """`url` whose answer timeout (socket_timeout, set by `redis_with_timeouts` or by the URL itself)
+    is lengthened by `wait`: for a connection that blocks `wait` seconds on purpose."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    query["socket_timeout"] = str(float(query["socket_timeout"]) + wait)
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
 # Cache (entitlements): Redis when REDIS_URL is set, process memory otherwise.
 REDIS_URL = env.str("REDIS_URL", default="")
 REDIS_CONNECT_TIMEOUT = env.float("REDIS_CONNECT_TIMEOUT", default=0.5)
 REDIS_TIMEOUT = env.float("REDIS_TIMEOUT", default=1.0)
+# django-q2's Redis broker waits for a task with a blocking pop of Q_BROKER_WAIT_SECONDS (`BLPOP key 1`,
+# fixed in django_q/brokers/redis_broker.py). Its socket must wait longer than that pop, or on an idle
+# queue the socket times out first, the pusher dies ("Failed to pull task from broker") and the
+# sentinel restarts it: 5 restarts a minute and seconds of pickup delay with Redis healthy (issue 28).
+# So the broker's answer timeout is the pop's wait plus REDIS_TIMEOUT; the cache keeps the short one.
+Q_BROKER_WAIT_SECONDS = 1
+Q_BROKER_REDIS_URL = ""
 if REDIS_URL:
     REDIS_URL = redis_with_timeouts(REDIS_URL, REDIS_CONNECT_TIMEOUT, REDIS_TIMEOUT)
+    Q_BROKER_REDIS_URL = redis_outwaiting(REDIS_URL, Q_BROKER_WAIT_SECONDS)
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
@@ -174,11 +204,15 @@ Q_CLUSTER = {
     "timeout": env.int("Q_TIMEOUT", default=300),
     "retry": env.int("Q_RETRY", default=360),
     "max_attempts": 3,
+    # OPS-3: on SIGTERM each worker finishes its task, then the cluster runs the tasks it already took
+    # from the broker before it stops (django-q2 takes workers² by default): one per worker keeps a
+    # stop within about two task lengths. Tasks still in the broker stay there for another worker.
+    "queue_limit": env.int("Q_QUEUE_LIMIT", default=env.int("Q_WORKERS", default=2)),
     "catch_up": False,
     "label": "Scheduled tasks",
 }
 if REDIS_URL:
-    Q_CLUSTER["redis"] = REDIS_URL
+    Q_CLUSTER["redis"] = Q_BROKER_REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
 
@@ -217,6 +251,9 @@ BILLING_RUN_EVERY_MINUTES = env.int("BILLING_RUN_EVERY_MINUTES", default=15)
 BILLING_RUN_CHUNK_SIZE = env.int("BILLING_RUN_CHUNK_SIZE", default=250)
 BILLING_RUN_BATCH = env.int("BILLING_RUN_BATCH", default=500)  # renewals per transaction (set-wise path)
 BILLING_RUN_WAIT_MS = env.int("BILLING_RUN_WAIT_MS", default=600_000)  # how long a run waits for its chunks
+# A queued chunk no worker has started within this time is taken back and run by the run itself
+# (a broker that lost its queue, e.g. Redis restarted without saving; issue 28).
+BILLING_RUN_CHUNK_START_MS = env.int("BILLING_RUN_CHUNK_START_MS", default=30_000)
 # PAY-2: an `unknown` payment younger than this may still be in flight on another worker.
 BILLING_SETTLE_GRACE_SECONDS = env.int("BILLING_SETTLE_GRACE_SECONDS", default=120)
 # Requests per API key on /api/v1/ (api/throttle.py): "N/s", "N/10s", "N/m"; empty or "off" = none.
@@ -225,12 +262,50 @@ API_KEY_RATE = env.str("API_KEY_RATE", default="20000/s")
 BILLING_DEFAULT_CURRENCY = env.str("BILLING_DEFAULT_CURRENCY", default="USD")
 BILLING_MAX_UNIT_PRICE = Decimal("1000000")
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+# OPS-3: JSON lines (LOG_FORMAT=json, production's default) or plain lines (development), each with
+# the request id or the django-q2 task id and the account (core/logs.py).
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+LOGGING = logging_config(LOG_FORMAT, LOG_LEVEL)
+
+# OPS-1: /metrics (Prometheus) answers a staff session or `Authorization: Bearer <METRICS_TOKEN>`;
+# with METRICS_TOKEN empty only staff can read it. /healthz and /readyz are open (they say nothing secret).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# OPS-2: who is e-mailed when the nightly ledger check finds a breach (default: the support address).
+LEDGER_ALERT_EMAILS = env.list("LEDGER_ALERT_EMAILS", default=[])
+# Issue 28: sign-up attempts per client address ("N/s", "N/m", "N/h"; "off" = none), so that the
+# "already exists" answer cannot be used to list which addresses have accounts.
+SIGNUP_RATE = env.str("SIGNUP_RATE", default="10/h")
+# Answers under these paths are never cached (core/security.py), nor any answer to a logged-in user.
+BILLING_NO_STORE_PREFIXES = ["/billing/", "/account/", "/notifications/"]
+
+
+def origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else ""
+
+
+# Issue 28: a Content-Security-Policy on every page (django-csp). Scripts only from this site, with a
+# per-response nonce for the few inline ones ({{ request.csp_nonce }}), and Stripe.js for the card
+# form; inline style attributes are allowed (no script runs from them). No CDN.
+STRIPE_ORIGINS = sorted({o for o in (origin(STRIPE_JS_URL), "https://js.stripe.com") if o})
+CONTENT_SECURITY_POLICY = {
+    # The entitlement API answers JSON to servers, mostly from its WSGI fast path (api/fastpath.py),
+    # which replays Django's headers and cannot replay django-csp's (its directives' order varies).
+    "EXCLUDE_URL_PREFIXES": ["/api/v1/entitlements/"],
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE, *STRIPE_ORIGINS],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF, *STRIPE_ORIGINS, origin(STRIPE_API_BASE) or "https://api.stripe.com"],
+        "frame-src": [*STRIPE_ORIGINS, "https://hooks.stripe.com"],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+        "base-uri": [SELF],
+        "object-src": [NONE],
+    },
 }
 
 # The seller (TAX-1): printed on every invoice, credit note and billing e-mail; the support address

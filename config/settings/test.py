@@ -26,3 +26,6 @@ STORAGES = {
 # ACC-4's lockout is switched on by the tests that prove it (tests/accounts/test_login_protection.py);
 # elsewhere it would count the suite's own logins (and Client.login() passes no request to axes).
 AXES_ENABLED = env.bool("AXES_ENABLED", default=False)
+# Issue 28's sign-up throttle counts per client address in the process' cache, which the suite's own
+# sign-ups (all from 127.0.0.1) would fill; tests/ops/test_enumeration.py switches it on.
+SIGNUP_RATE = env.str("SIGNUP_RATE", default="off")

@@ -11,7 +11,8 @@ def test_ren1_setup_schedules_is_idempotent_and_runs_the_billing_run_every_15_mi
     call_command("setup_schedules")
     call_command("setup_schedules")
     names = sorted(Schedule.objects.values_list("name", flat=True))
-    assert names == ["billing-run", "email-retries", "metrics-refresh", "reconcile-payments", "usage-events-prune"]
+    assert names == ["billing-run", "email-retries", "ledger-check", "metrics-refresh", "reconcile-payments",
+                     "usage-events-prune"]
     run = Schedule.objects.get(name="billing-run")
     assert (run.func, run.schedule_type, run.minutes) == ("subscriptions.tasks.scheduled_run", Schedule.MINUTES, 15)
     assert "billing-run" in capsys.readouterr().out

@@ -4,6 +4,7 @@ from django_q.models import Schedule
 
 from invoices.stripe_schedules import ensure_reconcile_schedule
 from metrics import tasks as metrics_tasks
+from ops import ledger
 
 
 def ensure_schedules() -> list[str]:
@@ -23,12 +24,13 @@ def ensure_schedules() -> list[str]:
         done.append(f"{name}: {func} every {minutes} min")
     done.append(ensure_reconcile_schedule())  # PAY-2: settle unknown outcomes and missed webhooks daily
     done.append(metrics_tasks.ensure_schedule())  # ACC-5: the revenue figures' stored rows, every 15 min
+    done.append(ledger.ensure_schedule())  # OPS-2: the ledger's invariants, nightly
     return done
 
 
 class Command(BaseCommand):
     help = ("Create or update the scheduled tasks (billing run, e-mail retries, usage-event pruning, "
-            "payment reconciliation, the revenue figures' refresh).")
+            "payment reconciliation, the revenue figures' refresh, the nightly ledger check).")
 
     def handle(self, *args, **options):
         for line in ensure_schedules():
