@@ -10,6 +10,9 @@ class PendingEvent(models.Model):
     kind = models.CharField(max_length=50)
     account_id = models.BigIntegerField()
     data = models.JSONField(default=dict)
+    # What the announcement states about the account at the event (NOT-4), fixed when it is emitted;
+    # {} on a row written before this field existed.
+    facts = models.JSONField(default=dict)
     occurred_at = models.DateTimeField()
 
     class Meta:
