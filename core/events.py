@@ -44,7 +44,9 @@ KINDS: dict[str, tuple[str, ...]] = {
     "subscription.upgraded": ("subscription_id", "from_plan", "to_plan", "cycle", "invoice_id", "amount"),
     "subscription.trial_plan_changed": ("subscription_id", "from_plan", "to_plan", "trial_end"),  # TRI-6
     "downgrade.scheduled": ("subscription_id", "from_plan", "to_plan", "to_cycle", "effective_at"),
-    "downgrade.applied": ("subscription_id", "from_plan", "to_plan", "paused_properties"),  # DWN-3
+    # DWN-3; applied: absent at the period end (as scheduled), "now" (the owner, DWN-4 immediate) or
+    # "now_by_staff" (DWN-4 from the admin)
+    "downgrade.applied": ("subscription_id", "from_plan", "to_plan", "paused_properties", "applied"),
     "cancellation.scheduled": ("subscription_id", "plan", "effective_at"),
     "cancellation.effective": ("subscription_id", "plan", "paused_properties"),  # CAN-2
     "subscription.resumed": ("subscription_id", "plan", "what"),  # what: cancellation|downgrade|trial

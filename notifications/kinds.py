@@ -105,7 +105,9 @@ NOTIFICATIONS: dict[str, Kind] = {
         Kind("add_on.changed", Category.BILLING, _subject("Extra properties: you now have {quantity}"),
              attach_pdf=True),
         Kind("payment.succeeded", Category.BILLING,
-             _subject("Receipt for invoice {invoice_number}: {amount} paid"), attach_pdf=True,
+             lambda ctx: (f"Receipt for invoice {ctx['invoice_number']}: {ctx['amount']} paid" if ctx.get("payment_id")
+                          else f"Receipt for invoice {ctx['invoice_number']}: paid by credit"),  # REN-5, INV-5
+             attach_pdf=True,
              skip=_receipt_sent_by_own_event, once_per_related=True),
         Kind("payment.failed", Category.BILLING,
              _subject("Payment of {amount} failed: please update your payment method")),

@@ -23,6 +23,7 @@ plan allows; the rest (CAN-2, DWN-3, ADD-2, ADD-3) go through `rollover`.
 
 
 import logging
+from dataclasses import replace
 from typing import NamedTuple
 
 from django.conf import settings
@@ -30,9 +31,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, F
 
 from accounts.audit import actor_label, audit, audit_row
-from accounts.models import AuditEvent, Property, PropertyStatus
+from accounts.models import Account, AuditEvent, Property, PropertyStatus
 from accounts.services import pause_excess
 from core import events
+from core.money import ZERO
 from core.sql import update_from_values
 from invoices import services as ledger
 from invoices.models import Invoice, InvoiceKind, InvoiceStatus
@@ -42,6 +44,7 @@ from . import charges, lifecycle, terms
 from .locks import subscription_claim, subscriptions_claim, subscriptions_claim_values, subscriptions_lock_statuses
 from .models import Status, Subscription
 from .selectors import due_renewals, due_rollovers
+from .statement import Statement
 
 log = logging.getLogger(__name__)
 
@@ -226,8 +229,13 @@ class _Claimed(NamedTuple):  # a claimed subscription's RENEWAL_FIELDS
     account_timezone: str
 
 
+class _Renewed(NamedTuple):  # what the receipt of a set-wise renewal states of what comes next (NOT-4)
+    upcoming: terms.NextTerms  # the period just invoiced
+    account: Account  # unsaved: the account's zone, country and VAT ID as the batch read them
+
+
 def _issue(ids, now):
-    """Step 1. Returns the (attempt, subscription id) pairs to collect and the ids to renew one by one.
+    """Step 1. Returns the (attempt, subscription id, renewed) triples to collect and the ids to renew one by one.
     No model instance per row: the claimed subscriptions are rows, the batch's few plans are shared."""
     with transaction.atomic():
         subs = [_Claimed(*row) for row in subscriptions_claim_values(due_renewals(now).filter(pk__any=ids),
@@ -244,7 +252,7 @@ def _issue(ids, now):
         facts = dict(zip((sub.pk for sub in subs), ledger.issue_facts([(sub.account_id, keys[sub.pk]) for sub in subs]),
                          strict=True))
         done_before = [sub.pk for sub in subs if facts[sub.pk].invoiced]
-        drafts, plain, one_by_one = [], [], []
+        drafts, plain, renewed, one_by_one = [], [], [], []
         for sub in subs:
             fact = facts[sub.pk]
             if fact.invoiced:
@@ -256,6 +264,8 @@ def _issue(ids, now):
                 one_by_one.append(sub.pk)
                 continue
             plain.append(sub.pk)
+            renewed.append(_Renewed(nxt, Account(pk=sub.account_id, timezone=sub.account_timezone,
+                                                 country=fact.country, vat_id=fact.vat_id)))
             drafts.append(ledger.Draft(sub.account_id, sub.pk, InvoiceKind.RENEWAL, lines, plans[sub.plan_id].currency,
                                        nxt.start, nxt.end, keys[sub.pk], fact.payment_method_id,
                                        fact.payment_method_gateway_id, fact.customer_id,
@@ -264,13 +274,26 @@ def _issue(ids, now):
             renewal_invoiced_for=F("current_period_end"))  # not selected again until the next period
         # Last: the numbers, whose counter stays locked from there to the commit (INV-1).
         attempts = ledger.invoices_issue_many(drafts, now=now, audit_actor=actor_label(None))
-    return list(zip(attempts, plain, strict=True)), one_by_one
+    return list(zip(attempts, plain, renewed, strict=True)), one_by_one
 
 
-def _collect(pairs, now, report) -> None:
-    """Steps 2 and 3 for (attempt, subscription id) pairs."""
-    if not pairs:
+def receipt_next_charge(renewed: _Renewed) -> str:
+    """What the account statement says of the next charge once this renewal is paid (NOT-4, PAY-4):
+    the period after the one just invoiced, on the same plan, cycle and calendar (REN-1: paid
+    ahead), with no credit (an account holding credit is renewed one by one) and the customer's tax.
+    The statement's own sentence, without reading the account again for each receipt."""
+    upcoming = terms.following_terms(replace(renewed.upcoming, account=renewed.account))
+    charge = terms.next_charge_of(upcoming, credit=ZERO)
+    return Statement(account=renewed.account, subscription=None, now=charge.at, currency=charge.currency,
+                     next_charge=charge).next_charge_sentence
+
+
+def _collect(triples, now, report) -> None:
+    """Steps 2 and 3 for (attempt, subscription id, renewed) triples."""
+    if not triples:
         return
+    pairs = [(attempt, sub_id) for attempt, sub_id, _renewed in triples]
+    renewed_of = {attempt.payment_id: renewed for attempt, _sub_id, renewed in triples}
     attempts = [attempt for attempt, _sub_id in pairs]
     try:
         results = ledger.payments_send_many(attempts)
@@ -284,7 +307,7 @@ def _collect(pairs, now, report) -> None:
         # Lock order (subscriptions.locks): the subscriptions, then the invoices, then the payments
         # (`payments_record_succeeded` updates them in that order); the accounts are not written.
         statuses = subscriptions_lock_statuses(sub_of[attempt.payment_id] for attempt, _r in succeeded)
-        receipts = []
+        receipts, facts = [], []
         for attempt in ledger.payments_record_succeeded(succeeded, now=now):
             sub_id = sub_of[attempt.payment_id]
             if statuses[sub_id] == Status.PAST_DUE:  # paid up while past due: the one-by-one outcome (and its receipt)
@@ -294,7 +317,8 @@ def _collect(pairs, now, report) -> None:
             else:
                 receipts.append((attempt.account_id, {"invoice_id": attempt.invoice_id,
                                                       "payment_id": attempt.payment_id, "amount": str(attempt.amount)}))
-        events.emit_many("payment.succeeded", receipts, now=now)
+                facts.append({"next_charge_sentence": receipt_next_charge(renewed_of[attempt.payment_id])})
+        events.emit_many("payment.succeeded", receipts, now=now, facts=facts)
     for (attempt, sub_id), result in zip(pairs, results, strict=True):
         if result is None:  # no answer: ask the gateway about the key, as `payment_send` does (PAY-2)
             result = ledger.payment_lookup(attempt.payment(), unseen_means_not_sent=False)
