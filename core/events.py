@@ -22,7 +22,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from django.db import transaction
@@ -123,7 +123,7 @@ def emit(kind: str, account_id: int, *, now: datetime | None = None, **data) -> 
     delivered after the commit."""
     _check(kind)
     event = Event(kind, account_id, data, now or timezone.now())
-    event = Event(kind, account_id, data, event.occurred_at, snapshot([event])[0])
+    event = replace(event, facts=snapshot([event])[0])
     _write(kind, [(account_id, data, event.facts)], event.occurred_at)
     return event
 

@@ -277,14 +277,14 @@ def _issue(ids, now):
     return list(zip(attempts, plain, renewed, strict=True)), one_by_one
 
 
-def receipt_next_charge(renewed: _Renewed) -> str:
+def receipt_next_charge(renewed: _Renewed, now) -> str:
     """What the account statement says of the next charge once this renewal is paid (NOT-4, PAY-4):
     the period after the one just invoiced, on the same plan, cycle and calendar (REN-1: paid
     ahead), with no credit (an account holding credit is renewed one by one) and the customer's tax.
     The statement's own sentence, without reading the account again for each receipt."""
     upcoming = terms.following_terms(replace(renewed.upcoming, account=renewed.account))
     charge = terms.next_charge_of(upcoming, credit=ZERO)
-    return Statement(account=renewed.account, subscription=None, now=charge.at, currency=charge.currency,
+    return Statement(account=renewed.account, subscription=None, now=now, currency=charge.currency,
                      next_charge=charge).next_charge_sentence
 
 
@@ -317,7 +317,7 @@ def _collect(triples, now, report) -> None:
             else:
                 receipts.append((attempt.account_id, {"invoice_id": attempt.invoice_id,
                                                       "payment_id": attempt.payment_id, "amount": str(attempt.amount)}))
-                facts.append({"next_charge_sentence": receipt_next_charge(renewed_of[attempt.payment_id])})
+                facts.append({"next_charge_sentence": receipt_next_charge(renewed_of[attempt.payment_id], now)})
         events.emit_many("payment.succeeded", receipts, now=now, facts=facts)
     for (attempt, sub_id), result in zip(pairs, results, strict=True):
         if result is None:  # no answer: ask the gateway about the key, as `payment_send` does (PAY-2)
