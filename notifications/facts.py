@@ -33,10 +33,10 @@ NEXT_CHARGE = "next_charge_sentence"
 
 def event_facts(events: list[Event]) -> list[dict]:
     """Each event's facts (see the module's docstring); read in the emitting transaction."""
-    accounts = {row["id"]: row for row in Account.objects.filter(pk__in={e.account_id for e in events})
+    accounts = {row["id"]: row for row in Account.objects.filter(pk__any=list({e.account_id for e in events}))
                 .values("id", "name", "timezone")}
     cards = {account_id: f"{brand.title()} ending in {last4}" for account_id, brand, last4 in
-             PaymentMethod.objects.filter(account_id__in=list(accounts), is_default=True, detached_at__isnull=True)
+             PaymentMethod.objects.filter(account_id__any=list(accounts), is_default=True, detached_at__isnull=True)
              .values_list("account_id", "brand", "last4")}
     support = seller().support_email
     facts = []

@@ -254,10 +254,11 @@ def event_context(event: Event, account, facts: dict) -> dict:
         "occurred_on": human_date(local_day(event.occurred_at, zone)),
         "invoice_number": invoice.number if invoice and invoice.number else "",
         "credit_note_number": credit_note.number if credit_note else "",
-        "to_plan_obj": None, "to_price": None, "to_cycle_unit": None,
+        "to_price": None, "to_cycle_unit": None, "to_limit": None,
     }
     # The facts first, then the event's own data on top (its plan, its dates, its amount).
-    ctx.update({key: value for key, value in facts.items() if key not in ("zone", "plan_names", "account_name")})
+    ctx.update({key: value for key, value in facts.items()
+                if key not in ("zone", "plan_names", "account_name", "currency", "support_email")})
     plan_names = facts.get("plan_names") or {}
     for key, value in data.items():
         if key == "amount":

@@ -37,6 +37,7 @@ from core import events
 from core.money import ZERO
 from core.sql import update_from_values
 from invoices import services as ledger
+from invoices import taxes
 from invoices.models import Invoice, InvoiceKind, InvoiceStatus
 from plans.models import Plan
 
@@ -277,15 +278,27 @@ def _issue(ids, now):
     return list(zip(attempts, plain, renewed, strict=True)), one_by_one
 
 
-def receipt_next_charge(renewed: _Renewed, now) -> str:
-    """What the account statement says of the next charge once this renewal is paid (NOT-4, PAY-4):
-    the period after the one just invoiced, on the same plan, cycle and calendar (REN-1: paid
-    ahead), with no credit (an account holding credit is renewed one by one) and the customer's tax.
-    The statement's own sentence, without reading the account again for each receipt."""
-    upcoming = terms.following_terms(replace(renewed.upcoming, account=renewed.account))
-    charge = terms.next_charge_of(upcoming, credit=ZERO)
-    return Statement(account=renewed.account, subscription=None, now=now, currency=charge.currency,
-                     next_charge=charge).next_charge_sentence
+def receipts_next_charge(paid: list[_Renewed], now) -> list[str]:
+    """What the account statement says of the next charge once each of these renewals is paid (NOT-4,
+    PAY-4): the period after the one just invoiced, on the same plan, cycle and calendar (REN-1:
+    paid ahead), with no credit (an account holding credit is renewed one by one) and the customer's
+    tax on that charge's day. The statement's own sentence, without reading each account again: the
+    tax decisions are taken for the customers of each charge day at once (one read of the rates)."""
+    following = [terms.following_terms(replace(renewed.upcoming, account=renewed.account)) for renewed in paid]
+    at = [upcoming.start - terms.renewal_lead() for upcoming in following]
+    by_day: dict = {}
+    for n, moment in enumerate(at):
+        by_day.setdefault(taxes.tax_day(moment), []).append(n)
+    decisions = {}
+    for numbers in by_day.values():
+        decisions.update(taxes.decisions_for({n: (paid[n].account.country, paid[n].account.vat_id) for n in numbers},
+                                             at[numbers[0]]))
+    sentences = []
+    for n, (renewed, upcoming) in enumerate(zip(paid, following, strict=True)):
+        charge = terms.next_charge_of(upcoming, credit=ZERO, at=at[n], decision=decisions[n])
+        sentences.append(Statement(account=renewed.account, subscription=None, now=now, currency=charge.currency,
+                                   next_charge=charge).next_charge_sentence)
+    return sentences
 
 
 def _collect(triples, now, report) -> None:
@@ -307,7 +320,7 @@ def _collect(triples, now, report) -> None:
         # Lock order (subscriptions.locks): the subscriptions, then the invoices, then the payments
         # (`payments_record_succeeded` updates them in that order); the accounts are not written.
         statuses = subscriptions_lock_statuses(sub_of[attempt.payment_id] for attempt, _r in succeeded)
-        receipts, facts = [], []
+        receipts, paid = [], []
         for attempt in ledger.payments_record_succeeded(succeeded, now=now):
             sub_id = sub_of[attempt.payment_id]
             if statuses[sub_id] == Status.PAST_DUE:  # paid up while past due: the one-by-one outcome (and its receipt)
@@ -317,8 +330,9 @@ def _collect(triples, now, report) -> None:
             else:
                 receipts.append((attempt.account_id, {"invoice_id": attempt.invoice_id,
                                                       "payment_id": attempt.payment_id, "amount": str(attempt.amount)}))
-                facts.append({"next_charge_sentence": receipt_next_charge(renewed_of[attempt.payment_id], now)})
-        events.emit_many("payment.succeeded", receipts, now=now, facts=facts)
+                paid.append(renewed_of[attempt.payment_id])
+        events.emit_many("payment.succeeded", receipts, now=now,  # NOT-4: what the statement says at the receipt
+                         facts=[{"next_charge_sentence": sentence} for sentence in receipts_next_charge(paid, now)])
     for (attempt, sub_id), result in zip(pairs, results, strict=True):
         if result is None:  # no answer: ask the gateway about the key, as `payment_send` does (PAY-2)
             result = ledger.payment_lookup(attempt.payment(), unseen_means_not_sent=False)
