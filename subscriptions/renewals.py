@@ -23,7 +23,6 @@ plan allows; the rest (CAN-2, DWN-3, ADD-2, ADD-3) go through `rollover`.
 
 
 import logging
-from dataclasses import replace
 from typing import NamedTuple
 
 from django.conf import settings
@@ -232,7 +231,8 @@ class _Claimed(NamedTuple):  # a claimed subscription's RENEWAL_FIELDS
 
 class _Renewed(NamedTuple):  # what the receipt of a set-wise renewal states of what comes next (NOT-4)
     upcoming: terms.NextTerms  # the period just invoiced
-    account: Account  # unsaved: the account's zone, country and VAT ID as the batch read them
+    account: Account  # unsaved, for the calendar of the dates a customer reads (`Account.zone`)
+    customer: tuple[str, str]  # country and VAT ID, as the batch read them (TAX-3)
 
 
 def _issue(ids, now):
@@ -265,8 +265,8 @@ def _issue(ids, now):
                 one_by_one.append(sub.pk)
                 continue
             plain.append(sub.pk)
-            renewed.append(_Renewed(nxt, Account(pk=sub.account_id, timezone=sub.account_timezone,
-                                                 country=fact.country, vat_id=fact.vat_id)))
+            renewed.append(_Renewed(nxt, Account(pk=sub.account_id, timezone=sub.account_timezone),
+                                    (fact.country, fact.vat_id)))
             drafts.append(ledger.Draft(sub.account_id, sub.pk, InvoiceKind.RENEWAL, lines, plans[sub.plan_id].currency,
                                        nxt.start, nxt.end, keys[sub.pk], fact.payment_method_id,
                                        fact.payment_method_gateway_id, fact.customer_id,
@@ -284,15 +284,14 @@ def receipts_next_charge(paid: list[_Renewed], now) -> list[str]:
     paid ahead), with no credit (an account holding credit is renewed one by one) and the customer's
     tax on that charge's day. The statement's own sentence, without reading each account again: the
     tax decisions are taken for the customers of each charge day at once (one read of the rates)."""
-    following = [terms.following_terms(replace(renewed.upcoming, account=renewed.account)) for renewed in paid]
+    following = [terms.following_terms(renewed.upcoming) for renewed in paid]
     at = [upcoming.start - terms.renewal_lead() for upcoming in following]
     by_day: dict = {}
     for n, moment in enumerate(at):
         by_day.setdefault(taxes.tax_day(moment), []).append(n)
     decisions = {}
     for numbers in by_day.values():
-        decisions.update(taxes.decisions_for({n: (paid[n].account.country, paid[n].account.vat_id) for n in numbers},
-                                             at[numbers[0]]))
+        decisions.update(taxes.decisions_for({n: paid[n].customer for n in numbers}, at[numbers[0]]))
     sentences = []
     for n, (renewed, upcoming) in enumerate(zip(paid, following, strict=True)):
         charge = terms.next_charge_of(upcoming, credit=ZERO, at=at[n], decision=decisions[n])
