@@ -315,11 +315,14 @@ def _collect(triples, now, report) -> None:
     succeeded = [(attempt, result) for attempt, result in zip(attempts, results, strict=True)
                  if result is not None and result.succeeded]
     sub_of = {attempt.payment_id: sub_id for attempt, sub_id in pairs}
+    # NOT-4: what each receipt states comes next, worked out before the transaction that locks the rows.
+    next_charge_of = dict(zip((attempt.payment_id for attempt, _r in succeeded), receipts_next_charge(
+        [renewed_of[attempt.payment_id] for attempt, _r in succeeded], now), strict=True))
     with transaction.atomic():
         # Lock order (subscriptions.locks): the subscriptions, then the invoices, then the payments
         # (`payments_record_succeeded` updates them in that order); the accounts are not written.
         statuses = subscriptions_lock_statuses(sub_of[attempt.payment_id] for attempt, _r in succeeded)
-        receipts, paid = [], []
+        receipts, facts = [], []
         for attempt in ledger.payments_record_succeeded(succeeded, now=now):
             sub_id = sub_of[attempt.payment_id]
             if statuses[sub_id] == Status.PAST_DUE:  # paid up while past due: the one-by-one outcome (and its receipt)
@@ -329,9 +332,8 @@ def _collect(triples, now, report) -> None:
             else:
                 receipts.append((attempt.account_id, {"invoice_id": attempt.invoice_id,
                                                       "payment_id": attempt.payment_id, "amount": str(attempt.amount)}))
-                paid.append(renewed_of[attempt.payment_id])
-        events.emit_many("payment.succeeded", receipts, now=now,  # NOT-4: what the statement says at the receipt
-                         facts=[{"next_charge_sentence": sentence} for sentence in receipts_next_charge(paid, now)])
+                facts.append({"next_charge_sentence": next_charge_of[attempt.payment_id]})
+        events.emit_many("payment.succeeded", receipts, now=now, facts=facts)
     for (attempt, sub_id), result in zip(pairs, results, strict=True):
         if result is None:  # no answer: ask the gateway about the key, as `payment_send` does (PAY-2)
             result = ledger.payment_lookup(attempt.payment(), unseen_means_not_sent=False)
