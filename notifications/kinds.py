@@ -3,7 +3,9 @@ its subject, the row it is about, and the facts its templates state.
 
 Event data carries ids, amounts as strings and datetimes as ISO-8601 strings (events.KINDS);
 here they become names, formatted money (`format_money`) and dates in the account's billing
-time zone (D-2), so the templates only print.
+time zone as it was at the event (D-2, NOT-4), so the templates only print. What the account was
+at the event (its plan, card, next charge, ...) comes from the event's facts, taken when it was
+emitted (`notifications.facts`); nothing here reads the account's current state.
 """
 
 from __future__ import annotations
