@@ -159,11 +159,17 @@ def renew_batch(conn, ids, now, due) -> int:
             [now, [payment_of[i][0] for i in invoice_ids], references]).fetchall()
         conn.execute("UPDATE invoices_invoice SET amount_paid = total, status = 'paid', paid_at = %b "
                      "WHERE id = ANY(%b::bigint[])", [now, [row[1] for row in settled]])
+        # NOT-4: each receipt carries the facts its e-mail states (of Prorata's size: a next-charge sentence,
+        # the zone, the account's name, the card, the support address).
+        facts = {"next_charge_sentence": "Next charge: $29.00 on May 30, 2026, for Advanced (monthly) from May 31, "
+                                         "2026 to June 30, 2026.", "zone": "UTC", "account_name": "Bulk account",
+                 "support_email": "support@prorata.localhost", "card": "Visa ending in 4242"}
         conn.execute(
-            "INSERT INTO subscriptions_pendingevent (kind, account_id, data, occurred_at) "
-            "SELECT 'payment.succeeded', a, d, %b FROM unnest(%b::bigint[], %b::jsonb[]) AS v(a, d)",
+            "INSERT INTO subscriptions_pendingevent (kind, account_id, data, facts, occurred_at) "
+            "SELECT 'payment.succeeded', a, d, f, %b FROM unnest(%b::bigint[], %b::jsonb[], %b::jsonb[]) AS v(a, d, f)",
             [now, [row[2] for row in settled],
-             [Jsonb({"invoice_id": i, "payment_id": p, "amount": str(amount)}) for p, i, _a, amount in settled]])
+             [Jsonb({"invoice_id": i, "payment_id": p, "amount": str(amount)}) for p, i, _a, amount in settled],
+             [Jsonb(facts) for _row in settled]])
     return len(settled)
 
 

@@ -9,13 +9,20 @@ failing subscriber is logged and never undoes or blocks the billing action (NOT-
 
 Every event carries `account_id` and a `data` dict of JSON-safe values (ids, amounts as strings,
 datetimes as ISO-8601 strings). The keys per kind are listed in KINDS.
+
+An event also carries `facts`: what its announcement states about the account at the moment it
+happened (NOT-4), taken in the caller's transaction by the snapshot function a listener registers
+(`snapshot_with`; notifications registers the e-mails' in its AppConfig.ready, core never imports
+it). A delivery hours later reads the facts, never the account as it is then. A set-wise caller
+(the billing run's receipts) hands the facts it already knows to `emit_many`, so the snapshot does
+not work out thousands of statements inside the run's transaction.
 """
 
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from django.db import transaction
@@ -37,7 +44,9 @@ KINDS: dict[str, tuple[str, ...]] = {
     "subscription.upgraded": ("subscription_id", "from_plan", "to_plan", "cycle", "invoice_id", "amount"),
     "subscription.trial_plan_changed": ("subscription_id", "from_plan", "to_plan", "trial_end"),  # TRI-6
     "downgrade.scheduled": ("subscription_id", "from_plan", "to_plan", "to_cycle", "effective_at"),
-    "downgrade.applied": ("subscription_id", "from_plan", "to_plan", "paused_properties"),  # DWN-3
+    # DWN-3; applied: absent at the period end (as scheduled), "now" (the owner, DWN-4 immediate) or
+    # "now_by_staff" (DWN-4 from the admin)
+    "downgrade.applied": ("subscription_id", "from_plan", "to_plan", "paused_properties", "applied"),
     "cancellation.scheduled": ("subscription_id", "plan", "effective_at"),
     "cancellation.effective": ("subscription_id", "plan", "paused_properties"),  # CAN-2
     "subscription.resumed": ("subscription_id", "plan", "what"),  # what: cancellation|downgrade|trial
@@ -61,10 +70,39 @@ class Event:
     account_id: int
     data: dict = field(default_factory=dict)
     occurred_at: datetime = field(default_factory=timezone.now)
+    facts: dict = field(default_factory=dict)  # the account's state the announcement states (NOT-4)
 
 
 Handler = Callable[[Event], None]
 _subscribers: dict[str, list[Handler]] = defaultdict(list)
+
+# Events (with the facts their caller already knows) -> each one's facts, JSON-safe. Called in the
+# emitting transaction, so it reads the state the event's own change left.
+Snapshot = Callable[[list[Event]], list[dict]]
+_snapshots: list[Snapshot] = []
+
+
+def snapshot_with(function: Snapshot) -> None:
+    """Register the function that fixes an event's facts when it is emitted (NOT-4). Idempotent; with
+    several, each one's facts are merged in registration order."""
+    if function not in _snapshots:
+        _snapshots.append(function)
+
+
+def snapshot_without(function: Snapshot) -> None:
+    if function in _snapshots:
+        _snapshots.remove(function)
+
+
+def snapshot(events: list[Event]) -> list[dict]:
+    """The facts of `events` as the registered snapshot functions read them now (the caller's facts
+    first, the functions' on top of them only where the caller gave none)."""
+    facts = [dict(event.facts) for event in events]
+    for function in _snapshots:
+        for known, taken in zip(facts, function(events), strict=True):
+            for key, value in taken.items():
+                known.setdefault(key, value)
+    return facts
 
 
 def subscribe(kind: str, handler: Handler) -> None:
@@ -81,29 +119,40 @@ def unsubscribe(kind: str, handler: Handler) -> None:
 
 
 def emit(kind: str, account_id: int, *, now: datetime | None = None, **data) -> Event:
-    """Announce one event: a row in the caller's transaction, delivered after the commit."""
+    """Announce one event: a row in the caller's transaction, with its facts as they are now,
+    delivered after the commit."""
+    _check(kind)
     event = Event(kind, account_id, data, now or timezone.now())
-    _write(kind, [(account_id, data)], event.occurred_at)
+    event = replace(event, facts=snapshot([event])[0])
+    _write(kind, [(account_id, data, event.facts)], event.occurred_at)
     return event
 
 
-def emit_many(kind: str, items: list[tuple[int, dict]], *, now: datetime) -> None:
+def emit_many(kind: str, items: list[tuple[int, dict]], *, now: datetime, facts: list[dict] | None = None) -> None:
     """Announce many events of one kind (account id, data) in one insert: the billing run's
-    thousands of receipts cost it one statement, not thousands of renders."""
-    _write(kind, items, now)
+    thousands of receipts cost it one statement, not thousands of renders. `facts`, one dict per
+    item, are what the caller already knows of each event's facts (the snapshot adds the rest)."""
+    _check(kind)
+    known = facts if facts is not None else [{}] * len(items)
+    events = [Event(kind, account_id, data, now, given) for (account_id, data), given in zip(items, known, strict=True)]
+    _write(kind, [(event.account_id, event.data, taken) for event, taken in zip(events, snapshot(events), strict=True)],
+           now)
 
 
-def _write(kind: str, items: list[tuple[int, dict]], now: datetime) -> None:
+def _check(kind: str) -> None:
     if kind not in KINDS:
         raise ValueError(f"Unknown event kind {kind!r}")
+
+
+def _write(kind: str, items: list[tuple[int, dict, dict]], now: datetime) -> None:
     if not items:
         return
     ids = []
-    for chunk in sql.chunks(items, 2):  # one insert, no model instance per event
-        source, params = sql.rows_from({"account_id": "id", "data": "json"}, chunk)
+    for chunk in sql.chunks(items, 3):  # one insert, no model instance per event
+        source, params = sql.rows_from({"account_id": "id", "data": "json", "facts": "json"}, chunk)
         ids += [row[0] for row in sql.run(
-            f"INSERT INTO {PendingEvent._meta.db_table} (kind, account_id, data, occurred_at) "
-            f"SELECT %s, account_id, data, %s FROM {source} RETURNING id", [kind, now, *params])]
+            f"INSERT INTO {PendingEvent._meta.db_table} (kind, account_id, data, facts, occurred_at) "
+            f"SELECT %s, account_id, data, facts, %s FROM {source} RETURNING id", [kind, now, *params])]
     transaction.on_commit(lambda: deliver_soon(ids))
 
 
@@ -160,7 +209,7 @@ def deliver(ids: list[int] | None = None, batch: int = 200, max_seconds: float |
         with transaction.atomic():
             rows = list(rows_of[:batch])
             for row in rows:
-                dispatch(Event(row.kind, row.account_id, row.data, row.occurred_at))
+                dispatch(Event(row.kind, row.account_id, row.data, row.occurred_at, row.facts))
             PendingEvent.objects.filter(pk__in=[row.pk for row in rows]).delete()
         delivered += len(rows)
         if (ids is None and len(rows) < batch) or (ids is not None and offset >= len(ids)):

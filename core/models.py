@@ -1,4 +1,5 @@
 from django.db import models
+from django.db.models import Value
 
 
 class PendingEvent(models.Model):
@@ -10,6 +11,10 @@ class PendingEvent(models.Model):
     kind = models.CharField(max_length=50)
     account_id = models.BigIntegerField()
     data = models.JSONField(default=dict)
+    # What the announcement states about the account at the event (NOT-4), fixed when it is emitted;
+    # {} on a row written before this field existed, or by code that does not know it (the database's
+    # default: the previous release, still running during a deploy, keeps writing its events).
+    facts = models.JSONField(default=dict, db_default=Value({}, output_field=models.JSONField()))
     occurred_at = models.DateTimeField()
 
     class Meta:

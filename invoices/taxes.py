@@ -180,7 +180,11 @@ def quote_tax(account, amounts: list[Decimal], currency: str, now: datetime) -> 
     """What `invoice_create` will add to lines of `amounts` for `account` at `now`, for the quote
     (PAY-3, PAY-4: the same decision and the same per-line rounding). None: no tax lines (TAX-3).
     A 0 % line carries the legal mention as its computation (reverse charge, export)."""
-    decision = decision_for(account, now)
+    return quote_tax_of(decision_for(account, now), amounts, currency)
+
+
+def quote_tax_of(decision: tax.TaxDecision, amounts: list[Decimal], currency: str) -> QuoteTax | None:
+    """`quote_tax` with the decision already taken (`decisions_for`, for many customers at once)."""
     if not decision.charges_tax:
         return None
     inclusive = prices_include_tax()

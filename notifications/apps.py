@@ -9,8 +9,11 @@ class NotificationsConfig(AppConfig):
         from core import events
 
         from . import checks  # noqa: F401  (registers the deployment check)
+        from .facts import event_facts
         from .services import notify_event
 
         # Every event the engine emits becomes an e-mail (kinds.NOTIFICATIONS covers events.KINDS).
         for kind in events.KINDS:
             events.subscribe(kind, notify_event)
+        # NOT-4: what each e-mail states about the account is taken when its event is emitted.
+        events.snapshot_with(event_facts)

@@ -3,7 +3,9 @@ its subject, the row it is about, and the facts its templates state.
 
 Event data carries ids, amounts as strings and datetimes as ISO-8601 strings (events.KINDS);
 here they become names, formatted money (`format_money`) and dates in the account's billing
-time zone (D-2), so the templates only print.
+time zone as it was at the event (D-2, NOT-4), so the templates only print. What the account was
+at the event (its plan, card, next charge, ...) comes from the event's facts, taken when it was
+emitted (`notifications.facts`); nothing here reads the account's current state.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from django.utils import dateformat, timezone
 from core import zones
 from core.events import KINDS, Event
 from core.money import format_money
-from subscriptions.statement import account_statement
 
 from .models import Category
 
@@ -106,7 +107,9 @@ NOTIFICATIONS: dict[str, Kind] = {
         Kind("add_on.changed", Category.BILLING, _subject("Extra properties: you now have {quantity}"),
              attach_pdf=True),
         Kind("payment.succeeded", Category.BILLING,
-             _subject("Receipt for invoice {invoice_number}: {amount} paid"), attach_pdf=True,
+             lambda ctx: (f"Receipt for invoice {ctx['invoice_number']}: {ctx['amount']} paid" if ctx.get("payment_id")
+                          else f"Receipt for invoice {ctx['invoice_number']}: paid by credit"),  # REN-5, INV-5
+             attach_pdf=True,
              skip=_receipt_sent_by_own_event, once_per_related=True),
         Kind("payment.failed", Category.BILLING,
              _subject("Payment of {amount} failed: please update your payment method")),
@@ -189,13 +192,6 @@ def _load(model, pk):
     return model.objects.filter(pk=pk).first()
 
 
-def _plan_name(code) -> str:
-    from plans.models import Plan
-
-    plan = Plan.objects.filter(code=code).only("name").first()
-    return plan.name if plan else str(code or "")
-
-
 def _property_names(values) -> list[str]:
     """`paused_properties` as names: ids are looked up, names and dicts are used as given."""
     from accounts.models import Property
@@ -219,37 +215,35 @@ def related_of(kind: str, account_id: int, data: dict) -> tuple[str, str]:
     return "account", str(account_id)
 
 
-def event_context(event: Event, account) -> dict:
-    """Everything the templates of `event.kind` print, already formatted."""
-    from invoices.models import CreditNote, Invoice, Payment, PaymentStatus, RefundRequest
-    from subscriptions.models import RestoreRequest, Subscription
+def event_context(event: Event, account, facts: dict) -> dict:
+    """Everything the templates of `event.kind` print, already formatted: the event's data, its
+    `facts` (the account's state when it happened, NOT-4: `notifications.facts`) and the issued
+    invoice or credit note it names (fixed at issue, INV-6). Nothing is read from the account's
+    subscription, plan, card or statement as they are now."""
+    from invoices.models import CreditNote, Invoice, RefundRequest
+    from subscriptions.models import RestoreRequest
 
     data = dict(event.data)
-    zone = account_zone(account)
-    subscription = _load(Subscription, data.get("subscription_id"))
+    zone = zones.zone(facts["zone"]) if facts.get("zone") else account_zone(account)
     invoice = _load(Invoice, data.get("invoice_id"))
     credit_note = _load(CreditNote, data.get("credit_note_id"))
     refund_request = _load(RefundRequest, data.get("refund_request_id"))
     restore_request = _load(RestoreRequest, data.get("restore_request_id"))
-    if restore_request and subscription is None:
-        subscription = restore_request.subscription
     if invoice is None and refund_request is not None:
         invoice = refund_request.invoice
     if invoice is None and credit_note is not None:
         invoice = credit_note.invoice
-    if subscription is None:
-        subscription = (invoice.subscription if invoice else None) or account.subscription
-
     currency = (
         (credit_note.currency if credit_note else None)
         or (invoice.currency if invoice else None)
-        or (subscription.plan.currency if subscription else None)
+        or facts.get("currency")
         or settings.BILLING_DEFAULT_CURRENCY
     )
     ctx: dict = {
         "kind": event.kind,
         "account": account,
-        "subscription": subscription,
+        "account_name": facts.get("account_name") or account.name,
+        "zone": zone,
         "invoice": invoice,
         "credit_note": credit_note,
         "refund_request": refund_request,
@@ -258,17 +252,23 @@ def event_context(event: Event, account) -> dict:
         "billing_url": billing_url(),
         "payment_method_url": billing_url() + "payment-method/",
         "site_url": settings.SITE_URL.rstrip("/"),
+        "support_email": facts.get("support_email", ""),
         "occurred_on": human_date(local_day(event.occurred_at, zone)),
         "invoice_number": invoice.number if invoice and invoice.number else "",
         "credit_note_number": credit_note.number if credit_note else "",
+        "to_price": None, "to_cycle_unit": None, "to_limit": None,
     }
+    # The facts first, then the event's own data on top (its plan, its dates, its amount).
+    ctx.update({key: value for key, value in facts.items()
+                if key not in ("zone", "plan_names", "account_name", "currency", "support_email")})
+    plan_names = facts.get("plan_names") or {}
     for key, value in data.items():
         if key == "amount":
             ctx[key] = money(value, currency)
         elif key in DATE_KEYS:
             ctx[key] = human_date(local_day(value, zone))
         elif key in PLAN_KEYS:
-            ctx[key] = _plan_name(value)
+            ctx[key] = plan_names.get(value) or str(value or "")
         elif key == "paused_properties":
             ctx[key] = _property_names(value)
         elif key in ("sessions", "sessions_included"):
@@ -278,65 +278,18 @@ def event_context(event: Event, account) -> dict:
             ctx[key] = dateformat.format(moment, "F Y") if moment else str(value)
         else:
             ctx[key] = value
-    _add_plan_facts(ctx, data, subscription, account, currency)
     if event.kind == "account.suspended" or event.kind == "account.reactivated":
         from accounts.models import SuspensionReason
 
         code = data.get("reason") or data.get("previous_reason") or ""
         ctx["reason_label"] = SuspensionReason(code).label if code in SuspensionReason.values else code
-    if event.kind == "payment.failed" and invoice is not None:
-        # DUN-2: each failure e-mails; say which attempt this was. The engine counts the failures
-        # of the dunning cycle on the subscription (0 after the first one).
-        failed = Payment.objects.filter(invoice=invoice, status=PaymentStatus.FAILED).count()
-        ctx["attempt_number"] = subscription.retry_count + 1 if subscription is not None else max(failed, 1)
     if invoice is not None:
         ctx["invoice_total"] = money(invoice.total, invoice.currency)
-        ctx["invoice_due"] = money(invoice.amount_due, invoice.currency)
-    if invoice is not None:
         # DUN-1: only renewals, trial conversions and overage go to dunning; a declined immediate
         # charge (first period, upgrade, add-on, reactivation) just leaves things as they were.
         ctx["dunning"] = invoice.kind in DUNNING_INVOICE_KINDS
-    # PAY-4: what happens next is the account statement's, the computation the billing run acts on.
-    statement = account_statement(account, event.occurred_at)
-    ctx["statement"] = statement
-    ctx["next_charge_sentence"] = statement.next_charge_sentence
-    if statement.on_new_card is not None:
-        upcoming = statement.on_new_card.upcoming
-        ctx["reactivation_amount"] = money(statement.on_new_card.total, statement.currency)
-        ctx["reactivation_what"] = f"{upcoming.plan.name}, {upcoming.cycle}"
-    if "trial_end" not in ctx:
-        ctx["trial_end"] = human_date(local_day(subscription.trial_end, zone)) if subscription else ""
     return ctx
 
 
 DUNNING_INVOICE_KINDS = {"renewal", "trial_conversion", "overage"}
 CYCLE_UNITS = {"monthly": "month", "yearly": "year"}
-
-
-def _add_plan_facts(ctx: dict, data: dict, subscription, account, currency: str) -> None:
-    """The current plan's price and limits, the target plan of a change, and the card on file."""
-    from invoices.models import PaymentMethod
-    from plans.models import Plan
-
-    plan = subscription.plan if subscription else None
-    cycle = subscription.cycle if subscription else "monthly"
-    price = plan.price_for(cycle) if plan else None
-    ctx["plan_obj"] = plan
-    ctx.setdefault("plan", plan.name if plan else "")
-    ctx["price"] = money(price, currency) if price is not None else ""
-    ctx["cycle_unit"] = CYCLE_UNITS.get(cycle, cycle)
-    ctx["hard_capped"] = bool(plan and plan.hard_capped)
-    ctx["overage_price"] = money(plan.overage_per_1000, currency) if plan and not plan.hard_capped else ""
-    ctx["to_plan_obj"] = ctx["to_price"] = ctx["to_cycle_unit"] = None
-    if data.get("to_plan"):
-        target = Plan.objects.filter(code=data["to_plan"]).first()
-        to_cycle = data.get("to_cycle") or data.get("cycle") or cycle
-        to_price = target.price_for(to_cycle) if target else None
-        ctx["to_plan_obj"] = target
-        ctx["to_price"] = money(to_price, currency) if to_price is not None else ""
-        ctx["to_cycle_unit"] = CYCLE_UNITS.get(to_cycle, to_cycle)
-    card = (
-        PaymentMethod.objects.filter(account=account, is_default=True, detached_at__isnull=True)
-        .order_by("-id").first()
-    )
-    ctx["card"] = f"{card.brand.title()} ending in {card.last4}" if card else ""

@@ -31,6 +31,8 @@ class EmailLog(models.Model):
     related_type = models.CharField(max_length=50, blank=True)
     related_id = models.CharField(max_length=64, blank=True)
     attach_pdf = models.BooleanField(default=False, help_text="Attach the related invoice or credit note PDF.")
+    # NOT-4: replies reach support (the seller's support address when the event happened).
+    reply_to = models.EmailField(blank=True)
     status = models.CharField(max_length=10, choices=EmailStatus, default=EmailStatus.QUEUED)
     error = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)

@@ -28,7 +28,9 @@ from accounts.audit import audit
 from accounts.models import Account
 from core.broker import task_enqueue
 from core.events import Event
+from core.seller import seller
 
+from .facts import event_facts
 from .kinds import NOTIFICATIONS, PRODUCT_NEWS, Kind, billing_url, event_context, related_of
 from .models import Category, EmailLog, EmailStatus, ProductNews
 
@@ -142,8 +144,11 @@ def email_queue(*, kind: Kind, account: Account, ctx: dict, related: tuple[str, 
     if not recipients:
         log.warning("No recipient for %s on account %s", kind.code, account.pk)
         return []
-    ctx = {**ctx, "account": account, "billing_url": billing_url(), "category": kind.category,
-           "category_label": Category(kind.category).label.lower()}
+    # NOT-4: replies reach support; an event's e-mail names the address in force at the event.
+    reply_to = ctx.get("support_email") or seller().support_email
+    ctx = {"account_name": account.name, **ctx, "account": account, "billing_url": billing_url(),
+           "category": kind.category, "category_label": Category(kind.category).label.lower(),
+           "support_email": reply_to}
     if not kind.is_billing:
         ctx["unsubscribe_url"] = unsubscribe_url(account.pk, kind.category)
     subject, text, html = render(kind, ctx)
@@ -151,7 +156,7 @@ def email_queue(*, kind: Kind, account: Account, ctx: dict, related: tuple[str, 
         logs = EmailLog.objects.bulk_create(
             EmailLog(recipient=email, kind=kind.code, category=kind.category, subject=subject, body_text=text,
                      body_html=html, account=account, related_type=related[0], related_id=related[1],
-                     attach_pdf=kind.attach_pdf, queued_at=now)
+                     attach_pdf=kind.attach_pdf, reply_to=reply_to, queued_at=now)
             for email in recipients
         )
         ids = [entry.pk for entry in logs]
@@ -173,7 +178,9 @@ def notify_event(event: Event) -> list[EmailLog]:
     ).exists():
         log.info("%s for %s %s was already e-mailed; not sending it twice", kind.code, *related)
         return []
-    ctx = event_context(event, account)
+    # NOT-4: the facts fixed when the event happened. A row written before events carried facts
+    # has none: its e-mail is written from the account as it is now, as it always was.
+    ctx = event_context(event, account, event.facts or event_facts([event])[0])
     if kind.skip and kind.skip(ctx):
         return []
     return email_queue(kind=kind, account=account, ctx=ctx, related=related)
@@ -218,7 +225,7 @@ def build_message(entry: EmailLog) -> EmailMultiAlternatives:
         headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message = EmailMultiAlternatives(
         subject=entry.subject, body=entry.body_text, from_email=settings.DEFAULT_FROM_EMAIL,
-        to=[entry.recipient], headers=headers,
+        to=[entry.recipient], headers=headers, reply_to=[entry.reply_to or seller().support_email],
     )
     message.attach_alternative(entry.body_html, "text/html")
     if entry.attach_pdf:

@@ -280,9 +280,10 @@ def dunning_collected(invoice: Invoice, payment, sub: Subscription | None, now) 
     if invoice.kind == InvoiceKind.TRIAL_CONVERSION:
         events.emit("trial.converted", account.pk, now=now, subscription_id=sub.pk, plan=sub.plan.code,
                     invoice_id=invoice.pk, amount=str(invoice.total))
-    elif payment is not None:
-        events.emit("payment.succeeded", account.pk, now=now, invoice_id=invoice.pk, payment_id=payment.pk,
-                    amount=str(payment.amount))
+    else:  # REN-5: a receipt after every renewal, one paid wholly by credit (INV-5, no payment) too
+        events.emit("payment.succeeded", account.pk, now=now, invoice_id=invoice.pk,
+                    payment_id=payment.pk if payment is not None else None,
+                    amount=str(payment.amount if payment is not None else invoice.total))
 
 
 def dunning_abandon(sub: Subscription, now, *, action: str) -> None:
@@ -407,9 +408,11 @@ class Downgraded:
     paused: list
 
 
-def downgrade_apply_now(sub: Subscription, plan: Plan, credit, *, actor, reason: str, now) -> Downgraded:
+def downgrade_apply_now(sub: Subscription, plan: Plan, credit, *, actor, reason: str, now,
+                        by_staff: bool = False) -> Downgraded:
     """DWN-4: the plan changes at once; the unused difference (`credit`, a quote line) becomes a
-    credit note applied to the next invoices (never paid out)."""
+    credit note applied to the next invoices (never paid out). `by_staff`: staff applied it (the
+    e-mail says so), else the owner asked for it."""
     before = terms.snapshot(sub)
     from_plan = sub.plan
     invoice = last_paid_invoice(sub)
@@ -431,5 +434,6 @@ def downgrade_apply_now(sub: Subscription, plan: Plan, credit, *, actor, reason:
     audit(account=sub.account, actor=actor, action="downgrade.applied", obj=sub, before=before,
           after=terms.snapshot(sub), reason=reason, now=now)
     events.emit("downgrade.applied", sub.account_id, now=now, subscription_id=sub.pk, from_plan=from_plan.code,
-                to_plan=plan.code, paused_properties=[p.name for p in paused])
+                to_plan=plan.code, paused_properties=[p.name for p in paused],
+                applied="now_by_staff" if by_staff else "now")
     return Downgraded(paused)

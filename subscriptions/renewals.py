@@ -30,11 +30,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, F
 
 from accounts.audit import actor_label, audit, audit_row
-from accounts.models import AuditEvent, Property, PropertyStatus
+from accounts.models import Account, AuditEvent, Property, PropertyStatus
 from accounts.services import pause_excess
 from core import events
+from core.money import ZERO
 from core.sql import update_from_values
 from invoices import services as ledger
+from invoices import taxes
 from invoices.models import Invoice, InvoiceKind, InvoiceStatus
 from plans.models import Plan
 
@@ -42,6 +44,7 @@ from . import charges, lifecycle, terms
 from .locks import subscription_claim, subscriptions_claim, subscriptions_claim_values, subscriptions_lock_statuses
 from .models import Status, Subscription
 from .selectors import due_renewals, due_rollovers
+from .statement import Statement
 
 log = logging.getLogger(__name__)
 
@@ -226,8 +229,14 @@ class _Claimed(NamedTuple):  # a claimed subscription's RENEWAL_FIELDS
     account_timezone: str
 
 
+class _Renewed(NamedTuple):  # what the receipt of a set-wise renewal states of what comes next (NOT-4)
+    upcoming: terms.NextTerms  # the period just invoiced
+    account: Account  # unsaved, for the calendar of the dates a customer reads (`Account.zone`)
+    customer: tuple[str, str]  # country and VAT ID, as the batch read them (TAX-3)
+
+
 def _issue(ids, now):
-    """Step 1. Returns the (attempt, subscription id) pairs to collect and the ids to renew one by one.
+    """Step 1. Returns the (attempt, subscription id, renewed) triples to collect and the ids to renew one by one.
     No model instance per row: the claimed subscriptions are rows, the batch's few plans are shared."""
     with transaction.atomic():
         subs = [_Claimed(*row) for row in subscriptions_claim_values(due_renewals(now).filter(pk__any=ids),
@@ -244,7 +253,7 @@ def _issue(ids, now):
         facts = dict(zip((sub.pk for sub in subs), ledger.issue_facts([(sub.account_id, keys[sub.pk]) for sub in subs]),
                          strict=True))
         done_before = [sub.pk for sub in subs if facts[sub.pk].invoiced]
-        drafts, plain, one_by_one = [], [], []
+        drafts, plain, renewed, one_by_one = [], [], [], []
         for sub in subs:
             fact = facts[sub.pk]
             if fact.invoiced:
@@ -256,6 +265,8 @@ def _issue(ids, now):
                 one_by_one.append(sub.pk)
                 continue
             plain.append(sub.pk)
+            renewed.append(_Renewed(nxt, Account(pk=sub.account_id, timezone=sub.account_timezone),
+                                    (fact.country, fact.vat_id)))
             drafts.append(ledger.Draft(sub.account_id, sub.pk, InvoiceKind.RENEWAL, lines, plans[sub.plan_id].currency,
                                        nxt.start, nxt.end, keys[sub.pk], fact.payment_method_id,
                                        fact.payment_method_gateway_id, fact.customer_id,
@@ -264,13 +275,37 @@ def _issue(ids, now):
             renewal_invoiced_for=F("current_period_end"))  # not selected again until the next period
         # Last: the numbers, whose counter stays locked from there to the commit (INV-1).
         attempts = ledger.invoices_issue_many(drafts, now=now, audit_actor=actor_label(None))
-    return list(zip(attempts, plain, strict=True)), one_by_one
+    return list(zip(attempts, plain, renewed, strict=True)), one_by_one
 
 
-def _collect(pairs, now, report) -> None:
-    """Steps 2 and 3 for (attempt, subscription id) pairs."""
-    if not pairs:
+def receipts_next_charge(paid: list[_Renewed], now) -> list[str]:
+    """What the account statement says of the next charge once each of these renewals is paid (NOT-4,
+    PAY-4): the period after the one just invoiced, on the same plan, cycle and calendar (REN-1:
+    paid ahead), with no credit (an account holding credit is renewed one by one) and the customer's
+    tax on that charge's day. The statement's own sentence, without reading each account again: the
+    tax decisions are taken for the customers of each charge day at once (one read of the rates)."""
+    following = [terms.following_terms(renewed.upcoming) for renewed in paid]
+    at = [upcoming.start - terms.renewal_lead() for upcoming in following]
+    by_day: dict = {}
+    for n, moment in enumerate(at):
+        by_day.setdefault(taxes.tax_day(moment), []).append(n)
+    decisions = {}
+    for numbers in by_day.values():
+        decisions.update(taxes.decisions_for({n: paid[n].customer for n in numbers}, at[numbers[0]]))
+    sentences = []
+    for n, (renewed, upcoming) in enumerate(zip(paid, following, strict=True)):
+        charge = terms.next_charge_of(upcoming, credit=ZERO, at=at[n], decision=decisions[n])
+        sentences.append(Statement(account=renewed.account, subscription=None, now=now, currency=charge.currency,
+                                   next_charge=charge).next_charge_sentence)
+    return sentences
+
+
+def _collect(triples, now, report) -> None:
+    """Steps 2 and 3 for (attempt, subscription id, renewed) triples."""
+    if not triples:
         return
+    pairs = [(attempt, sub_id) for attempt, sub_id, _renewed in triples]
+    renewed_of = {attempt.payment_id: renewed for attempt, _sub_id, renewed in triples}
     attempts = [attempt for attempt, _sub_id in pairs]
     try:
         results = ledger.payments_send_many(attempts)
@@ -280,11 +315,14 @@ def _collect(pairs, now, report) -> None:
     succeeded = [(attempt, result) for attempt, result in zip(attempts, results, strict=True)
                  if result is not None and result.succeeded]
     sub_of = {attempt.payment_id: sub_id for attempt, sub_id in pairs}
+    # NOT-4: what each receipt states comes next, worked out before the transaction that locks the rows.
+    next_charge_of = dict(zip((attempt.payment_id for attempt, _r in succeeded), receipts_next_charge(
+        [renewed_of[attempt.payment_id] for attempt, _r in succeeded], now), strict=True))
     with transaction.atomic():
         # Lock order (subscriptions.locks): the subscriptions, then the invoices, then the payments
         # (`payments_record_succeeded` updates them in that order); the accounts are not written.
         statuses = subscriptions_lock_statuses(sub_of[attempt.payment_id] for attempt, _r in succeeded)
-        receipts = []
+        receipts, facts = [], []
         for attempt in ledger.payments_record_succeeded(succeeded, now=now):
             sub_id = sub_of[attempt.payment_id]
             if statuses[sub_id] == Status.PAST_DUE:  # paid up while past due: the one-by-one outcome (and its receipt)
@@ -294,7 +332,8 @@ def _collect(pairs, now, report) -> None:
             else:
                 receipts.append((attempt.account_id, {"invoice_id": attempt.invoice_id,
                                                       "payment_id": attempt.payment_id, "amount": str(attempt.amount)}))
-        events.emit_many("payment.succeeded", receipts, now=now)
+                facts.append({"next_charge_sentence": next_charge_of[attempt.payment_id]})
+        events.emit_many("payment.succeeded", receipts, now=now, facts=facts)
     for (attempt, sub_id), result in zip(pairs, results, strict=True):
         if result is None:  # no answer: ask the gateway about the key, as `payment_send` does (PAY-2)
             result = ledger.payment_lookup(attempt.payment(), unseen_means_not_sent=False)

@@ -316,7 +316,7 @@ def downgrade_now(subscription, plan_code: str, *, reason: str, actor, now=None)
         problem = terms.fit_problem(account, plan, sub.extra_properties)
         if problem:
             raise LimitExceeded(problem)
-        lifecycle.downgrade_apply_now(sub, plan, credit, actor=actor, reason=reason, now=now)
+        lifecycle.downgrade_apply_now(sub, plan, credit, actor=actor, reason=reason, now=now, by_staff=True)
         return sub
 
 

@@ -468,15 +468,17 @@ class NextCharge:
 
 
 def next_charge_of(upcoming: NextTerms, *, credit: Decimal, kind: str = "renewal",
-                   at: datetime | None = None) -> NextCharge:
+                   at: datetime | None = None, decision=None) -> NextCharge:
     """The charge that pays for `upcoming`: a renewal 24 hours before the period starts (REN-1), a
-    trial conversion at the trial end (TRI-3); available credit first (DWN-4, REN-2)."""
+    trial conversion at the trial end (TRI-3); available credit first (DWN-4, REN-2). `decision`:
+    the account's tax decision on the charge's day, when the caller took it (for many at once)."""
     lines = tuple(upcoming.lines())
     subtotal = sum((line.amount for line in lines), ZERO)
     at = at or upcoming.start - renewal_lead()
     tax, label = ZERO, ""  # TAX-2: what invoice_create will add, with the rate in force on the charge's day
-    if upcoming.account is not None:
-        added = taxes.quote_tax(upcoming.account, [line.amount for line in lines], upcoming.plan.currency, at)
+    if decision is not None or upcoming.account is not None:
+        added = taxes.quote_tax_of(decision or taxes.decision_for(upcoming.account, at),
+                                   [line.amount for line in lines], upcoming.plan.currency)
         if added is not None:
             tax, label = added.gross - subtotal, added.label
     return NextCharge(at, kind, lines, subtotal, min(credit, subtotal + tax), upcoming.plan.currency, upcoming, tax,

@@ -18,7 +18,9 @@ def money(amount, currency="USD"):
 
 
 @register.filter
-def day(value, account=None):
-    """`value` (a datetime) as the account's calendar date: "May 1, 2026"."""
-    zone = account_zone(account)
+def day(value, zone=None):
+    """`value` (a datetime) as a calendar date of `zone` (the account's billing time zone when the
+    e-mail's event happened, NOT-4; an account: its zone now): "May 1, 2026"."""
+    if zone is None or hasattr(zone, "timezone"):
+        zone = account_zone(zone)
     return human_date(local_day(value, zone))
