@@ -34,7 +34,7 @@ from invoices.models import (
 )
 from plans.models import Plan
 
-from . import charges, dunning, lifecycle, quotes, selectors, terms
+from . import charges, dunning, lifecycle, quotes, selectors, statement, terms
 from .errors import (
     BillingError,
     InvalidChange,
@@ -240,8 +240,10 @@ def change_plan(subscription, plan_code: str, cycle: str = "monthly", *, actor=N
 
 def cancel(subscription, *, reason: str = "", reason_code: str = "", actor=None, now=None) -> Subscription:
     """CAN-2: a paid subscription cancels at period end; TRI-4: a trial is cancelled at once and the
-    account suspended. Only the owner may call this, from the billing page (CAN-1). CAN-5: the
-    optional reason, a `CancelReason` code and the owner's own words, is kept for staff."""
+    account suspended; CAN-6: while past due with the period in force unpaid, the open renewal is
+    voided and the subscription ends at once (the Free subscription that replaces it is returned).
+    Only the owner may call this, from the billing page (CAN-1). CAN-5: the optional reason, a
+    `CancelReason` code and the owner's own words, is kept for staff."""
     now = terms.clock(now)
     if reason_code and reason_code not in CancelReason.values:
         raise InvalidChange("Choose a reason from the list, or none.")
@@ -262,9 +264,12 @@ def cancel(subscription, *, reason: str = "", reason_code: str = "", actor=None,
             open_invoices = invoices_lock(Invoice.objects.filter(subscription=sub, status=InvoiceStatus.OPEN))
             if Payment.objects.filter(invoice__in=open_invoices, status=PaymentStatus.UNKNOWN).exists():
                 raise InvalidChange("A payment for your open invoice is being processed. Try again in a minute.")
-            # The open renewal is for a period the customer will not have: void it; the paid period runs out.
+            unpaid = statement.unpaid_renewals(sub, now)
+            # The open renewal is for a period the customer will not have: void it.
             lifecycle.renewals_void_open(sub, now=now)
             lifecycle.dunning_abandon(sub, now, action="subscription.dunning_ended")
+            if unpaid:  # CAN-6: nothing was bought beyond the last paid period: it ends now
+                return lifecycle.subscription_cancel_now(sub, reason, reason_code=reason_code, actor=actor, now=now)
         ends_at = terms.paid_until(sub)
         sub.cancel_at_period_end, sub.canceled_at, sub.cancel_reason = True, now, reason[:2000]
         sub.cancel_reason_code = reason_code

@@ -19,7 +19,7 @@ from django.utils import timezone
 from core import zones
 from core.money import ZERO, format_money
 from invoices import services as ledger
-from invoices.models import CreditNote, Invoice, InvoiceStatus, Payment, PaymentStatus
+from invoices.models import CreditNote, Invoice, InvoiceKind, InvoiceStatus, Payment, PaymentStatus
 
 from . import terms
 from .models import Status, Subscription
@@ -52,6 +52,18 @@ def credit_balance(account, currency: str) -> Decimal:
     """Credit notes not used up yet; applied automatically to the next invoices (DWN-4)."""
     return (CreditNote.objects.filter(account=account, remaining__gt=0, currency=currency)
             .aggregate(total=Sum("remaining"))["total"] or ZERO)
+
+
+def unpaid_renewals(sub: Subscription, now: datetime) -> list[Invoice]:
+    """CAN-6: the open renewal (or trial conversion) invoices of a past-due subscription whose
+    period has already begun: the period in force was never paid, and a cancellation ends it at
+    once. Empty when the period in force is paid (in the 24 hours before the next period, REN-1,
+    the paid period runs out: CAN-2)."""
+    if sub.pk is None or sub.status != Status.PAST_DUE:
+        return []
+    return list(Invoice.objects.filter(
+        subscription=sub, status=InvoiceStatus.OPEN, kind__in=[InvoiceKind.RENEWAL, InvoiceKind.TRIAL_CONVERSION],
+        period_start__lte=now).order_by("issued_at", "id"))
 
 
 # --- the statement ------------------------------------------------------------------------------------

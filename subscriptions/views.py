@@ -37,7 +37,7 @@ from .forms import (
     SandboxPaymentMethodForm,
 )
 from .models import RestoreRequest, Status
-from .statement import account_statement
+from .statement import account_statement, unpaid_renewals
 
 
 def _render(request, template: str, context: dict, status: int = 200):
@@ -248,22 +248,29 @@ def cancel(request):
         messages.info(request, "There is no paid subscription or trial to cancel.")
         return redirect("billing:overview")
     form = CancelForm(request.POST or None)
+    # CAN-6: past due with the period in force unpaid: cancelling ends the subscription at once.
+    unpaid = unpaid_renewals(sub, timezone.now())
     if request.method == "POST" and form.is_valid():
+        trial = sub.status == Status.TRIALING
         try:
             sub = billing.cancel(sub, reason=form.cleaned_data["reason"], reason_code=form.cleaned_data["reason_code"],
                                  actor=request.user)
         except billing.BillingError as exc:
             messages.error(request, str(exc))
             return redirect("billing:overview")
-        if sub.status == Status.CANCELED:
+        if trial:
             messages.success(request, "Your trial is cancelled and your account is suspended. Nothing was charged. "
                                       f"You can reactivate the trial until {_local(request, sub.trial_end)}.")
+        elif sub.plan.is_free:
+            messages.success(request, "Your subscription has ended and your account is on the Free plan. The unpaid "
+                                      "invoice was voided; nothing more is charged.")
         else:
             messages.success(request, f"Your subscription is cancelled. Service runs until "
                                       f"{_local(request, terms.paid_until(sub))}; no further charge.")
         return redirect("billing:overview")
-    return _render(request, "billing/cancel.html", {"subscription": sub, "form": form,
-                                                    "service_until": terms.paid_until(sub)})
+    return _render(request, "billing/cancel.html", {
+        "subscription": sub, "form": form, "service_until": terms.paid_until(sub), "unpaid": unpaid,
+    })
 
 
 def _local(request, moment) -> str:
