@@ -301,6 +301,15 @@ def pay_now_refusal(invoice: Invoice) -> str | None:
     return None
 
 
+def charge_refusal(account, what: str) -> str | None:
+    """PAY-6, the one answer to "can this account be charged": why `what` (a resumption, a plan
+    change, a purchase: anything that leads to a charge) is refused, or None. An account pays with
+    the card on file; paying by bank transfer (COL-1) will be the other way to be charged, here."""
+    if ledger.default_payment_method(account) is not None:
+        return None
+    return f"There is no card on file. Add a payment method first to {what}; nothing is charged until you confirm."
+
+
 def card_removal_refusal(account, now: datetime) -> str | None:
     """Why the card on file cannot be removed now (PAY-5: a paid subscription needs it), or None.
     Read from the account statement, the one computation of what is charged next, and this

@@ -158,9 +158,14 @@ def _plan_quote_context(request, sub, plan_code: str, cycle: str, quote) -> dict
     }
 
 
-def _refused(request, message: str, *, status: int = 409):
-    """DWN-3: what to remove, with a link to the property list."""
-    return _render(request, "billing/refused.html", {"message": message}, status=status)
+# Refusals shown on their own page with what to do: remove properties (DWN-3), add a card (PAY-6).
+REFUSED = (billing.LimitExceeded, billing.PaymentMethodRequired)
+
+
+def _refused(request, exc: Exception, *, status: int = 409):
+    """DWN-3: what to remove, with a link to the property list; PAY-6: a link to add a card."""
+    add_card = isinstance(exc, billing.PaymentMethodRequired)
+    return _render(request, "billing/refused.html", {"message": str(exc), "add_card": add_card}, status=status)
 
 
 @account_required("change_plan")
@@ -175,8 +180,8 @@ def change(request):
     try:
         quote = billing.preview_change(sub, plan_code, cycle)
         context = _plan_quote_context(request, sub, plan_code, cycle, quote)
-    except billing.LimitExceeded as exc:
-        return _refused(request, str(exc))
+    except REFUSED as exc:
+        return _refused(request, exc)
     except billing.BillingError as exc:
         messages.error(request, str(exc))
         return redirect("billing:plans")
@@ -194,8 +199,8 @@ def change_confirm(request):
     plan_code, cycle, quoted = form.cleaned_data["plan"], form.cleaned_data["cycle"], form.cleaned_data["quoted_amount"]
     try:
         quote = billing.preview_change(sub, plan_code, cycle)
-    except billing.LimitExceeded as exc:
-        return _refused(request, str(exc))
+    except REFUSED as exc:
+        return _refused(request, exc)
     except billing.BillingError as exc:
         messages.error(request, str(exc))
         return redirect("billing:plans")
@@ -212,8 +217,8 @@ def change_confirm(request):
     except billing.PaymentPending as exc:
         messages.info(request, str(exc))
         return redirect("billing:overview")
-    except billing.LimitExceeded as exc:
-        return _refused(request, str(exc))
+    except REFUSED as exc:
+        return _refused(request, exc)
     except billing.BillingError as exc:
         messages.error(request, str(exc))
         return redirect("billing:plans")
@@ -289,6 +294,8 @@ def resume(request):
         raise PermissionDenied("Only the account owner can resume a cancelled subscription.")
     try:
         sub = billing.resume(sub, actor=request.user)
+    except billing.PaymentMethodRequired as exc:
+        return _refused(request, exc)
     except billing.BillingError as exc:
         messages.error(request, str(exc))
     else:
@@ -316,8 +323,8 @@ def extra_properties(request):
     if form.is_bound and form.is_valid():
         try:
             quote = billing.preview_extra_properties(sub, form.cleaned_data["quantity"])
-        except billing.LimitExceeded as exc:
-            return _refused(request, str(exc))
+        except REFUSED as exc:
+            return _refused(request, exc)
         except billing.BillingError as exc:
             form.add_error("quantity", str(exc))
         else:
@@ -349,8 +356,8 @@ def extra_properties_confirm(request):
     quantity, quoted = form.cleaned_data["quantity"], form.cleaned_data["quoted_amount"]
     try:
         quote = billing.preview_extra_properties(sub, quantity)
-    except billing.LimitExceeded as exc:
-        return _refused(request, str(exc))
+    except REFUSED as exc:
+        return _refused(request, exc)
     except billing.BillingError as exc:
         messages.error(request, str(exc))
         return redirect("billing:extra_properties")
