@@ -301,11 +301,16 @@ def pay_now_refusal(invoice: Invoice) -> str | None:
     return None
 
 
+def can_be_charged(account) -> bool:
+    """PAY-6, the one answer to "can this account be charged": it has a card on file. Paying by
+    bank transfer (COL-1) will be the other way to be charged, answered here."""
+    return ledger.default_payment_method(account) is not None
+
+
 def charge_refusal(account, what: str) -> str | None:
-    """PAY-6, the one answer to "can this account be charged": why `what` (a resumption, a plan
-    change, a purchase: anything that leads to a charge) is refused, or None. An account pays with
-    the card on file; paying by bank transfer (COL-1) will be the other way to be charged, here."""
-    if ledger.default_payment_method(account) is not None:
+    """PAY-6: why `what` (a resumption, a plan change, a purchase: anything that leads to a charge)
+    is refused when the account cannot be charged (`can_be_charged`), or None."""
+    if can_be_charged(account):
         return None
     return f"There is no card on file. Add a payment method first to {what}; nothing is charged until you confirm."
 
