@@ -20,6 +20,7 @@ from accounts.decorators import account_required
 from accounts.services import AccountError
 from core import charts
 from core.money import format_money
+from core.words import counted
 from invoices import services as ledger
 from invoices.models import Invoice, RefundRequest
 
@@ -336,7 +337,7 @@ def extra_properties(request):
 def _extra_quote_context(sub, quantity: int, quote) -> dict:
     more = quantity > sub.extra_properties
     return {
-        "title": f"{quantity} extra propert{'y' if quantity == 1 else 'ies'}", "quote": quote, "subscription": sub,
+        "title": counted(quantity, "extra property"), "quote": quote, "subscription": sub,
         "confirm_url": "billing:extra_properties_confirm",
         "confirm_label": (f"Pay {_money(quote.amount_due, quote.currency)} and add" if more and quote.amount_due
                           else "Confirm"),
