@@ -119,10 +119,14 @@ def plans(request):
     account = request.account
     sub = selectors.subscription_current(account)
     trial, trial_reason = selectors.trial_offer(account)
+    cards = selectors.plan_cards(account, sub, trial)
+    offers_trial = any(card.trial_days for card in cards)  # TRI-1: only where choosing a plan starts one
     return _render(request, "billing/plans.html", {
-        "subscription": sub, "cards": selectors.plan_cards(account, sub, trial),
+        "subscription": sub, "cards": cards, "offers_trial": offers_trial,
         "trial": trial, "trial_reason": trial_reason,
         "owed": sub is not None and sub.status in (Status.PAST_DUE, Status.SUSPENDED),
+        # PAY-6: a change that leads to a charge needs a card; the page says so before the quote does.
+        "no_card": not offers_trial and not selectors.can_be_charged(account),
     })
 
 

@@ -47,6 +47,9 @@ def test_pay6_upgrade_and_extra_properties_without_a_card_are_refused(account, c
     billing.subscribe(account, "advanced", "monthly")
     billing.cancel(current(account))
     billing.payment_method_remove(account)
+    plans = client_owner.get(reverse("billing:plans")).content.decode()
+    assert 'id="no-card"' in plans and "add one before a change that is charged" in plans
+    assert "free trial" not in plans  # a paying customer is offered no trial (TRI-1)
     page = client_owner.get(reverse("billing:change"), {"plan": "advanced", "cycle": "yearly"}).content.decode()
     assert "Add a payment method first to change to Advanced" in page and 'id="add-card"' in page
     response = client_owner.post(reverse("billing:change_confirm"),
