@@ -122,7 +122,7 @@ def plan_change(sub: Subscription, plan: Plan, cycle: str, now) -> Change:
     ahead = terms.invoiced_ahead(sub)
     change = _plan_change(sub, plan, cycle, now, ahead)
     notes = limit_cuts(sub, plan) if change.mode != "start_trial" else ()
-    if change.mode in ("upgrade", "schedule", "downgrade_now"):
+    if change.mode in ("upgrade", "schedule", "downgrade_now") and not (plan.is_free and sub.cancel_at_period_end):
         notes += _cleared(sub, "upgrade" if change.mode == "upgrade" else "change")
     if notes:
         change.quote = dataclasses.replace(change.quote, notes=change.quote.notes + notes)
