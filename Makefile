@@ -37,9 +37,16 @@ run: install-runtime
 	@echo "  Admin:         http://127.0.0.1:8000/admin/"
 	@echo "  E-mails are written to var/mail/. Scheduler: django-q2 cluster (qcluster). Ctrl-C stops both."
 	@echo ""
-	@trap 'kill 0' EXIT INT TERM; \
-	  $(PY) manage.py qcluster & \
-	  $(PY) manage.py runserver 127.0.0.1:8000 --noreload
+	@# OPS-3: only the cluster's parent is told to stop, once: it stops its sentinel, which lets the
+	@# workers finish and stops them in order. `trap 'kill 0'` sent SIGTERM to the whole process
+	@# group: the sentinel (SIGTERM = die) was killed holding the stop event's lock and the parent
+	@# hung in "stopping". The cluster runs in its own process group so Ctrl-C reaches it only as
+	@# this one TERM (a second signal inside its stop would deadlock it the same way).
+	@trap 'trap - EXIT INT TERM; kill -TERM $$server $$cluster 2>/dev/null; wait $$cluster' EXIT INT TERM; \
+	  $(PY) -c 'import os, sys; os.setpgrp(); os.execv(sys.executable, [sys.executable, "manage.py", "qcluster"])' & \
+	  cluster=$$!; \
+	  $(PY) manage.py runserver 127.0.0.1:8000 --noreload & server=$$!; \
+	  wait $$server
 
 lint: install
 	$(VENV)/bin/ruff check .

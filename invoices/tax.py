@@ -212,7 +212,8 @@ def tax_line_text(decision: TaxDecision, base: Decimal, tax: Decimal, currency: 
     ('VAT 19 %', '19 % × €7.50 = €1.43')
     """
     if decision.treatment in (REVERSE_CHARGE, EXPORT):
-        return (f"VAT 0 % ({TREATMENTS[decision.treatment].split(' (')[0].lower()})",
+        kind = TREATMENTS[decision.treatment].split(" (")[0]  # "Export, outside the EU": the EU keeps its capitals
+        return (f"VAT 0 % ({kind[:1].lower()}{kind[1:]})",
                 f"0 % × {format_money(base, currency)} = {format_money(ZERO, currency)}")
     if inclusive:
         return (f"included {decision.label}",

@@ -34,13 +34,14 @@ from invoices.models import (
 )
 from plans.models import Plan
 
-from . import charges, dunning, lifecycle, quotes, selectors, terms
+from . import charges, dunning, lifecycle, quotes, selectors, statement, terms
 from .errors import (
     BillingError,
     InvalidChange,
     LimitExceeded,
     NotEligible,
     PaymentDeclined,
+    PaymentMethodRequired,
     PaymentPending,
     QuoteChanged,
 )
@@ -55,8 +56,8 @@ __all__ = [
     "resume", "set_billing_zone", "set_extra_properties", "set_payment_method", "sign_up", "start_free",
     "start_trial", "subscribe",
     # what they return and raise
-    "BillingError", "InvalidChange", "LimitExceeded", "NotEligible", "PaymentDeclined", "PaymentPending",
-    "Quote", "QuoteChanged", "ZoneChange",
+    "BillingError", "InvalidChange", "LimitExceeded", "NotEligible", "PaymentDeclined", "PaymentMethodRequired",
+    "PaymentPending", "Quote", "QuoteChanged", "ZoneChange",
 ]
 
 
@@ -68,6 +69,14 @@ class ZoneChange:
 
     account: object
     effective_at: object
+
+
+def payment_means_guard(account, what: str) -> None:
+    """PAY-6: refuse what would lead to a charge when the account cannot be charged
+    (`selectors.charge_refusal`, the one place that decides)."""
+    refusal = selectors.charge_refusal(account, what)
+    if refusal:
+        raise PaymentMethodRequired(refusal)
 
 
 # --- signing up (a new account starts on Free) ---------------------------------------------------------
@@ -150,6 +159,7 @@ def subscribe(account, plan_code: str, cycle: str = "monthly", *, actor=None, no
         if sub.is_paid and sub.status != Status.CANCELED:
             raise InvalidChange("You already have a subscription; change its plan instead.")
         terms.paid_status_guard(sub)
+        payment_means_guard(account, f"subscribe to {plan.name}")
         problem = terms.fit_problem(account, plan)
         if problem:
             raise LimitExceeded(problem.replace("to downgrade", "to subscribe to this plan"))
@@ -176,7 +186,16 @@ def preview_change(subscription, plan_code: str, cycle: str = "monthly", *, now=
     """The quote for a plan change; changes nothing."""
     now = terms.clock(now)
     sub = Subscription.objects.select_related("plan", "account", "scheduled_plan").get(pk=subscription.pk)
-    return quotes.plan_change(sub, terms.plan_for(sub.account, plan_code), cycle, now).quote
+    change = quotes.plan_change(sub, terms.plan_for(sub.account, plan_code), cycle, now)
+    _plan_change_guard(sub, change)
+    return change.quote
+
+
+def _plan_change_guard(sub: Subscription, change) -> None:
+    """PAY-6: a plan change that leads to a charge (now, at the trial's end or at the next renewal)
+    needs a way to pay; a move to Free does not. A trial has its own rule (TRI-1)."""
+    if change.mode != "start_trial" and not change.plan.is_free:
+        payment_means_guard(sub.account, f"change to {change.plan.name}")
 
 
 def change_plan(subscription, plan_code: str, cycle: str = "monthly", *, actor=None, now=None,
@@ -188,6 +207,7 @@ def change_plan(subscription, plan_code: str, cycle: str = "monthly", *, actor=N
         sub = subscription_lock_current(subscription)
         plan = terms.plan_for(sub.account, plan_code)
         change = quotes.plan_change(sub, plan, cycle, now)
+        _plan_change_guard(sub, change)
         quotes.check_expected(change.quote, expected_amount)
         before = terms.snapshot(sub)
         if change.mode == "start_trial":
@@ -240,8 +260,10 @@ def change_plan(subscription, plan_code: str, cycle: str = "monthly", *, actor=N
 
 def cancel(subscription, *, reason: str = "", reason_code: str = "", actor=None, now=None) -> Subscription:
     """CAN-2: a paid subscription cancels at period end; TRI-4: a trial is cancelled at once and the
-    account suspended. Only the owner may call this, from the billing page (CAN-1). CAN-5: the
-    optional reason, a `CancelReason` code and the owner's own words, is kept for staff."""
+    account suspended; CAN-6: while past due with the period in force unpaid, the open renewal is
+    voided and the subscription ends at once (the Free subscription that replaces it is returned).
+    Only the owner may call this, from the billing page (CAN-1). CAN-5: the optional reason, a
+    `CancelReason` code and the owner's own words, is kept for staff."""
     now = terms.clock(now)
     if reason_code and reason_code not in CancelReason.values:
         raise InvalidChange("Choose a reason from the list, or none.")
@@ -262,9 +284,12 @@ def cancel(subscription, *, reason: str = "", reason_code: str = "", actor=None,
             open_invoices = invoices_lock(Invoice.objects.filter(subscription=sub, status=InvoiceStatus.OPEN))
             if Payment.objects.filter(invoice__in=open_invoices, status=PaymentStatus.UNKNOWN).exists():
                 raise InvalidChange("A payment for your open invoice is being processed. Try again in a minute.")
-            # The open renewal is for a period the customer will not have: void it; the paid period runs out.
+            unpaid = statement.unpaid_renewals(sub, now)
+            # The open renewal is for a period the customer will not have: void it.
             lifecycle.renewals_void_open(sub, now=now)
             lifecycle.dunning_abandon(sub, now, action="subscription.dunning_ended")
+            if unpaid:  # CAN-6: nothing was bought beyond the last paid period: it ends now
+                return lifecycle.subscription_cancel_now(sub, reason, reason_code=reason_code, actor=actor, now=now)
         ends_at = terms.paid_until(sub)
         sub.cancel_at_period_end, sub.canceled_at, sub.cancel_reason = True, now, reason[:2000]
         sub.cancel_reason_code = reason_code
@@ -285,6 +310,8 @@ def resume(subscription, *, actor=None, now=None) -> Subscription:
     with transaction.atomic():
         sub = subscription_lock_current(subscription)
         before = terms.snapshot(sub)
+        if selectors.pending_changes(sub, now):  # PAY-6: what resumes is charged (renewal, trial's end)
+            payment_means_guard(sub.account, f"resume your {sub.plan.name} subscription")
         if sub.status == Status.CANCELED and sub.trial_end and sub.trial_start and not sub.current_price:
             if sub.trial_end <= now:
                 raise NotEligible(f"Your trial ended on {terms.period_date(sub, sub.trial_end)}. "
@@ -319,7 +346,9 @@ def resume(subscription, *, actor=None, now=None) -> Subscription:
 def preview_extra_properties(subscription, quantity: int, *, now=None) -> Quote:
     now = terms.clock(now)
     sub = Subscription.objects.select_related("plan", "account").get(pk=subscription.pk)
-    return quotes.addon_change(sub, quantity, now)[0]
+    quote = quotes.addon_change(sub, quantity, now)[0]
+    payment_means_guard(sub.account, "change your extra properties")
+    return quote
 
 
 def set_extra_properties(subscription, quantity: int, *, actor=None, now=None,
@@ -329,6 +358,7 @@ def set_extra_properties(subscription, quantity: int, *, actor=None, now=None,
     with transaction.atomic():
         sub = subscription_lock_current(subscription)
         quote, lines = quotes.addon_change(sub, quantity, now)
+        payment_means_guard(sub.account, "change your extra properties")
         quotes.check_expected(quote, expected_amount)
         if not lines:
             before = terms.snapshot(sub)

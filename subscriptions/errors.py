@@ -28,6 +28,11 @@ class NotEligible(BillingError):
         self.matched_account = matched_account
 
 
+class PaymentMethodRequired(NotEligible):
+    """PAY-6: the request would lead to a charge and the account has no way to pay (no card on
+    file); the page offers a link to add one."""
+
+
 class InvalidChange(BillingError):
     """The request makes no sense for the subscription as it is."""
 

@@ -154,6 +154,26 @@ def subscription_move_to_free(sub: Subscription, *, now, actor=None) -> Subscrip
     return free
 
 
+def subscription_cancel_now(sub: Subscription, reason: str, *, reason_code: str, actor, now) -> Subscription:
+    """CAN-6: cancelled while the period in force was never paid: nothing was bought beyond the
+    last paid period, so the subscription ends at once and the account moves to Free (excess
+    properties paused, never deleted, as CAN-2 at period end). The caller voided the open renewal
+    and holds the locks. Returns the Free subscription."""
+    before = terms.snapshot(sub)
+    sub.canceled_at, sub.cancel_reason, sub.cancel_reason_code = now, reason[:2000], reason_code
+    sub.scheduled_plan, sub.scheduled_cycle, sub.scheduled_extra_properties = None, "", None
+    sub.save()
+    subscription_end(sub, now)
+    free = subscription_start_free(sub.account, actor=actor, now=now)
+    paused = pause_excess(sub.account, free.property_limit, now=now)
+    audit(account=sub.account, actor=actor, action="cancellation.effective", obj=sub, before=before,
+          after={**terms.snapshot(free), "cancel_reason_code": reason_code, "unpaid_period": True}, reason=reason,
+          now=now)
+    events.emit("cancellation.effective", sub.account_id, now=now, subscription_id=sub.pk, plan=sub.plan.code,
+                paused_properties=[p.name for p in paused])
+    return free
+
+
 def trial_start(sub: Subscription, plan: Plan, cycle: str, *, actor, now) -> Subscription:
     """TRI-1: a free trial of `plan` replaces `sub` (Free, or an ended subscription). The caller
     checked the eligibility (TRI-2) and holds the account's lock."""

@@ -27,6 +27,7 @@ from decimal import Decimal
 from typing import TypeVar
 
 from core.money import ZERO, cents, currency_code, decimal_of, format_money, share
+from core.words import counted
 
 MONTHLY = "monthly"
 YEARLY = "yearly"
@@ -451,7 +452,7 @@ def addon_line(
         f" = {format_money(amount, currency)}"
     )
     description = (
-        f"{quantity} extra {'property' if quantity == 1 else 'properties'} at "
+        f"{counted(quantity, 'extra property')} at "
         f"{format_money(unit, currency)}/{per}, {remaining} of {total} days "
         f"({_span(period, on)})"
     )

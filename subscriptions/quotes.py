@@ -11,6 +11,7 @@ from decimal import Decimal
 from django.conf import settings
 
 from core.money import ZERO, format_money
+from core.words import counted
 from invoices import services as ledger
 from invoices import taxes
 from invoices.selectors import last_paid_invoice
@@ -20,7 +21,7 @@ from . import pricing, terms
 from .errors import InvalidChange, LimitExceeded, NotEligible, QuoteChanged
 from .models import Status, Subscription
 from .pricing import Quote, QuoteLine
-from .statement import account_statement, credit_balance
+from .statement import ISO, account_statement, credit_balance
 
 
 @dataclass
@@ -80,12 +81,51 @@ def _day(sub_or_account, moment) -> str:
     return f"{terms.local_date(sub_or_account, moment):%Y-%m-%d}"
 
 
+def _limit(value) -> str:
+    return "unlimited" if value is None else f"{value:,}"
+
+
+def limit_cuts(sub: Subscription, plan: Plan) -> tuple[str, ...]:
+    """The limits a change to `plan` lowers, in words ("Your property limit goes from 25 to 10."):
+    stated on the plans page's offer and in the quote, whatever the price does (a custom plan's 25
+    properties against a public plan's 10). Extra properties are kept where `plan` offers them."""
+    if sub.plan.is_free and not plan.is_free:
+        return ()
+    cuts = []
+    pairs = (("property limit", sub.property_limit, plan.property_limit(sub.extra_properties)),
+             ("sessions per month", sub.plan.limit_sessions, plan.limit_sessions),
+             ("integrations", sub.plan.limit_integrations, plan.limit_integrations))
+    for what, have, then in pairs:
+        if then is not None and (have is None or then < have):
+            cuts.append(f"Your {what} goes from {_limit(have)} to {_limit(then)}." if what == "property limit"
+                        else f"Your {what} go from {_limit(have)} to {_limit(then)}.")
+    return tuple(cuts)
+
+
+def _cleared(sub: Subscription, what: str) -> tuple[str, ...]:
+    """UPG-5 (and a downgrade replacing the one scheduled): the pending change this one clears."""
+    if sub.status != Status.ACTIVE:
+        return ()
+    if sub.cancel_at_period_end:
+        return (f"This {what} clears your cancellation: your subscription no longer ends on "
+                f"{_day(sub, terms.paid_until(sub))} and renews.",)
+    if sub.scheduled_plan_id:
+        target = "Free" if sub.scheduled_plan.is_free else f"{sub.scheduled_plan.name} ({sub.scheduled_cycle})"
+        return (f"This {what} clears your scheduled change to {target} on {_day(sub, sub.current_period_end)}.",)
+    return ()
+
+
 def plan_change(sub: Subscription, plan: Plan, cycle: str, now) -> Change:
     """What changing `sub` to (plan, cycle) at `now` does and costs (PAY-3); changes nothing.
     The cases are tabled in docs/billing-engine.md. The quote states the next automatic charge as
     the account statement works it out for the subscription as it would be after the change (PAY-4)."""
     ahead = terms.invoiced_ahead(sub)
     change = _plan_change(sub, plan, cycle, now, ahead)
+    notes = limit_cuts(sub, plan) if change.mode != "start_trial" else ()
+    if change.mode in ("upgrade", "schedule", "downgrade_now") and not (plan.is_free and sub.cancel_at_period_end):
+        notes += _cleared(sub, "upgrade" if change.mode == "upgrade" else "change")
+    if notes:
+        change.quote = dataclasses.replace(change.quote, notes=change.quote.notes + notes)
     change.quote, used = with_credit(change.quote, sub.account)
     after = _rolled_into_invoiced_period(_after_change(sub, change, now), ahead)
     credit = (change.credit.amount if change.credit else ZERO) - used
@@ -156,7 +196,7 @@ def _rolled_into_invoiced_period(after: Subscription, ahead) -> Subscription:
 def _with_next_charge(quote: Quote, account, after: Subscription, now, credit_added=ZERO) -> Quote:
     statement = account_statement(account, now, subscription=after, credit_added=credit_added)
     return dataclasses.replace(quote, next_charge=statement.next_charge,
-                               next_charge_text=statement.next_charge_sentence)
+                               next_charge_text=statement.next_charge_words(dates=ISO))
 
 
 def _plan_change(sub: Subscription, plan: Plan, cycle: str, now, ahead) -> Change:
@@ -257,7 +297,7 @@ def _plan_change(sub: Subscription, plan: Plan, cycle: str, now, ahead) -> Chang
         addon = terms.addon_price(plan, Cycle.YEARLY, sub.extra_properties)
         if addon:
             unit = format_money(plan.extra_property_monthly * 12, currency)
-            lines.append(QuoteLine(f"{sub.extra_properties} extra properties for the year", addon,
+            lines.append(QuoteLine(f"{counted(sub.extra_properties, 'extra property')} for the year", addon,
                                    f"{sub.extra_properties} × {unit} = {format_money(addon, currency)}"))
         restore_by = pricing.restore_deadline(terms.local_date(account, start), settings.BILLING_RESTORE_WORKING_DAYS)
         notice = (f"The {forfeited} unused days of your monthly period are forfeited. You can ask for them to be "
@@ -291,8 +331,9 @@ def _plan_change(sub: Subscription, plan: Plan, cycle: str, now, ahead) -> Chang
             else f"it renews at {format_money(terms.period_price(plan, cycle, keep_extra), currency)}")
     notes = ()
     if sub.extra_properties and not keep_extra:  # ADD-3: the add-on ends with the plan that offers it
-        notes = (f"Your {sub.extra_properties} extra propert{'y ends' if sub.extra_properties == 1 else 'ies end'} "
-                 f"then: {'Free' if plan.is_free else plan.name} does not offer extra properties.",)
+        notes = (f"Your {counted(sub.extra_properties, 'extra property')} "
+                 f"end{'s' if sub.extra_properties == 1 else ''} then: {'Free' if plan.is_free else plan.name} "
+                 "does not offer extra properties.",)
     quote = Quote(kind="downgrade", amount_due=ZERO, effective_at=sub.current_period_end, currency=currency,
                   notes=notes,
                   at_period_end=f"You keep {sub.plan.name} until {_day(sub, sub.current_period_end)}; "
@@ -331,7 +372,7 @@ def _addon_change(sub: Subscription, quantity: int, now, ahead) -> tuple[Quote, 
     terms.paid_status_guard(sub)
     currency = plan.currency
     if quantity == sub.extra_properties and sub.scheduled_extra_properties is None:
-        raise InvalidChange(f"You already have {quantity} extra properties.")
+        raise InvalidChange(f"You already have {counted(quantity, 'extra property')}.")
     if quantity > sub.extra_properties:  # ADD-1: at once, prorated like UPG-2
         line = pricing.addon_line(quantity - sub.extra_properties, plan.extra_property_monthly, sub.cycle,
                                   terms.current_period(sub), terms.period_date(sub, now), currency)
@@ -348,7 +389,7 @@ def _addon_change(sub: Subscription, quantity: int, now, ahead) -> tuple[Quote, 
         lines = tuple(line for line, _ in charged)
         quote = Quote(kind="add_on", amount_due=sum((ln.amount for ln in lines), ZERO), effective_at=now,
                       currency=currency, lines=lines,
-                      at_period_end=f"Renews on {renews_on} with {quantity} extra properties "
+                      at_period_end=f"Renews on {renews_on} with {counted(quantity, 'extra property')} "
                                     f"at {format_money(terms.period_price(plan, sub.cycle, quantity), currency)}.")
         # PAY-4: each line charges its span, and says so.
         return with_tax(quote, sub.account, now), [ledger.Line.from_quote(line, *span) for line, span in charged]
@@ -359,9 +400,10 @@ def _addon_change(sub: Subscription, quantity: int, now, ahead) -> tuple[Quote, 
     have = sub.account.properties.live().count()
     if allowed is not None and have > allowed:
         remove = have - allowed
-        raise LimitExceeded(f"{plan.name} with {quantity} extra properties allows {allowed} properties; you have "
-                            f"{have}. Delete {remove} propert{'y' if remove == 1 else 'ies'} first.")
+        raise LimitExceeded(f"{plan.name} with {counted(quantity, 'extra property')} allows "
+                            f"{counted(allowed, 'property')}; you have {have}. Delete {counted(remove, 'property')} "
+                            "first.")
     quote = Quote(kind="add_on", amount_due=ZERO, effective_at=sub.current_period_end, currency=currency,
-                  at_period_end=f"From {_day(sub, sub.current_period_end)} you have {quantity} extra properties; "
-                                "no refund for the current period.")
+                  at_period_end=f"From {_day(sub, sub.current_period_end)} you have "
+                                f"{counted(quantity, 'extra property')}; no refund for the current period.")
     return quote, []

@@ -40,6 +40,7 @@ from invoices.models import Invoice, InvoiceKind, InvoiceStatus, Payment, Paymen
 from . import charges, dunning, lifecycle, overage, renewals, selectors, terms
 from .locks import subscription_claim
 from .models import BillingRunLock, Status
+from .statement import credit_balance
 
 log = logging.getLogger(__name__)
 
@@ -324,13 +325,27 @@ HANDLERS = {
 # --- dry run ----------------------------------------------------------------------------------------
 
 
+def _charge_words(charge: terms.NextCharge, account) -> str:
+    """What the run will charge, from the computation the charge itself uses (PAY-4): the period's
+    lines and tax, less the account's credit; and whether the account can be charged at all."""
+    money = format_money(charge.total, charge.currency)
+    if charge.credit:
+        gross = format_money(charge.subtotal + charge.tax, charge.currency)
+        money += f" ({gross} less {format_money(charge.credit, charge.currency)} of credit)"
+    if charge.total > 0 and not selectors.can_be_charged(account):
+        money += " -- NO CARD ON FILE: the charge will fail and dunning starts (DUN-1)"
+    return money
+
+
 def plan_run(now, report: RunReport) -> RunReport:
-    """What a run at `now` would do, with amounts; changes nothing."""
+    """What a run at `now` would do, with the amounts it will charge; changes nothing."""
     for sub in selectors.due_trials(now).select_related("plan", "account"):
         report.add("trials")
         if sub.status == Status.TRIALING:
+            charge = terms.next_charge_of(terms.trial_terms(sub), kind="trial_conversion", at=sub.trial_end,
+                                          credit=credit_balance(sub.account, sub.plan.currency))
             report.planned.append(f"convert trial of {sub.account} to {sub.plan.name}: charge "
-                                  f"{format_money(terms.period_price(sub.plan, sub.cycle), sub.plan.currency)}")
+                                  f"{_charge_words(charge, sub.account)}")
         else:
             report.planned.append(f"move {sub.account} (cancelled trial) to Free")
     for sub in selectors.due_renewals(now).select_related("plan", "account", "scheduled_plan"):
@@ -338,9 +353,10 @@ def plan_run(now, report: RunReport) -> RunReport:
         if Invoice.objects.filter(dedupe_key=terms.renewal_key(sub, upcoming.start)).exists():
             continue
         report.add("renewals")
+        charge = terms.next_charge_of(upcoming, credit=credit_balance(sub.account, upcoming.plan.currency))
         report.planned.append(f"renew {sub.account} on {upcoming.plan.name} ({upcoming.cycle}) "
                               f"{terms.span(upcoming.start, upcoming.end, upcoming.zone)}: "
-                              f"charge {format_money(upcoming.amount, upcoming.plan.currency)}")
+                              f"charge {_charge_words(charge, sub.account)}")
     for sub in selectors.due_rollovers(now).select_related("plan", "account", "scheduled_plan"):
         report.add("rollovers")
         what = ("end (cancelled) and move to Free" if terms.cancellation_due(sub) else
@@ -350,14 +366,16 @@ def plan_run(now, report: RunReport) -> RunReport:
         report.add("retries")
         owed = sum((i.amount_due for i in Invoice.objects.filter(account=sub.account, status=InvoiceStatus.OPEN)),
                    ZERO)
+        flag = "" if selectors.can_be_charged(sub.account) else " -- NO CARD ON FILE: the retry will fail"
         report.planned.append(f"retry {sub.account}: {format_money(owed, sub.plan.currency)} "
-                              f"(attempt {sub.retry_count + 2})")
+                              f"(attempt {sub.retry_count + 2}){flag}")
     month = overage.previous_month(now)
     for account in Account.objects.filter(pk__in=overage.overage_candidates(month)).order_by("pk"):
         owed = overage.overage_terms(account, month)
         if owed:
             report.add("overage")
+            flag = "" if selectors.can_be_charged(account) else " -- NO CARD ON FILE: the charge will fail"
             report.planned.append(f"invoice overage to {account} for {month:%B %Y}: "
-                                  + "; ".join(line.computation for line in owed.lines))
+                                  + "; ".join(line.computation for line in owed.lines) + flag)
     report.add("settle", Payment.objects.filter(status=PaymentStatus.UNKNOWN).count())
     return report

@@ -22,7 +22,7 @@ from invoices.models import Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, Pa
 from invoices.selectors import issued_invoices
 from plans.models import Cycle, Plan
 
-from . import pricing, terms
+from . import pricing, quotes, terms
 from .models import Status, Subscription
 from .statement import account_statement
 
@@ -180,6 +180,11 @@ def plan_action(sub: Subscription | None, plan: Plan, cycle: str, trial: str) ->
     same = plan.pk == sub.plan_id
     if same and cycle == sub.cycle:
         return "current", "Current plan"
+    if sub.scheduled_plan_id == plan.pk and (plan.is_free or sub.scheduled_cycle == cycle):
+        effective = sub.trial_end if sub.status == Status.TRIALING else sub.current_period_end
+        return "scheduled", f"Scheduled for {_day(sub, effective)}"  # DWN-1: already chosen, undo it instead
+    if plan.is_free and sub.cancel_at_period_end:
+        return "scheduled", f"From {_day(sub, terms.paid_until(sub))}, as you cancelled"
     if sub.status == Status.TRIALING:
         if plan.is_free:
             return "downgrade", "Downgrade to Free"
@@ -205,6 +210,7 @@ class PlanOption:
     kind: str
     label: str
     per_month: Decimal | None = None
+    cuts: tuple = ()  # the limits this change lowers, in words (quotes.limit_cuts)
 
 
 @dataclass
@@ -213,6 +219,11 @@ class PlanCard:
     current: bool
     custom: bool
     options: list[PlanOption]
+
+    @property
+    def trial_days(self) -> int:
+        """The free trial this card offers (TRI-1), 0 when none is: only where choosing it starts one."""
+        return self.plan.trial_days if any(option.kind == "trial" for option in self.options) else 0
 
 
 def plan_cards(account, sub: Subscription | None, trial: str) -> list[PlanCard]:
@@ -228,9 +239,10 @@ def plan_cards(account, sub: Subscription | None, trial: str) -> list[PlanCard]:
             if action is None:
                 continue
             price = plan.price_for(cycle)
+            cuts = quotes.limit_cuts(sub, plan) if action[0] in ("upgrade", "downgrade", "trial_change") else ()
             options.append(PlanOption(cycle, price, action[0], action[1],
                                       per_month=(price / 12).quantize(Decimal("0.01")) if cycle == Cycle.YEARLY
-                                      else None))
+                                      else None, cuts=cuts))
         current = sub is not None and sub.plan_id == plan.pk and sub.status != Status.CANCELED
         cards.append(PlanCard(plan, current, plan.account_id is not None, options))
     return cards
@@ -299,6 +311,20 @@ def pay_now_refusal(invoice: Invoice) -> str | None:
     if ledger.default_payment_method(account) is None:
         return "There is no card on file. Add a payment method to pay this invoice."
     return None
+
+
+def can_be_charged(account) -> bool:
+    """PAY-6, the one answer to "can this account be charged": it has a card on file. Paying by
+    bank transfer (COL-1) will be the other way to be charged, answered here."""
+    return ledger.default_payment_method(account) is not None
+
+
+def charge_refusal(account, what: str) -> str | None:
+    """PAY-6: why `what` (a resumption, a plan change, a purchase: anything that leads to a charge)
+    is refused when the account cannot be charged (`can_be_charged`), or None."""
+    if can_be_charged(account):
+        return None
+    return f"There is no card on file. Add a payment method first to {what}; nothing is charged until you confirm."
 
 
 def card_removal_refusal(account, now: datetime) -> str | None:

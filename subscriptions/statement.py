@@ -18,11 +18,16 @@ from django.utils import timezone
 
 from core import zones
 from core.money import ZERO, format_money
+from core.words import counted
 from invoices import services as ledger
-from invoices.models import CreditNote, Invoice, InvoiceStatus, Payment, PaymentStatus
+from invoices.models import CreditNote, Invoice, InvoiceKind, InvoiceStatus, Payment, PaymentStatus
 
 from . import terms
 from .models import Status, Subscription
+
+# How a sentence writes its dates: one way within one text (e-mails long, pages and quotes ISO).
+LONG = "%B %-d, %Y"
+ISO = "%Y-%m-%d"
 
 # --- money owed (DUN-1, SUS-1) ---------------------------------------------------------------------------
 
@@ -52,6 +57,18 @@ def credit_balance(account, currency: str) -> Decimal:
     """Credit notes not used up yet; applied automatically to the next invoices (DWN-4)."""
     return (CreditNote.objects.filter(account=account, remaining__gt=0, currency=currency)
             .aggregate(total=Sum("remaining"))["total"] or ZERO)
+
+
+def unpaid_renewals(sub: Subscription, now: datetime) -> list[Invoice]:
+    """CAN-6: the open renewal (or trial conversion) invoices of a past-due subscription whose
+    period has already begun: the period in force was never paid, and a cancellation ends it at
+    once. Empty when the period in force is paid (in the 24 hours before the next period, REN-1,
+    the paid period runs out: CAN-2)."""
+    if sub.pk is None or sub.status != Status.PAST_DUE:
+        return []
+    return list(Invoice.objects.filter(
+        subscription=sub, status=InvoiceStatus.OPEN, kind__in=[InvoiceKind.RENEWAL, InvoiceKind.TRIAL_CONVERSION],
+        period_start__lte=now).order_by("issued_at", "id"))
 
 
 # --- the statement ------------------------------------------------------------------------------------
@@ -94,11 +111,19 @@ class Statement:
 
     @property
     def next_charge_sentence(self) -> str:
-        """The next charge in words, for e-mails and the billing page: date, amount, what for."""
+        """The next charge in words, for e-mails: date, amount, what for (dates as "December 16, 2026")."""
+        return self.next_charge_words()
+
+    def next_charge_words(self, dates: str = LONG) -> str:
+        """The next charge in words, every date written one way (`dates`: LONG for e-mails, ISO for
+        the billing page and quotes, whose other dates are ISO)."""
         charge = self.next_charge
         if charge is None:
             if self.ends_at is not None:
-                return f"Nothing more is charged; your paid service ends on {self.day(self.ends_at):%B %-d, %Y}."
+                if self.subscription is not None and self.subscription.status == Status.TRIALING:
+                    return (f"Nothing is charged: your free trial ends on {self.day(self.ends_at):{dates}} and "
+                            "your account then moves to Free.")
+                return f"Nothing more is charged; your paid service ends on {self.day(self.ends_at):{dates}}."
             if self.on_new_card is not None:
                 new = self.on_new_card
                 return (f"Update your payment method: we then charge {format_money(new.total, new.currency)} for "
@@ -109,15 +134,15 @@ class Statement:
                         "update your payment method.")
             return "No further charge is scheduled."
         money = format_money(charge.total, charge.currency)
-        on = f"{self.charge_day:%B %-d, %Y}"
+        on = f"{self.charge_day:{dates}}"
         if charge.kind == "retry":
             return f"We try the unpaid {money} again on {on}, or at once when you update your payment method."
         upcoming = charge.upcoming
         what = f"{upcoming.plan.name} ({upcoming.cycle})"
         if upcoming.extra_properties:
-            what += f" with {upcoming.extra_properties} extra propert{'y' if upcoming.extra_properties == 1 else 'ies'}"
+            what += f" with {counted(upcoming.extra_properties, 'extra property')}"
         start, end = (zones.local_date(moment, upcoming.zone) for moment in (upcoming.start, upcoming.end))
-        span = f"{start:%B %-d, %Y} to {end:%B %-d, %Y}"  # on the period's own calendar (D-1)
+        span = f"{start:{dates}} to {end:{dates}}"  # on the period's own calendar (D-1)
         credit = f", after {format_money(charge.credit, charge.currency)} of credit" if charge.credit else ""
         return f"Next charge: {money} on {on}{credit}, for {what} from {span}."
 

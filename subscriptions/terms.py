@@ -16,6 +16,7 @@ from django.utils import timezone
 from accounts.models import Account, AccountFlag, FlagKind, SuspensionReason
 from core import zones
 from core.money import ZERO, format_money
+from core.words import counted
 from invoices import services as ledger
 from invoices import taxes
 from invoices.models import (
@@ -148,7 +149,7 @@ def plan_period_line(plan: Plan, cycle: str, start: datetime, end: datetime, com
 def addon_period_line(plan: Plan, cycle: str, quantity: int, start: datetime, end: datetime, zone) -> ledger.Line:
     """The extra properties' line for one whole period (ADD-2, REN-2)."""
     unit = pricing.addon_unit(plan.extra_property_monthly, cycle)
-    return ledger.Line(f"{quantity} extra properties, {span(start, end, zone)}",
+    return ledger.Line(f"{counted(quantity, 'extra property')}, {span(start, end, zone)}",
                        addon_price(plan, cycle, quantity), f"{quantity} × {format_money(unit, plan.currency)}",
                        quantity=Decimal(quantity), unit_price=unit)
 
@@ -163,8 +164,8 @@ def fit_problem(account, plan: Plan, extra_properties: int = 0) -> str | None:
         have = account.properties.live().count()
         if have > allowed:
             remove = have - allowed
-            return (f"{plan.name} allows {allowed} propert{'y' if allowed == 1 else 'ies'}; you have {have}. "
-                    f"Delete {remove} propert{'y' if remove == 1 else 'ies'} to downgrade.")
+            return (f"{plan.name} allows {counted(allowed, 'property')}; you have {have}. "
+                    f"Delete {counted(remove, 'property')} to downgrade.")
     if plan.limit_integrations is not None:
         have = account.integrations.filter(disconnected_at__isnull=True).count()
         if have > plan.limit_integrations:

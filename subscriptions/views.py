@@ -20,6 +20,7 @@ from accounts.decorators import account_required
 from accounts.services import AccountError
 from core import charts
 from core.money import format_money
+from core.words import counted
 from invoices import services as ledger
 from invoices.models import Invoice, RefundRequest
 
@@ -37,7 +38,7 @@ from .forms import (
     SandboxPaymentMethodForm,
 )
 from .models import RestoreRequest, Status
-from .statement import account_statement
+from .statement import account_statement, unpaid_renewals
 
 
 def _render(request, template: str, context: dict, status: int = 200):
@@ -118,10 +119,14 @@ def plans(request):
     account = request.account
     sub = selectors.subscription_current(account)
     trial, trial_reason = selectors.trial_offer(account)
+    cards = selectors.plan_cards(account, sub, trial)
+    offers_trial = any(card.trial_days for card in cards)  # TRI-1: only where choosing a plan starts one
     return _render(request, "billing/plans.html", {
-        "subscription": sub, "cards": selectors.plan_cards(account, sub, trial),
+        "subscription": sub, "cards": cards, "offers_trial": offers_trial,
         "trial": trial, "trial_reason": trial_reason,
         "owed": sub is not None and sub.status in (Status.PAST_DUE, Status.SUSPENDED),
+        # PAY-6: a change that leads to a charge needs a card; the page says so before the quote does.
+        "no_card": not offers_trial and not selectors.can_be_charged(account),
     })
 
 
@@ -158,9 +163,14 @@ def _plan_quote_context(request, sub, plan_code: str, cycle: str, quote) -> dict
     }
 
 
-def _refused(request, message: str, *, status: int = 409):
-    """DWN-3: what to remove, with a link to the property list."""
-    return _render(request, "billing/refused.html", {"message": message}, status=status)
+# Refusals shown on their own page with what to do: remove properties (DWN-3), add a card (PAY-6).
+REFUSED = (billing.LimitExceeded, billing.PaymentMethodRequired)
+
+
+def _refused(request, exc: Exception, *, status: int = 409):
+    """DWN-3: what to remove, with a link to the property list; PAY-6: a link to add a card."""
+    add_card = isinstance(exc, billing.PaymentMethodRequired)
+    return _render(request, "billing/refused.html", {"message": str(exc), "add_card": add_card}, status=status)
 
 
 @account_required("change_plan")
@@ -175,8 +185,8 @@ def change(request):
     try:
         quote = billing.preview_change(sub, plan_code, cycle)
         context = _plan_quote_context(request, sub, plan_code, cycle, quote)
-    except billing.LimitExceeded as exc:
-        return _refused(request, str(exc))
+    except REFUSED as exc:
+        return _refused(request, exc)
     except billing.BillingError as exc:
         messages.error(request, str(exc))
         return redirect("billing:plans")
@@ -194,8 +204,8 @@ def change_confirm(request):
     plan_code, cycle, quoted = form.cleaned_data["plan"], form.cleaned_data["cycle"], form.cleaned_data["quoted_amount"]
     try:
         quote = billing.preview_change(sub, plan_code, cycle)
-    except billing.LimitExceeded as exc:
-        return _refused(request, str(exc))
+    except REFUSED as exc:
+        return _refused(request, exc)
     except billing.BillingError as exc:
         messages.error(request, str(exc))
         return redirect("billing:plans")
@@ -212,8 +222,8 @@ def change_confirm(request):
     except billing.PaymentPending as exc:
         messages.info(request, str(exc))
         return redirect("billing:overview")
-    except billing.LimitExceeded as exc:
-        return _refused(request, str(exc))
+    except REFUSED as exc:
+        return _refused(request, exc)
     except billing.BillingError as exc:
         messages.error(request, str(exc))
         return redirect("billing:plans")
@@ -248,22 +258,29 @@ def cancel(request):
         messages.info(request, "There is no paid subscription or trial to cancel.")
         return redirect("billing:overview")
     form = CancelForm(request.POST or None)
+    # CAN-6: past due with the period in force unpaid: cancelling ends the subscription at once.
+    unpaid = unpaid_renewals(sub, timezone.now())
     if request.method == "POST" and form.is_valid():
+        trial = sub.status == Status.TRIALING
         try:
             sub = billing.cancel(sub, reason=form.cleaned_data["reason"], reason_code=form.cleaned_data["reason_code"],
                                  actor=request.user)
         except billing.BillingError as exc:
             messages.error(request, str(exc))
             return redirect("billing:overview")
-        if sub.status == Status.CANCELED:
+        if trial:
             messages.success(request, "Your trial is cancelled and your account is suspended. Nothing was charged. "
                                       f"You can reactivate the trial until {_local(request, sub.trial_end)}.")
+        elif sub.plan.is_free:
+            messages.success(request, "Your subscription has ended and your account is on the Free plan. The unpaid "
+                                      "invoice was voided; nothing more is charged.")
         else:
             messages.success(request, f"Your subscription is cancelled. Service runs until "
                                       f"{_local(request, terms.paid_until(sub))}; no further charge.")
         return redirect("billing:overview")
-    return _render(request, "billing/cancel.html", {"subscription": sub, "form": form,
-                                                    "service_until": terms.paid_until(sub)})
+    return _render(request, "billing/cancel.html", {
+        "subscription": sub, "form": form, "service_until": terms.paid_until(sub), "unpaid": unpaid,
+    })
 
 
 def _local(request, moment) -> str:
@@ -282,6 +299,8 @@ def resume(request):
         raise PermissionDenied("Only the account owner can resume a cancelled subscription.")
     try:
         sub = billing.resume(sub, actor=request.user)
+    except billing.PaymentMethodRequired as exc:
+        return _refused(request, exc)
     except billing.BillingError as exc:
         messages.error(request, str(exc))
     else:
@@ -309,8 +328,8 @@ def extra_properties(request):
     if form.is_bound and form.is_valid():
         try:
             quote = billing.preview_extra_properties(sub, form.cleaned_data["quantity"])
-        except billing.LimitExceeded as exc:
-            return _refused(request, str(exc))
+        except REFUSED as exc:
+            return _refused(request, exc)
         except billing.BillingError as exc:
             form.add_error("quantity", str(exc))
         else:
@@ -322,7 +341,7 @@ def extra_properties(request):
 def _extra_quote_context(sub, quantity: int, quote) -> dict:
     more = quantity > sub.extra_properties
     return {
-        "title": f"{quantity} extra propert{'y' if quantity == 1 else 'ies'}", "quote": quote, "subscription": sub,
+        "title": counted(quantity, "extra property"), "quote": quote, "subscription": sub,
         "confirm_url": "billing:extra_properties_confirm",
         "confirm_label": (f"Pay {_money(quote.amount_due, quote.currency)} and add" if more and quote.amount_due
                           else "Confirm"),
@@ -342,8 +361,8 @@ def extra_properties_confirm(request):
     quantity, quoted = form.cleaned_data["quantity"], form.cleaned_data["quoted_amount"]
     try:
         quote = billing.preview_extra_properties(sub, quantity)
-    except billing.LimitExceeded as exc:
-        return _refused(request, str(exc))
+    except REFUSED as exc:
+        return _refused(request, exc)
     except billing.BillingError as exc:
         messages.error(request, str(exc))
         return redirect("billing:extra_properties")

@@ -43,8 +43,10 @@ def test_use2_past_months_show_sessions_quota_and_the_overage_invoiced(history, 
     assert invoice.total == Decimal("5.00")  # USE-3: 2,500 x $2.00 / 1,000
     html = _text(client_owner.get(reverse("billing:usage")))
     march = html.split('href="?month=2026-03">March 2026</a>')[1].split("</tr>")[0]
-    assert '<td class="num">12,500</td>' in march and '<td class="num">10,000</td>' in march
-    assert '<td class="num">2,500</td>' in march
+    # each month's cells carry their column's name too (data-label), for the stacked phone layout
+    assert 'data-label="Sessions" class="num">12,500</td>' in march
+    assert 'data-label="Quota" class="num">10,000</td>' in march
+    assert 'data-label="Over the quota" class="num">2,500</td>' in march
     assert f'$5.00 (<a href="/billing/invoices/{invoice.pk}/">{invoice.number}</a>)' in march
     assert 'href="?month=2026-04">April 2026</a> <span class="muted">(so far)</span>' in html
 
