@@ -305,6 +305,9 @@ def test_inv6_an_invoice_keeps_its_dates_when_the_account_moves_across_the_date_
     assert "Issued 2026-04-02" in html and "2026-04-02 to 2026-05-02" in html
     listed = page_text(client, reverse("invoices:list"))  # the list reads each invoice's own calendar
     assert "2026-04-02 to 2026-05-02" in listed and "2026-04-01" not in listed
+    overview = client.get(reverse("billing:overview")).content.decode()  # the billing page's recent invoices
+    recent = overview[overview.index('id="recent-invoice-table"'):].split("</table>")[0]
+    assert invoice.number in recent and "2026-04-02" in recent and "2026-04-01" not in recent
     assert invoice.timezone == ZONE and (invoice.issued_at + timedelta(hours=14)).day == 2
 
 
