@@ -55,7 +55,7 @@ def test_acc5_a_billing_manager_reads_the_revenue_page_in_the_browser(transactio
 
         axe = os.environ.get("AXE_CORE_JS")
         if axe:
-            page.add_script_tag(path=axe)
+            page.evaluate(Path(axe).read_text())  # not a <script>: the page's CSP allows none (issue 28)
             found = page.evaluate("async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
                                   ".map(v => [v.impact, v.id, v.nodes.length])")
             assert [v for v in found if v[0] in ("critical", "serious")] == []

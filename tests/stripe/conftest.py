@@ -104,6 +104,12 @@ def localstripe(localstripe_server, settings, db):
     settings.STRIPE_API_BASE = localstripe_server.url
     settings.STRIPE_JS_URL = localstripe_server.url + "/js.stripe.com/v3/"
     settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    # The page's Content-Security-Policy names the Stripe.js origin the settings name at start-up
+    # (config/settings/base.py); here Stripe.js and the API are the emulator's.
+    policy = {**settings.CONTENT_SECURITY_POLICY, "DIRECTIVES": dict(settings.CONTENT_SECURITY_POLICY["DIRECTIVES"])}
+    for directive in ("script-src", "connect-src", "frame-src"):
+        policy["DIRECTIVES"][directive] = [*policy["DIRECTIVES"][directive], localstripe_server.url]
+    settings.CONTENT_SECURITY_POLICY = policy
     yield localstripe_server
 
 
