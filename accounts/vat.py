@@ -16,6 +16,8 @@ import stdnum
 from stdnum.eu import vat as eu_vat
 from stdnum.exceptions import InvalidChecksum, InvalidLength, ValidationError
 
+from .countries import country_name as country_name_of
+
 # ISO 3166-1 codes of the EU member states. stdnum's list uses VAT prefixes: Greece is "EL" in a
 # VAT ID but "GR" as a country, and "XI" (Northern Ireland, goods only) is no member state.
 EU_MEMBER_STATES = frozenset(code.upper() for code in eu_vat.MEMBER_STATES if code != "xi")
@@ -74,6 +76,10 @@ def vat_id_normalise(country: str, vat_id: str, *, country_name: str = "") -> st
                                  "Choose the country the VAT ID was issued in.")
             raise VatIdError(f"{compact} is not written like a VAT ID from {where}, which starts with {prefix}.")
         return _checked(eu_vat, compact, where)
+    issued_in = {prefix: code for code, prefix in VAT_PREFIX.items()}.get(compact[:2], compact[:2])
+    if issued_in in EU_MEMBER_STATES and eu_vat.is_valid(compact):  # an EU VAT ID on a non-EU address
+        raise VatIdError(f"{compact} is a VAT ID from {country_name_of(issued_in)}, not from {where}. "
+                         "Choose the country the VAT ID was issued in.")
     module = stdnum.get_cc_module(country.lower(), "vat")
     if module is not None:
         _checked(module, compact, where)

@@ -1,6 +1,7 @@
 """Catalog as code: load plans from JSON, idempotently, all or nothing (CAT-1, CAT-2)."""
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -18,6 +19,7 @@ OPTIONAL_KEYS = {"overage_per_1000", "extra_property_monthly", "trial_days", "pu
 LIMIT_KEYS = {"properties", "sessions", "integrations"}
 CYCLES = {"monthly", "yearly"}
 MAX_COUNT = 2_147_483_647  # PositiveIntegerField on PostgreSQL
+NAME_MAX = Plan._meta.get_field("name").max_length
 MAX_FILE_BYTES = 5 * 1024 * 1024  # a catalog of a few plans is a few KB
 
 
@@ -82,6 +84,12 @@ def parse_plan(raw, index: int) -> dict:
     name = raw["name"]
     if not isinstance(name, str) or not name.strip():
         raise CatalogError(f"{label}: name must be a non-empty string.")
+    hidden = next((i for i, char in enumerate(name) if unicodedata.category(char) in ("Cc", "Cf")), None)
+    if hidden is not None:  # a NUL, a line break, a right-to-left override: nothing a customer should be shown
+        raise CatalogError(f"{label}: name has an invisible or control character (U+{ord(name[hidden]):04X} at "
+                           f"position {hidden + 1}); write the name as plain text.")
+    if len(name.strip()) > NAME_MAX:
+        raise CatalogError(f"{label}: name is {len(name.strip())} characters; at most {NAME_MAX}.")
     currency = raw["currency"]
     if not isinstance(currency, str) or not re.fullmatch(r"[A-Z]{3}", currency):
         raise CatalogError(f"{label}: currency must be a 3-letter code like USD ({currency!r}).")

@@ -147,3 +147,26 @@ def test_cat1_a_utf8_file_with_a_byte_order_mark_loads(tmp_path):
     path.write_bytes(b"\xef\xbb\xbf" + json.dumps(DEMO).encode())
     call_command("load_catalog", str(path))
     assert Plan.objects.count() == 3
+
+
+@pytest.mark.parametrize(("name", "shown"), [("Pers\u0000onal", "U+0000 at position 5"),
+                                             ("Personal\u202e", "U+202E at position 9"),
+                                             ("Per\nsonal", "U+000A at position 4")])
+def test_cat1_a_name_with_a_nul_or_control_character_is_refused_not_a_database_error(tmp_path, loaded, name, shown):
+    """Issue 28, finding 6: a NUL byte in a name ended in PostgreSQL's traceback (text cannot hold
+    it); a bidi override or line break would be shown to customers. Refused with the position."""
+    bad = copy.deepcopy(DEMO)
+    bad["plans"][1]["name"] = name
+
+    message = load_bad(tmp_path, json.dumps(bad).encode())
+
+    assert f"plan 'personal': name has an invisible or control character ({shown})" in message
+    assert list(Plan.objects.order_by("code").values()) == loaded
+
+
+def test_cat1_a_name_longer_than_its_column_is_refused(tmp_path, loaded):
+    bad = copy.deepcopy(DEMO)
+    bad["plans"][1]["name"] = "P" * 101
+
+    assert "plan 'personal': name is 101 characters; at most 100." in load_bad(tmp_path, json.dumps(bad).encode())
+    assert list(Plan.objects.order_by("code").values()) == loaded

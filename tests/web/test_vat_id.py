@@ -23,6 +23,9 @@ def post(client, **fields):
     ("FR", "DE136695976", "A VAT ID from France starts with FR"),
     ("DE", "DE1366959", "has the wrong number of characters for a VAT ID from Germany"),
     ("", "FR40303265045", "Choose the country of your billing address first"),
+    # Issue 28, finding 6: an EU VAT ID on an address outside the EU was accepted.
+    ("US", "DE136695976", "DE136695976 is a VAT ID from Germany, not from United States of America"),
+    ("CH", "EL094259216", "EL094259216 is a VAT ID from Greece, not from Switzerland"),
 ])
 def test_tax4_an_invalid_vat_id_is_refused_with_the_reason_and_nothing_is_saved(
         account, client_owner, country, vat_id, reason):
