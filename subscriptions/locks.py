@@ -43,14 +43,14 @@ def subscription_lock_current(subscription) -> Subscription:
     """`subscription_lock`, refused when the row is no longer the account's current subscription
     (the customer acted on a page that is out of date)."""
     sub = subscription_lock(subscription.pk)
-    if Subscription.objects.filter(account_id=sub.account_id, pk__gt=sub.pk).exists():
+    if not sub.is_current:
         raise InvalidChange("Your subscription has changed in the meantime. Reload the page and try again.")
     return sub
 
 
 def account_subscription_lock(account) -> Subscription:
     """Lock the account and its current subscription."""
-    current = Subscription.objects.filter(account=account).order_by("-id").values_list("pk", flat=True).first()
+    current = Subscription.objects.current().filter(account=account).values_list("pk", flat=True).first()
     if current is None:
         raise InvalidChange("This account has no subscription.")
     return subscription_lock_current(Subscription(pk=current))

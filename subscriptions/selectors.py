@@ -78,8 +78,7 @@ def due_retries(now):
 
 
 def subscription_current(account) -> Subscription | None:
-    return (Subscription.objects.filter(account=account).select_related("plan", "scheduled_plan")
-            .order_by("-id").first())
+    return Subscription.objects.select_related("plan", "scheduled_plan").current_of(account)
 
 
 def _day(sub: Subscription, moment: datetime) -> str:

@@ -176,7 +176,7 @@ def refund_request_complete(request, *, now) -> RefundRequest:
 def _end_refunded_subscription(invoice: Invoice, *, actor, reason, now) -> Subscription | None:
     """REF-2: the subscription the refunded charge paid for ends; the account moves to Free. The
     caller holds the invoice's locks (its account and subscription)."""
-    current = Subscription.objects.filter(account_id=invoice.account_id).order_by("-id").first()
+    current = Subscription.objects.current_of(invoice.account_id)
     if current is None or current.pk != invoice.subscription_id or current.status == Status.CANCELED:
         return None  # it already ended (or the account moved on to another subscription)
     sub = Subscription.objects.select_related("plan", "account", "scheduled_plan").get(pk=current.pk)

@@ -154,8 +154,7 @@ def account_statement(account, now: datetime | None = None, *, subscription: Sub
     one (its `pk` None: no invoice is looked up for it); `credit_added`, credit the change would issue
     (DWN-4). `usage`: this month's usage summary (selectors.usage_summary), for the projected overage."""
     now = now or timezone.now()
-    sub = subscription or (Subscription.objects.filter(account=account).select_related("plan", "scheduled_plan")
-                           .order_by("-id").first())
+    sub = subscription or Subscription.objects.select_related("plan", "scheduled_plan").current_of(account)
     currency = sub.plan.currency if sub else "USD"
     statement = Statement(account=account, subscription=sub, now=now, currency=currency)
     if subscription is None:

@@ -387,7 +387,7 @@ def zone_effective_at(sub: Subscription | None) -> datetime | None:
 def zone_notes(account) -> list[str]:
     """D-5 in the owner's words, for the billing details page: which zone the current period is
     counted on and from when the chosen zone applies, when the two differ."""
-    sub = Subscription.objects.filter(account=account).select_related("plan", "account").order_by("-id").first()
+    sub = Subscription.objects.select_related("plan", "account").current_of(account)
     account = sub.account if sub is not None else account  # as stored now
     effective_at = zone_effective_at(sub)
     if sub is None or effective_at is None:
@@ -549,8 +549,7 @@ def refund_review(request, now=None) -> RefundReview:
     later = list(Payment.objects.filter(account_id=invoice.account_id, status=PaymentStatus.SUCCEEDED,
                                         settled_at__gt=charged).exclude(invoice=invoice)
                  .select_related("invoice").order_by("settled_at", "id")) if charged else []
-    current = (Subscription.objects.filter(account_id=invoice.account_id).select_related("account")
-               .order_by("-id").first())
+    current = Subscription.objects.select_related("account").current_of(invoice.account_id)
     paid_until = None
     if current is not None and current.is_paid and current.status != Status.CANCELED and current.current_period_end:
         paid_until = current.current_period_end
@@ -627,8 +626,7 @@ def restore_refusal(subscription, now=None) -> str | None:
     invoice = upgrade_invoice(sub)
     if invoice is None:
         return "Days can be restored only after an upgrade from a monthly to a yearly plan."
-    newest = Subscription.objects.filter(account_id=sub.account_id).order_by("-id").values_list("pk", flat=True)
-    if newest.first() != sub.pk or sub.status == Status.CANCELED or sub.cycle != Cycle.YEARLY:
+    if not sub.is_current or sub.status == Status.CANCELED or sub.cycle != Cycle.YEARLY:
         return "The yearly subscription this upgrade started is no longer current, so no days can be added to it."
     days = int((invoice.pending_change or {}).get("forfeited_days") or 0)
     if days <= 0:

@@ -269,3 +269,70 @@ def test_browser_tests_assert_with_waiting_expectations():
             for number, line in enumerate(path.read_text().splitlines(), 1)
             if "assert " in line and ".is_visible()" in line]
     assert bare == []
+
+
+def current_subscription_guesses(source: str) -> list[str]:
+    """Reads of "the current subscription" by ordering: a query on subscriptions
+    (`Subscription.objects…`, `account.subscriptions…`) ordered newest first, taken `latest`/`last`,
+    or filtered to the rows newer than one (`pk__gt`)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+            continue
+        method = node.func.attr
+        newest_first = method == "order_by" and any(
+            isinstance(arg, ast.Constant) and arg.value in {"-id", "-pk", "-created_at"} for arg in node.args)
+        newer_than = method in {"filter", "exclude"} and any(
+            keyword.arg in {"pk__gt", "id__gt", "pk__lt", "id__lt"} for keyword in node.keywords)
+        if not (newest_first or newer_than or method in {"latest", "last", "earliest"}):
+            continue
+        expr = node.func.value
+        while isinstance(expr, ast.Call | ast.Attribute):
+            if isinstance(expr, ast.Attribute) and expr.attr == "subscriptions":
+                break
+            expr = expr.func if isinstance(expr, ast.Call) else expr.value
+        if isinstance(expr, ast.Attribute) or (isinstance(expr, ast.Name) and expr.id == "Subscription"):
+            found.append(f"{node.lineno} {method}")
+    return found
+
+
+def test_the_current_subscription_check_finds_each_kind_of_guess():
+    """Architecture: the check below can fail: it finds each way of guessing the current subscription."""
+    source = """
+Subscription.objects.filter(account=a).order_by("-id").first()
+account.subscriptions.select_related("plan").order_by("-pk").first()
+Subscription.objects.filter(account_id=sub.account_id, pk__gt=sub.pk).exists()
+Subscription.objects.filter(account=a).latest("created_at")
+Subscription.objects.current_of(a)
+Invoice.objects.filter(account=a).order_by("-id").first()
+"""
+    assert sorted(current_subscription_guesses(source)) == ["2 order_by", "3 order_by", "4 filter", "5 latest"]
+
+
+def test_no_app_code_guesses_the_current_subscription_by_ordering():
+    """Architecture (issue 24): the current subscription is a database fact (`is_current`, one per
+    account) read through `Subscription.objects.current()` / `current_of`, never the newest row."""
+    guesses = [f"{module}:{found}" for module, path in MODULES.items()
+               for found in current_subscription_guesses(path.read_text())]
+    assert guesses == []
+
+
+@pytest.mark.django_db
+def test_a_second_current_subscription_of_one_account_is_refused_by_the_database(catalog):
+    """Safety (issue 24): the database itself refuses two current subscriptions for one account (the
+    partial unique constraint `one_current_per_account`, on SQLite and PostgreSQL); a replaced one
+    stays as history beside the new current one."""
+    from django.db import IntegrityError, transaction
+
+    from subscriptions.models import Status, Subscription
+    from tests.factories import AccountFactory
+
+    account = AccountFactory()
+    free = Subscription.objects.current_of(account)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Subscription.objects.create(account=account, plan=catalog["personal"], status=Status.ACTIVE)
+    Subscription.objects.filter(pk=free.pk).update(is_current=False)
+    paid = Subscription.objects.create(account=account, plan=catalog["personal"], status=Status.ACTIVE)
+    assert Subscription.objects.current_of(account) == paid
+    assert account.subscription == paid
+    assert Subscription.objects.filter(account=account).count() == 2
