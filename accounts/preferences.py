@@ -18,6 +18,7 @@ from core import zones
 from . import vat
 from .audit import audit
 from .countries import country_name, is_country
+from .locks import account_lock
 from .models import Account
 from .services import AccountError
 
@@ -27,7 +28,7 @@ class VatIdRefused(AccountError):
 
 
 def _locked(account) -> Account:
-    return Account.objects.select_for_update().get(pk=account.pk)
+    return account_lock(account.pk)
 
 
 def billing_details_update(account, *, company: str, address: str, country: str, vat_id: str,

@@ -9,6 +9,7 @@ from core import zones
 
 from .audit import audit
 from .domains import DomainError, domain_clean
+from .locks import account_lock
 from .models import Account, Membership, Property, PropertyStatus, Role, normalise_email
 
 
@@ -45,7 +46,7 @@ def property_limit(account) -> int | None:
 @transaction.atomic
 def property_add(*, account: Account, name: str, domain: str, actor=None, now=None) -> Property:
     """Add a property; the plan's property limit is enforced here (CAT-1)."""
-    Account.objects.select_for_update().get(pk=account.pk)  # serialise adds for one account
+    account_lock(account.pk)  # serialise adds for one account
     limit = property_limit(account)
     count = account.properties.live().count()
     subscription = account.subscription

@@ -25,6 +25,7 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
 from accounts.audit import audit
+from accounts.locks import account_lock
 from accounts.models import Account
 from core.broker import task_enqueue
 from core.events import Event
@@ -94,7 +95,7 @@ def preference_set(*, account: Account, category: str, enabled: bool, actor=None
     field = PREFERENCE_FIELDS.get(category)
     if field is None:
         raise NotificationError("Billing e-mails cannot be turned off.")
-    account = Account.objects.select_for_update().get(pk=account.pk)  # the other switch is read under the lock
+    account = account_lock(account.pk)  # the other switch is read under the lock
     values = {"usage_alerts": account.email_usage_alerts, "product_news": account.email_product_news}
     values["usage_alerts" if category == Category.USAGE_ALERTS else "product_news"] = enabled
     return email_preferences_update(account, **values, actor=actor, now=now, source=source)

@@ -244,6 +244,47 @@ def test_row_locks_of_the_engine_are_taken_only_through_the_lock_helpers():
     assert takers == ["subscriptions.locks"]
 
 
+def account_row_locks(source: str) -> list[int]:
+    """Lines that lock an account row: `Account.objects….select_for_update(…)`, or a lock helper
+    handed `Account.objects` (`_for_update(Account.objects, …)`)."""
+    def rooted_in_account(expr) -> bool:
+        while isinstance(expr, ast.Call | ast.Attribute):
+            expr = expr.func if isinstance(expr, ast.Call) else expr.value
+        return isinstance(expr, ast.Name) and expr.id == "Account"
+
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        if name == "select_for_update" and rooted_in_account(node.func.value):
+            found.append(node.lineno)
+        elif "for_update" in name and name != "select_for_update" and node.args and rooted_in_account(node.args[0]):
+            found.append(node.lineno)
+    return found
+
+
+def test_the_account_lock_check_finds_each_way_of_locking_an_account():
+    """Architecture: the check below can fail: it finds an account locked directly or through a helper."""
+    source = """
+Account.objects.select_for_update().get(pk=1)
+Account.objects.filter(pk=1).select_for_update(no_key=True).first()
+_for_update(Account.objects, skip_locked=True)
+Invoice.objects.select_for_update().get(pk=1)
+account_lock(1)
+"""
+    assert sorted(account_row_locks(source)) == [2, 3, 4]
+
+
+def test_account_rows_are_locked_only_through_the_account_lock_helper():
+    """Safety (issue 24): an account row is locked only by `accounts.locks` (FOR NO KEY UPDATE, the
+    first step of the one lock order), so no customer's request waits on the billing run's inserts
+    behind a plain FOR UPDATE, and every app takes it the same way."""
+    takers = sorted(f"{module}:{line}" for module, path in MODULES.items() if module != "accounts.locks"
+                    for line in account_row_locks(path.read_text()))
+    assert takers == []
+
+
 def test_statuses_of_subscriptions_and_accounts_are_assigned_only_by_the_lifecycle():
     """Safety: only subscriptions.lifecycle assigns a subscription's or account's status (its table)."""
     assigned = []
