@@ -1,7 +1,8 @@
 """The append-only audit log (ACC-3): every state change, by a customer, staff or the scheduler,
 with actor, time and before/after values. Rows are inserted, never updated (AuditEvent.save)."""
 
-from django.utils import timezone
+
+from core.clock import clock
 
 from .models import AuditEvent
 
@@ -26,7 +27,7 @@ def audit_row(*, account, actor, action, obj, before=None, after=None, reason=""
         before=before or {},
         after=after or {},
         reason=reason,
-        created_at=now or timezone.now(),
+        created_at=clock(now),
     )
 
 

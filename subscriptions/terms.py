@@ -11,10 +11,10 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db.models import Q
-from django.utils import timezone
 
 from accounts.models import Account, AccountFlag, FlagKind, SuspensionReason
 from core import zones
+from core.clock import clock  # the one clock; `terms.clock` stays importable for the engine's commands
 from core.money import ZERO, format_money
 from core.words import counted
 from invoices import services as ledger
@@ -36,11 +36,6 @@ from .errors import InvalidChange, NotEligible
 from .models import RestoreRequest, Status, Subscription
 
 # --- time ----------------------------------------------------------------------------------------
-
-
-def clock(now: datetime | None) -> datetime:
-    """The moment an operation runs at: the `now` it was given, else the current time (D-4)."""
-    return now or timezone.now()
 
 
 def local_date(account, moment: datetime) -> date:

@@ -377,3 +377,54 @@ def test_a_second_current_subscription_of_one_account_is_refused_by_the_database
     assert Subscription.objects.current_of(account) == paid
     assert account.subscription == paid
     assert Subscription.objects.filter(account=account).count() == 2
+
+
+ENTRY_POINTS = {"views", "forms", "admin", "urls", "apps", "models", "tasks", "demo", "simulation", "management"}
+CLOCKED = {"accounts.audit", "accounts.preferences", "core.events"}  # services that are not named services.py
+
+
+def clock_spellings(source: str) -> list[str]:
+    """Ways of reading the time other than `core.clock.clock`: `timezone.now`, `tz_now`,
+    `datetime.now`/`utcnow`, or a second function called `clock`."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                and (node.value.id, node.attr) in {("timezone", "now"), ("datetime", "now"), ("datetime", "utcnow")}):
+            found.append(f"{node.lineno} {node.value.id}.{node.attr}")
+        elif isinstance(node, ast.Name) and node.id == "tz_now":
+            found.append(f"{node.lineno} tz_now")
+        elif isinstance(node, ast.FunctionDef) and node.name == "clock":
+            found.append(f"{node.lineno} def clock")
+    return found
+
+
+def test_the_clock_check_finds_each_other_spelling():
+    """Architecture: the check below can fail: it finds each other way of reading the time."""
+    source = """
+now = now or timezone.now()
+at = tz_now()
+today = datetime.now(UTC)
+def clock(now):
+    return now
+now = clock(now)
+"""
+    assert sorted(clock_spellings(source)) == ["2 timezone.now", "3 tz_now", "4 datetime.now", "5 def clock"]
+
+
+def test_the_engine_and_the_services_read_one_clock():
+    """Architecture (issue 24, D-4): the engine's modules and the services read the time only through
+    `core.clock.clock(now)` (`terms.clock` is the same function), never `timezone.now()` or a clock of
+    their own, so every operation can be replayed at a given `now`."""
+    from core.clock import clock
+    from subscriptions import terms
+
+    def clocked(module: str) -> bool:
+        parts = module.split(".")
+        if module.startswith("subscriptions.") and not ENTRY_POINTS & set(parts):
+            return True
+        return parts[-1] == "services" or module in CLOCKED
+
+    assert terms.clock is clock
+    other = [f"{module}:{found}" for module, path in MODULES.items() if clocked(module)
+             for found in clock_spellings(path.read_text())]
+    assert other == []
