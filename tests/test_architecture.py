@@ -207,6 +207,11 @@ def test_no_star_import_and_no_module_patched_from_outside():
     ("accounts", ("ops",)),
     ("subscriptions.pricing", ("django", "accounts", "invoices", "subscriptions.terms")),
     ("subscriptions.terms", ("subscriptions.lifecycle", "subscriptions.charges", "subscriptions.billing")),
+    # terms' neighbours below it: the calendar reads and the refusals (issue 24's split of terms.py)
+    ("subscriptions.periods", ("django", "subscriptions.terms", "subscriptions.refusals", "invoices")),
+    ("subscriptions.refusals", ("subscriptions.terms", "subscriptions.quotes", "subscriptions.lifecycle",
+                                "subscriptions.charges", "subscriptions.billing")),
+    ("accounts.locks", ("subscriptions", "invoices", "notifications", "accounts.services")),
     ("subscriptions.lifecycle", ("subscriptions.charges", "subscriptions.billing", "subscriptions.staff",
                                  "subscriptions.scheduler", "subscriptions.renewals")),
     ("subscriptions.charges", ("subscriptions.billing", "subscriptions.staff", "subscriptions.scheduler",
