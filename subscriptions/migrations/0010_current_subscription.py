@@ -9,6 +9,7 @@ def mark_newest_current(apps, schema_editor):
     Subscription = apps.get_model("subscriptions", "Subscription")
     newest = Subscription.objects.values("account_id").annotate(newest=Max("id")).values("newest")
     Subscription.objects.exclude(pk__in=newest).update(is_current=False)
+    Subscription.objects.filter(pk__in=newest).update(is_current=True)
 
 
 class Migration(migrations.Migration):
