@@ -331,7 +331,7 @@ class _Plan:
 
 
 def _current_plans(account_ids: set[int]) -> dict[int, _Plan | None]:
-    """account id -> the plan of its current (newest) subscription, in one query; None when that
+    """account id -> the plan of its current subscription (`is_current`), in one query; None when that
     subscription has ended."""
     from subscriptions.models import Status, Subscription
 
