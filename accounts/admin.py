@@ -43,7 +43,7 @@ def _owner_email():
 def _current_plan_name():
     from subscriptions.models import Subscription
 
-    return Subquery(Subscription.objects.filter(account_id=OuterRef("pk")).order_by("-id").values("plan__name")[:1])
+    return Subquery(Subscription.objects.current().filter(account_id=OuterRef("pk")).values("plan__name")[:1])
 
 
 class CurrentPlanFilter(admin.SimpleListFilter):
@@ -61,7 +61,7 @@ class CurrentPlanFilter(admin.SimpleListFilter):
 
         if not self.value():
             return queryset
-        newest = Subscription.objects.filter(account_id=OuterRef("pk")).order_by("-id")
+        newest = Subscription.objects.current().filter(account_id=OuterRef("pk"))
         if self.value() == "_custom":
             return queryset.filter(Exists(newest.filter(plan__account__isnull=False)[:1]))
         return queryset.annotate(_plan=Subquery(newest.values("plan__code")[:1])).filter(_plan=self.value())

@@ -85,8 +85,8 @@ class Account(models.Model):
 
     @property
     def subscription(self):
-        """The current subscription: the newest one. Older rows are history."""
-        return self.subscriptions.select_related("plan", "scheduled_plan").order_by("-id").first()
+        """The current subscription (`is_current`, one per account). Older rows are history."""
+        return self.subscriptions.select_related("plan", "scheduled_plan").current_of(self)
 
     def billing_recipients(self):
         """Billing e-mail goes to the owner and billing-role users (NOT-1); invoices and receipts also

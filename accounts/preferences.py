@@ -10,14 +10,15 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
-from django.utils import timezone
 from django_countries.fields import Country
 
 from core import zones
+from core.clock import clock
 
 from . import vat
 from .audit import audit
 from .countries import country_name, is_country
+from .locks import account_lock
 from .models import Account
 from .services import AccountError
 
@@ -27,7 +28,7 @@ class VatIdRefused(AccountError):
 
 
 def _locked(account) -> Account:
-    return Account.objects.select_for_update().get(pk=account.pk)
+    return account_lock(account.pk)
 
 
 def billing_details_update(account, *, company: str, address: str, country: str, vat_id: str,
@@ -40,7 +41,7 @@ def billing_details_update(account, *, company: str, address: str, country: str,
     reason (`VatIdRefused`) and nothing is saved. With `VAT_VIES_CHECK` on, a changed EU VAT ID is
     also asked of VIES, before any transaction opens: "not registered" is refused too; no answer
     keeps the offline check (VIES is often down for a member state) and records no consultation."""
-    now = now or timezone.now()
+    now = clock(now)
     values = {
         "company": (company or "").strip(),
         "address": (address or "").strip(),
@@ -130,7 +131,7 @@ def _update_audited(account, values: dict, *, action: str, actor, now, reason: s
         setattr(account, name, value)
     account.save(update_fields=[*values, *(unaudited or {})])
     audit(account=account, actor=actor, action=action, obj=account, before=before, after=values, reason=reason,
-          now=now or timezone.now())
+          now=clock(now))
     return account
 
 

@@ -2,13 +2,13 @@
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.utils import timezone
-from django.utils.timezone import now as tz_now
 
 from core import zones
+from core.clock import clock
 
 from .audit import audit
 from .domains import DomainError, domain_clean
+from .locks import account_lock
 from .models import Account, Membership, Property, PropertyStatus, Role, normalise_email
 
 
@@ -29,7 +29,7 @@ def account_create(*, email: str, password: str, account_name: str, timezone: st
     account = Account.objects.create(
         name=account_name.strip() or email, identity_email=normalise_email(email),
         timezone=zones.current_name(timezone) if zones.is_zone(zones.current_name(timezone)) else zones.DEFAULT,
-        created_at=now or tz_now(),
+        created_at=clock(now),
     )
     Membership.objects.create(user=user, account=account, role=Role.OWNER)
     audit(account=account, actor=user, action="account.signed_up", obj=account, after={"name": account.name})
@@ -45,7 +45,7 @@ def property_limit(account) -> int | None:
 @transaction.atomic
 def property_add(*, account: Account, name: str, domain: str, actor=None, now=None) -> Property:
     """Add a property; the plan's property limit is enforced here (CAT-1)."""
-    Account.objects.select_for_update().get(pk=account.pk)  # serialise adds for one account
+    account_lock(account.pk)  # serialise adds for one account
     limit = property_limit(account)
     count = account.properties.live().count()
     subscription = account.subscription
@@ -60,7 +60,7 @@ def property_add(*, account: Account, name: str, domain: str, actor=None, now=No
     except DomainError as exc:
         raise AccountError(str(exc)) from None
     prop = Property.objects.create(account=account, name=name.strip() or domain, domain=domain,
-                                   created_at=now or timezone.now())
+                                   created_at=clock(now))
     audit(account=account, actor=actor, action="property.added", obj=prop,
           after={"name": prop.name, "domain": prop.domain})
     return prop
@@ -72,7 +72,7 @@ def property_delete(*, prop: Property, actor=None, now=None) -> None:
     if prop.deleted_at:
         return
     before = {"status": prop.status}
-    prop.deleted_at = now or timezone.now()
+    prop.deleted_at = clock(now)
     prop.save(update_fields=["deleted_at"])
     audit(account=prop.account, actor=actor, action="property.deleted", obj=prop, before=before,
           after={"deleted_at": prop.deleted_at.isoformat()})
@@ -122,7 +122,7 @@ def flag_resolve(flag, *, actor, reason: str, now=None):
         raise AccountError("Give a reason for resolving the flag.")
     if flag.resolved_at:
         return flag
-    flag.resolved_at = now or timezone.now()
+    flag.resolved_at = clock(now)
     flag.save(update_fields=["resolved_at"])
     audit(account=flag.account, actor=actor, action="account.flag_resolved", obj=flag,
           before={"kind": flag.kind, "resolved_at": None}, after={"resolved_at": flag.resolved_at.isoformat()},

@@ -331,13 +331,13 @@ class _Plan:
 
 
 def _current_plans(account_ids: set[int]) -> dict[int, _Plan | None]:
-    """account id -> the plan of its current (newest) subscription, in one query; None when that
+    """account id -> the plan of its current subscription (`is_current`), in one query; None when that
     subscription has ended."""
     from subscriptions.models import Status, Subscription
 
     plans: dict[int, _Plan | None] = {}
     rows = (
-        Subscription.objects.filter(account_id__in=account_ids).order_by("account_id", "-id")
+        Subscription.objects.current().filter(account_id__in=account_ids)
         .values_list("account_id", "status", "plan__code", "plan__limit_sessions", "plan__overage_per_1000")
     )
     for account_id, status, code, limit, overage in rows:

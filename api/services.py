@@ -3,10 +3,10 @@
 import secrets
 
 from django.db import transaction
-from django.utils import timezone
 
 from accounts.audit import audit
 from core.cache import LayeredCache
+from core.clock import clock
 
 from .models import ApiKey, api_key_hash
 
@@ -28,7 +28,7 @@ def api_key_create(*, name: str, actor=None, now=None) -> tuple[ApiKey, str]:
     raw = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey.objects.create(
         name=name[:100], prefix=raw[:12], key_hash=api_key_hash(raw), created_by=actor,
-        created_at=now or timezone.now(),
+        created_at=clock(now),
     )
     audit(account=None, actor=actor, action="api_key.created", obj=key, after={"name": key.name, "prefix": key.prefix},
           now=now)
@@ -38,7 +38,7 @@ def api_key_create(*, name: str, actor=None, now=None) -> tuple[ApiKey, str]:
 @transaction.atomic
 def api_key_revoke(key: ApiKey, *, actor=None, now=None) -> bool:
     """Revoke a key at once. Returns False when it was already revoked."""
-    now = now or timezone.now()
+    now = clock(now)
     updated = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=now)
     if updated:
         key.revoked_at = now

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from django.db import transaction
-from django.utils import timezone
 
 from . import sql
 from .broker import task_enqueue
+from .clock import clock
 from .models import PendingEvent
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class Event:
     kind: str
     account_id: int
     data: dict = field(default_factory=dict)
-    occurred_at: datetime = field(default_factory=timezone.now)
+    occurred_at: datetime = field(default_factory=clock)
     facts: dict = field(default_factory=dict)  # the account's state the announcement states (NOT-4)
 
 
@@ -122,7 +122,7 @@ def emit(kind: str, account_id: int, *, now: datetime | None = None, **data) -> 
     """Announce one event: a row in the caller's transaction, with its facts as they are now,
     delivered after the commit."""
     _check(kind)
-    event = Event(kind, account_id, data, now or timezone.now())
+    event = Event(kind, account_id, data, clock(now))
     event = replace(event, facts=snapshot([event])[0])
     _write(kind, [(account_id, data, event.facts)], event.occurred_at)
     return event

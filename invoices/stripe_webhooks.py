@@ -21,6 +21,7 @@ from django.db import transaction
 from djstripe.event_handlers import djstripe_receiver
 
 from accounts.audit import audit
+from accounts.locks import account_lock
 from accounts.models import Account, AccountFlag, FlagKind
 from invoices.gateways import get_gateway
 from invoices.gateways.stripe import METADATA_KEY, from_minor
@@ -155,7 +156,7 @@ def _account_for_dispute(dispute: dict) -> Account | None:
 def dispute_flag(account: Account, dispute: dict) -> tuple[AccountFlag, bool]:
     """One flag per dispute (the dispute id starts the flag's detail), with an audit row.
     Returns the flag and whether this call created it."""
-    Account.objects.select_for_update().get(pk=account.pk)
+    account_lock(account.pk)
     marker = f"Stripe dispute {dispute['id']}"
     existing = AccountFlag.objects.filter(account=account, kind=FlagKind.DISPUTE, detail__startswith=marker).first()
     if existing is not None:

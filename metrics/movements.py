@@ -27,9 +27,9 @@ from decimal import Decimal
 
 from django.db import transaction
 from django.db.models.fields.json import KT
-from django.utils import timezone
 
 from accounts.models import AuditEvent
+from core.clock import clock
 from plans.models import Plan
 
 from .models import MetricsBuild, MrrMovement
@@ -188,7 +188,7 @@ class RefreshResult:
 def movements_refresh(now: datetime | None = None, *, full: bool = False) -> RefreshResult:
     """Bring `MrrMovement` up to `now - LAG`: the chains of the accounts with newer audit rows are
     replayed from their whole history and replaced. `full` replays every account."""
-    now = now or timezone.now()
+    now = clock(now)
     until = now - LAG
     plans = catalog()
     with transaction.atomic():
@@ -217,7 +217,7 @@ def movements_refresh(now: datetime | None = None, *, full: bool = False) -> Ref
                 MrrMovement.objects.filter(account_id__in=part).delete()
                 count += len(MrrMovement.objects.bulk_create([c.row() for c in replay(part, until, plans)]))
         build.built_through = until
-        build.refreshed_at = timezone.now()
+        build.refreshed_at = clock()
         if since is None:
             build.rebuilt_at = build.refreshed_at
         build.save()

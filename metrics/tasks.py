@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from django.utils import timezone
+from core.clock import clock
 
 from .movements import movements_refresh
 
@@ -15,7 +15,7 @@ def refresh(now: datetime | None = None, *, full: bool = False) -> str:
     from .closed import closed_months_refresh
     from .models import ClosedMonth
 
-    now = now or timezone.now()
+    now = clock(now)
     result = movements_refresh(now, full=full)
     if full:
         ClosedMonth.objects.all().delete()

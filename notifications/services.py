@@ -21,12 +21,13 @@ from django.db import transaction
 from django.db.models import Q
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
 from accounts.audit import audit
+from accounts.locks import account_lock
 from accounts.models import Account
 from core.broker import task_enqueue
+from core.clock import clock
 from core.events import Event
 from core.seller import seller
 
@@ -94,7 +95,7 @@ def preference_set(*, account: Account, category: str, enabled: bool, actor=None
     field = PREFERENCE_FIELDS.get(category)
     if field is None:
         raise NotificationError("Billing e-mails cannot be turned off.")
-    account = Account.objects.select_for_update().get(pk=account.pk)  # the other switch is read under the lock
+    account = account_lock(account.pk)  # the other switch is read under the lock
     values = {"usage_alerts": account.email_usage_alerts, "product_news": account.email_product_news}
     values["usage_alerts" if category == Category.USAGE_ALERTS else "product_news"] = enabled
     return email_preferences_update(account, **values, actor=actor, now=now, source=source)
@@ -139,7 +140,7 @@ def render(kind: Kind, ctx: dict) -> tuple[str, str, str]:
 def email_queue(*, kind: Kind, account: Account, ctx: dict, related: tuple[str, str],
                 now: datetime | None = None) -> list[EmailLog]:
     """Render and log the e-mail for every recipient, then enqueue the sends after commit."""
-    now = now or timezone.now()
+    now = clock(now)
     recipients = recipients_for(kind, account)
     if not recipients:
         log.warning("No recipient for %s on account %s", kind.code, account.pk)
@@ -238,7 +239,7 @@ def build_message(entry: EmailLog) -> EmailMultiAlternatives:
 def email_deliver(log_id: int, *, now: datetime | None = None, force: bool = False) -> str:
     """Send one logged e-mail. Returns "sent", "failed" or "skipped" (sent already, given up, or
     another sender holds it). Never raises. `force` (staff) sends even after the last attempt."""
-    now = now or timezone.now()
+    now = clock(now)
     # Claim the row with a conditional UPDATE: two workers never send the same message.
     claimable = EmailLog.objects.filter(pk=log_id, status__in=[EmailStatus.QUEUED, EmailStatus.FAILED])
     if not force:
@@ -270,7 +271,7 @@ def email_deliver(log_id: int, *, now: datetime | None = None, force: bool = Fal
 
 def email_retry_due(*, now: datetime | None = None) -> dict[str, int]:
     """Send failed e-mails whose backoff has passed and queued ones the broker never ran."""
-    now = now or timezone.now()
+    now = clock(now)
     due = EmailLog.objects.filter(
         Q(status=EmailStatus.FAILED, next_attempt_at__lte=now)
         | Q(status=EmailStatus.QUEUED, queued_at__lte=now - STUCK_AFTER)
@@ -295,7 +296,7 @@ def email_retry_now(entries, *, now: datetime | None = None) -> dict[str, int]:
 
 def product_news_send(news: ProductNews, *, actor=None, now: datetime | None = None) -> int:
     """Queue `news` to the owner of every account that wants product news. Once per news item."""
-    now = now or timezone.now()
+    now = clock(now)
     kind = NOTIFICATIONS[PRODUCT_NEWS]
     with transaction.atomic():
         news = ProductNews.objects.select_for_update().get(pk=news.pk)

@@ -32,8 +32,8 @@ from django.core.mail import send_mail
 from django.db.models import Count, DecimalField, F, Q, Sum, Value
 from django.db.models.functions import Coalesce
 from django.urls import reverse
-from django.utils import timezone
 
+from core.clock import clock
 from invoices.models import (
     CreditNote,
     CreditNoteKind,
@@ -159,7 +159,7 @@ def alert_recipients() -> list[str]:
 
 def ledger_check(*, now=None) -> LedgerCheck:
     """Run every check, record the outcome and alert staff on a breach."""
-    now = now or timezone.now()
+    now = clock(now)
     breaches, checked = [], {}
     for name, check in CHECKS:
         checked[name], found = check()
@@ -204,7 +204,7 @@ def ensure_schedule() -> str:
     """The nightly check as a django-q2 schedule (setup_schedules)."""
     from django_q.models import Schedule
 
-    now = timezone.now()
+    now = clock()
     night = now.replace(hour=NIGHT_HOUR_UTC, minute=0, second=0, microsecond=0)
     Schedule.objects.update_or_create(
         name="ledger-check",

@@ -166,7 +166,7 @@ def subscribe(account, plan_code: str, cycle: str = "monthly", *, actor=None, no
         line, period = quotes.first_period(plan, cycle, now, sub.account)
         step = _first_period_begin(sub, plan, cycle, [line], period, actor=actor, now=now)
     charges.charge_finish(step, actor=actor, now=now)
-    return Subscription.objects.filter(account=account).order_by("-id").select_related("plan").first()
+    return Subscription.objects.select_related("plan").current_of(account)
 
 
 def _first_period_begin(sub, plan, cycle, lines, period, *, actor, now):

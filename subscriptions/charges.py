@@ -14,11 +14,12 @@ from django.db import IntegrityError, transaction
 
 from accounts.audit import audit
 from core import events
+from core.clock import clock
 from invoices import services as ledger
 from invoices.gateways import ChargeResult, RefundResult
 from invoices.models import Invoice, InvoiceKind, InvoiceStatus, Payment, PaymentStatus, Refund, RefundStatus
 
-from . import lifecycle, terms
+from . import lifecycle
 from .errors import InvalidChange, NotEligible, PaymentDeclined, PaymentPending
 from .locks import payment_lock
 
@@ -114,7 +115,7 @@ def payment_settle(payment: Payment, result: ChargeResult | None, *, actor=None,
     conversion or overage a decline starts or continues dunning (DUN-1..3), unless the customer
     asked for this attempt ("pay now", PAY-5): then PaymentDeclined is raised and dunning is left
     as it was. Paid, it ends past due once nothing else is open, either way."""
-    now = terms.clock(now)
+    now = clock(now)
     if result is None:
         raise PaymentPending("We could not confirm your payment with the bank yet. You will not be charged twice; "
                              "we will finish this within minutes.")
@@ -169,7 +170,7 @@ def payment_settle(payment: Payment, result: ChargeResult | None, *, actor=None,
 
 def payments_settle_unknown(*, since=None, now=None, older_than: timedelta | None = None) -> list[Payment]:
     """PAY-2: ask the gateway about every payment whose outcome is unknown and settle it."""
-    now = terms.clock(now)
+    now = clock(now)
     grace = older_than if older_than is not None else timedelta(seconds=settings.BILLING_SETTLE_GRACE_SECONDS)
     pending = Payment.objects.filter(status=PaymentStatus.UNKNOWN, attempted_at__lte=now - grace)
     if since:
@@ -232,7 +233,7 @@ def refunds_settle_unknown(*, now=None) -> list[Refund]:
     """Refunds recorded as intents whose outcome was never recorded (a lost answer, a crash after
     the gateway call): sent again with the same key, which the gateway never refunds twice, and
     recorded. Run by the billing run and by `reconcile_payments`."""
-    now = terms.clock(now)
+    now = clock(now)
     pending = list(Refund.objects.filter(status=RefundStatus.UNKNOWN).select_related("payment").order_by("id"))
     return [refund for refund in refunds_send_and_record(pending, now=now) if refund.status != RefundStatus.UNKNOWN]
 
@@ -240,7 +241,7 @@ def refunds_settle_unknown(*, now=None) -> list[Refund]:
 def payment_record_external_refund(payment: Payment, amount: Decimal, reference: str, *, now=None) -> Refund:
     """A refund made at the gateway outside Prorata (the Stripe dashboard): recorded once
     (a succeeded Refund and its refund credit note)."""
-    now = terms.clock(now)
+    now = clock(now)
     with transaction.atomic():
         locked = payment_lock(payment.pk)
         known = Refund.objects.filter(gateway_reference=reference).first()

@@ -84,7 +84,7 @@ def _month_start(moment: datetime) -> datetime:
 
 
 def _current(account) -> Subscription:
-    return account.subscriptions.select_related("plan", "scheduled_plan", "account").order_by("-id").first()
+    return account.subscriptions.select_related("plan", "scheduled_plan", "account").current_of(account)
 
 
 @_customer("trialing", "Trialing Ltd", 5)

@@ -46,7 +46,7 @@ def retry(pk, now) -> bool:
 def collect_after_new_payment_method(account, *, actor, now) -> None:
     """DUN-4: past due → retry the open invoices at once. DUN-3: suspended for non-payment → void
     the open renewal and charge a full new period from today; success reactivates."""
-    sub = Subscription.objects.filter(account=account).order_by("-id").values_list("pk", "status").first()
+    sub = Subscription.objects.current().filter(account=account).values_list("pk", "status").first()
     if sub is None:
         return
     if sub[1] == Status.PAST_DUE:

@@ -142,8 +142,8 @@ def subscription_start_free(account, *, actor, now) -> Subscription:
 def subscription_end(sub: Subscription, now) -> None:
     """The subscription stops being the current one (it stays as history)."""
     subscription_status_set(sub, Status.CANCELED)
-    sub.ended_at = sub.ended_at or now
-    sub.save(update_fields=["status", "ended_at", "updated_at"])
+    sub.ended_at, sub.is_current = sub.ended_at or now, False
+    sub.save(update_fields=["status", "ended_at", "is_current", "updated_at"])
 
 
 def subscription_move_to_free(sub: Subscription, *, now, actor=None) -> Subscription:

@@ -9,11 +9,13 @@ Locks are FOR NO KEY UPDATE: they serialise writers of the row but do not block 
 inserts a row referring to it (PostgreSQL's foreign-key check takes FOR KEY SHARE on the parent), so
 the billing run can insert an invoice for an account whose owner is changing plans meanwhile.
 SQLite has no row locks: a write transaction there holds the whole database (BEGIN IMMEDIATE).
+The account's lock is `accounts.locks.account_lock` (below the engine, for every app), used here as
+the first step and importable from here as before.
 """
 
 from dataclasses import dataclass
 
-from accounts.models import Account
+from accounts.locks import account_claim, account_lock
 from core import sql
 from invoices.models import Invoice, Payment, RefundRequest
 
@@ -23,11 +25,6 @@ from .models import RestoreRequest, Subscription
 
 def _for_update(queryset, **options):
     return queryset.select_for_update(no_key=True, **options)
-
-
-def account_lock(account_id: int) -> Account:
-    """Lock the account row and return it, read after the lock."""
-    return _for_update(Account.objects).get(pk=account_id)
 
 
 def subscription_lock(subscription_id: int) -> Subscription:
@@ -43,14 +40,14 @@ def subscription_lock_current(subscription) -> Subscription:
     """`subscription_lock`, refused when the row is no longer the account's current subscription
     (the customer acted on a page that is out of date)."""
     sub = subscription_lock(subscription.pk)
-    if Subscription.objects.filter(account_id=sub.account_id, pk__gt=sub.pk).exists():
+    if not sub.is_current:
         raise InvalidChange("Your subscription has changed in the meantime. Reload the page and try again.")
     return sub
 
 
 def account_subscription_lock(account) -> Subscription:
     """Lock the account and its current subscription."""
-    current = Subscription.objects.filter(account=account).order_by("-id").values_list("pk", flat=True).first()
+    current = Subscription.objects.current().filter(account=account).values_list("pk", flat=True).first()
     if current is None:
         raise InvalidChange("This account has no subscription.")
     return subscription_lock_current(Subscription(pk=current))
@@ -106,7 +103,7 @@ def subscription_claim(pk: int, due):
     account_id = due.filter(pk=pk).values_list("account_id", flat=True).first()
     if account_id is None:
         return None
-    if _for_update(Account.objects, skip_locked=True).filter(pk=account_id).first() is None:
+    if account_claim(account_id) is None:
         return None
     return (_for_update(due, skip_locked=True, of=("self",))
             .select_related("plan", "account", "scheduled_plan").filter(pk=pk).first())

@@ -29,8 +29,20 @@ class CancelReason(models.TextChoices):
     OTHER = "other", "Another reason"
 
 
+class SubscriptionQuerySet(models.QuerySet):
+    def current(self):
+        """The current subscriptions: at most one per account (`one_current_per_account`)."""
+        return self.filter(is_current=True)
+
+    def current_of(self, account) -> "Subscription | None":
+        """The account's current subscription (an account or its id), or None before sign-up ends."""
+        return self.current().filter(account=account).first()
+
+
 class Subscription(models.Model):
-    """An account's plan over time. The newest row of an account is its current subscription.
+    """An account's plan over time. The current one is marked `is_current` (one per account, a
+    database constraint); `lifecycle.subscription_end` unmarks it when a new one replaces it, and
+    the older rows are history.
 
     Periods are derived from `anchor_at` (D-1): period n ends at the anchor moved n + 1 months
     (years for yearly) on the calendar of a billing time zone, at the anchor's local wall-clock
@@ -87,10 +99,20 @@ class Subscription(models.Model):
     # REN-3: the period end whose renewal invoice exists, so that the run stops selecting the
     # subscription until the next period (the invoice's dedupe key stays the guarantee).
     renewal_invoiced_for = models.DateTimeField(null=True, blank=True)
+    # The account's current subscription. A new row is current; `lifecycle.subscription_end` unmarks
+    # the one it replaces first, so the constraint below never sees two.
+    is_current = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=tz_now)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = SubscriptionQuerySet.as_manager()
+
     class Meta:
+        constraints = [
+            # One current subscription per account is a database fact, not "the newest row".
+            models.UniqueConstraint(fields=["account"], condition=models.Q(is_current=True),
+                                    name="one_current_per_account"),
+        ]
         indexes = [
             models.Index(fields=["status", "current_period_end"]),
             models.Index(fields=["status", "trial_end"]),

@@ -73,7 +73,7 @@ class OverageTerms:
 def overage_terms(account, month: date) -> OverageTerms | None:
     """What the overage invoice made for `month` bills, or None if nothing is owed. The price is
     the current plan's (a plan without overage price bills none)."""
-    sub = Subscription.objects.filter(account=account).order_by("-id").select_related("plan").first()
+    sub = Subscription.objects.select_related("plan").current_of(account)
     if sub is None:
         return None
     plan = sub.plan

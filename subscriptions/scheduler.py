@@ -28,12 +28,12 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
-from django.utils import timezone
 
 from accounts.audit import audit
 from accounts.models import Account, SuspensionReason
 from core import events
 from core.broker import task_enqueue
+from core.clock import clock
 from core.money import ZERO, format_money
 from invoices.models import Invoice, InvoiceKind, InvoiceStatus, Payment, PaymentStatus
 
@@ -81,7 +81,7 @@ class RunReport:
 def run(now: datetime | None = None, *, dry_run: bool = False, fan_out: bool | None = None) -> RunReport:
     """Everything due at `now`. In-process by default; with a django-q2 cluster (`fan_out`), the
     due subscriptions are handed to workers in chunks."""
-    now = now or timezone.now()
+    now = clock(now)
     report = RunReport(now=now, dry_run=dry_run)
     if dry_run:
         return plan_run(now, report)
@@ -243,7 +243,7 @@ def cluster_available() -> bool:
 
 
 def _acquire(holder: str) -> bool:
-    real_now = timezone.now()
+    real_now = clock()  # the lock expires on the wall clock, whatever `now` a run is given
     BillingRunLock.objects.get_or_create(name="billing_run")
     return bool(BillingRunLock.objects.filter(name="billing_run").filter(
         Q(expires_at__isnull=True) | Q(expires_at__lt=real_now)

@@ -12,10 +12,10 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db.models import F, Q, Sum
-from django.utils import timezone
 
 from accounts.models import ROLE_PERMISSIONS, SuspensionReason, UsageDay, UsageMonth
 from accounts.usage import month_included, month_label, month_start
+from core.clock import clock
 from core.money import format_money
 from invoices import services as ledger
 from invoices.models import Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, Payment, PaymentStatus
@@ -78,8 +78,7 @@ def due_retries(now):
 
 
 def subscription_current(account) -> Subscription | None:
-    return (Subscription.objects.filter(account=account).select_related("plan", "scheduled_plan")
-            .order_by("-id").first())
+    return Subscription.objects.select_related("plan", "scheduled_plan").current_of(account)
 
 
 def _day(sub: Subscription, moment: datetime) -> str:
@@ -383,7 +382,7 @@ def usage_summary(account, now: datetime | None = None) -> dict:
 
     sessions_included None means unlimited. Amounts are Decimal in the plan's currency.
     """
-    now = now or timezone.now()
+    now = clock(now)
     subscription = account.subscription
     plan = subscription.plan if subscription else None
     month = month_start(now)
@@ -499,7 +498,7 @@ def usage_history(account, month: date | None = None, now: datetime | None = Non
     the days of `month` (default: the current one) with the running total against its quota.
     Months are UTC calendar months (USE-1); the month's total and quota are the billing counters
     (`UsageMonth`, the current month as `usage_summary` reads it), the days are `UsageDay` rows."""
-    now = now or timezone.now()
+    now = clock(now)
     usage = usage or usage_summary(account, now)
     current = month_start(now)
     month = month or current
@@ -548,7 +547,7 @@ def usage_history(account, month: date | None = None, now: datetime | None = Non
 def billing_overview(account, membership, now: datetime | None = None) -> dict:
     """Everything the overview shows, in a fixed number of queries (see tests/web). The money and
     the dates come from the account statement, the one computation of what happens next."""
-    now = now or timezone.now()
+    now = clock(now)
     sub = subscription_current(account)
     usage = usage_summary(account, now)
     context = {"account": account, "subscription": sub, "usage": usage, "bars": usage_bars(usage), "now": now,

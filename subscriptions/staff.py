@@ -20,6 +20,7 @@ from django.db.models import Q
 from accounts.audit import audit
 from accounts.models import Account, SuspensionReason
 from core import events
+from core.clock import clock
 from invoices.models import (
     Invoice,
     InvoiceKind,
@@ -97,7 +98,7 @@ def decide_refund(request, *, approve: bool, reason: str = "", actor, now=None) 
     a refund credit note is issued, the subscription the charge paid for ends and the account moves
     to Free. Rejecting needs a reason; support staff ("review refunds") may reject. Either way who,
     when and why are recorded and the owner is e-mailed."""
-    now = terms.clock(now)
+    now = clock(now)
     if approve:
         _require(actor, "invoices.approve_refund")
         reason = (reason or "").strip()[:2000] or "Refund approved."
@@ -176,7 +177,7 @@ def refund_request_complete(request, *, now) -> RefundRequest:
 def _end_refunded_subscription(invoice: Invoice, *, actor, reason, now) -> Subscription | None:
     """REF-2: the subscription the refunded charge paid for ends; the account moves to Free. The
     caller holds the invoice's locks (its account and subscription)."""
-    current = Subscription.objects.filter(account_id=invoice.account_id).order_by("-id").first()
+    current = Subscription.objects.current_of(invoice.account_id)
     if current is None or current.pk != invoice.subscription_id or current.status == Status.CANCELED:
         return None  # it already ended (or the account moved on to another subscription)
     sub = Subscription.objects.select_related("plan", "account", "scheduled_plan").get(pk=current.pk)
@@ -195,7 +196,7 @@ def _end_refunded_subscription(invoice: Invoice, *, actor, reason, now) -> Subsc
 def refunds_settle(*, now=None) -> list:
     """Settle refunds whose outcome is unknown (sent again with their key, which the gateway never
     refunds twice) and finish the requests they carry out. `reconcile_payments` runs it."""
-    now = terms.clock(now)
+    now = clock(now)
     settled = charges.refunds_settle_unknown(now=now)
     for req in RefundRequest.objects.filter(status=RefundRequestStatus.APPROVED).order_by("pk"):
         refund_request_complete(req, now=now)
@@ -208,7 +209,7 @@ def refunds_settle(*, now=None) -> list:
 def decide_restore(request, *, approve: bool, reason: str = "", actor, now=None) -> RestoreRequest:
     """UPG-3: approving moves the yearly period end out by the forfeited days (the anchor moves, so
     later periods follow); rejecting needs a reason. The owner is e-mailed the outcome."""
-    now = terms.clock(now)
+    now = clock(now)
     _require(actor, "subscriptions.decide_restore")
     reason = (reason or "").strip()[:2000] if approve else _reason(reason, "for rejecting the request")
     with transaction.atomic():
@@ -243,7 +244,7 @@ def decide_restore(request, *, approve: bool, reason: str = "", actor, now=None)
 
 def suspend_account(account, *, reason: str, actor, now=None) -> Account:
     """SUS-2: suspend for a policy violation; tracking stops (SUS-1) and the owner is e-mailed."""
-    now = terms.clock(now)
+    now = clock(now)
     _require(actor, "accounts.suspend_account")
     reason = _reason(reason, "for the suspension")
     with transaction.atomic():
@@ -257,7 +258,7 @@ def suspend_account(account, *, reason: str, actor, now=None) -> Account:
 def lift_suspension(account, *, reason: str, actor, now=None) -> Account:
     """SUS-2: lift a policy suspension. Other suspensions end on their own terms: paying the open
     invoice (non-payment, DUN-3) or reactivating the trial (TRI-5)."""
-    now = terms.clock(now)
+    now = clock(now)
     _require(actor, "accounts.suspend_account")
     reason = _reason(reason, "for lifting the suspension")
     with transaction.atomic():
@@ -297,7 +298,7 @@ def downgrade_now(subscription, plan_code: str, *, reason: str, actor, now=None)
     """DWN-4: staff move an active paid subscription to a lower paid plan at once, same cycle; the
     unused value becomes a credit note applied to the next invoices (never paid out). The account
     must fit the target (DWN-3)."""
-    now = terms.clock(now)
+    now = clock(now)
     _require(actor, "subscriptions.downgrade_now")
     reason = _reason(reason, "for the downgrade")
     with transaction.atomic():
@@ -326,7 +327,7 @@ def downgrade_now(subscription, plan_code: str, *, reason: str, actor, now=None)
 def extend_period(subscription, days: int, *, reason: str, actor, now=None) -> Subscription:
     """REF-4: add `days` to the current period at no charge. A paid period's anchor moves by the
     days, so the renewal and every later period follow (D-1); a trial's end date moves."""
-    now = terms.clock(now)
+    now = clock(now)
     _require(actor, "subscriptions.extend_period")
     reason = _reason(reason, "for the extension")
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_EXTENSION_DAYS:
@@ -357,7 +358,7 @@ def refund_invoice(invoice, *, reason: str, actor, now=None) -> list:
     """REF-4: refund what was paid on one invoice, through the gateway, for a system failure. Each
     refund issues a refund credit note naming the invoice (INV-2), e-mailed to the owner. The
     refunds are recorded before the gateway is called and settled after it. Returns the Refund rows."""
-    now = terms.clock(now)
+    now = clock(now)
     _require(actor, "invoices.refund_invoice")
     reason = _reason(reason, "for the refund")
     with transaction.atomic():
@@ -423,7 +424,7 @@ def create_custom_plan(account, *, base_plan_code: str, code: str, name: str, mo
     """CAT-3: a private plan for one account, made from an existing plan with its own prices and
     limits. Omitted limits are the base plan's; None means unlimited (or, for overage, a hard cap).
     It has the base plan's rank, so moving to it is an upgrade or downgrade as for the base plan."""
-    now = terms.clock(now)
+    now = clock(now)
     _require(actor, "plans.create_custom_plan")
     base = Plan.objects.filter(code=base_plan_code).filter(Q(public=True) | Q(account=account)).first()
     if base is None:

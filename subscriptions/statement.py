@@ -14,9 +14,9 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from django.db.models import Sum
-from django.utils import timezone
 
 from core import zones
+from core.clock import clock
 from core.money import ZERO, format_money
 from core.words import counted
 from invoices import services as ledger
@@ -153,9 +153,8 @@ def account_statement(account, now: datetime | None = None, *, subscription: Sub
     `subscription`: a subscription as it would be after a change (a quote), instead of the stored
     one (its `pk` None: no invoice is looked up for it); `credit_added`, credit the change would issue
     (DWN-4). `usage`: this month's usage summary (selectors.usage_summary), for the projected overage."""
-    now = now or timezone.now()
-    sub = subscription or (Subscription.objects.filter(account=account).select_related("plan", "scheduled_plan")
-                           .order_by("-id").first())
+    now = clock(now)
+    sub = subscription or Subscription.objects.select_related("plan", "scheduled_plan").current_of(account)
     currency = sub.plan.currency if sub else "USD"
     statement = Statement(account=account, subscription=sub, now=now, currency=currency)
     if subscription is None:

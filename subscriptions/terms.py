@@ -1,94 +1,75 @@
-"""The engine's read-only rules: what a plan costs for a period, what an account may have, whether
-a change is an upgrade, what the next period will be, and who may ask for what. Nothing here
-changes state; each fact is computed in one function here and every page, e-mail, PDF, quote and
-charge calls it (one owner per fact).
+"""The engine's read-only rules: what a plan costs for a period, whether a change is an upgrade,
+what the next period will be and what its charge is, and when a change may touch a period already
+invoiced. Nothing here changes state; each fact is computed in one function here and every page,
+e-mail, PDF, quote and charge calls it (one owner per fact).
+
+Its neighbours own the rest of what used to live here: `core.clock` the clock, `accounts.audit`
+the audited snapshot of a subscription, `subscriptions.periods` the calendar reads and
+`subscriptions.refusals` who may ask for what (with the ledger reads each refusal needs). Their
+names stay importable from here for the commands that read them as `terms.<name>`.
 """
 
 import functools
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.db.models import Q
-from django.utils import timezone
 
-from accounts.models import Account, AccountFlag, FlagKind, SuspensionReason
+from accounts.audit import iso, subscription_snapshot
+from accounts.models import Account
 from core import zones
+from core.clock import clock
 from core.money import ZERO, format_money
 from core.words import counted
 from invoices import services as ledger
 from invoices import taxes
-from invoices.models import (
-    CreditNoteKind,
-    Invoice,
-    InvoiceKind,
-    InvoiceStatus,
-    Payment,
-    PaymentStatus,
-    RefundRequest,
-    RefundRequestStatus,
-)
+from invoices.models import Invoice, InvoiceStatus, Payment, PaymentStatus
 from plans.models import Cycle, Plan
 
 from . import pricing
-from .errors import InvalidChange, NotEligible
-from .models import RestoreRequest, Status, Subscription
+from .errors import InvalidChange
+from .models import Status, Subscription
+from .periods import (
+    ahead_period,
+    anchor_moved,
+    current_period,
+    days_later,
+    local_date,
+    next_zone,
+    next_zone_of,
+    period_date,
+    span,
+    trial_end_at,
+    trial_first_period,
+)
+from .refusals import (
+    USE_SHOWN_BY,
+    charged_at,
+    fit_problem,
+    paid_change_after,
+    paid_status_guard,
+    refund_refusal,
+    refundable_payments,
+    restore_refusal,
+    trial_eligible,
+    trial_reactivable_until,
+    trial_refusal,
+    upgrade_invoice,
+    upgraded_on,
+)
 
-# --- time ----------------------------------------------------------------------------------------
+snapshot = subscription_snapshot  # the audited state of a subscription (ACC-3), as the engine names it
 
-
-def clock(now: datetime | None) -> datetime:
-    """The moment an operation runs at: the `now` it was given, else the current time (D-4)."""
-    return now or timezone.now()
-
-
-def local_date(account, moment: datetime) -> date:
-    """D-5: the date of `moment` in the billing time zone the owner chose (an invoice's date, the
-    day a request was made). A subscription's period dates are `period_date`'s."""
-    return zones.local_date(moment, account.zone)
-
-
-def period_date(sub: Subscription, moment: datetime) -> date:
-    """D-1, D-2: the date of `moment` on the calendar of `sub`'s current period, the one its bounds
-    were computed on: the period's start and end, the day a change is counted from, the trial's
-    end. It is the account's zone, except until the next period after the owner changed zones."""
-    return zones.local_date(moment, sub.zone)
-
-
-def current_period(sub: Subscription) -> pricing.Period:
-    """The current period as local dates of its calendar (D-2), for proration."""
-    return pricing.Period(period_date(sub, sub.current_period_start), period_date(sub, sub.current_period_end))
-
-
-def trial_end_at(account, plan: Plan, now: datetime) -> datetime:
-    """TRI-3: a trial starting at `now` ends `trial_days` local days later, at the same local time,
-    on the account's calendar (a 14-day trial across a DST change is 14 calendar days)."""
-    return pricing.calendar_shift(now, account.zone, days=plan.trial_days)
-
-
-def days_later(sub: Subscription, moment: datetime, days: int) -> datetime:
-    """`moment` moved `days` local days on the calendar of `sub`'s current period (UPG-3 restored
-    days, REF-4 extensions)."""
-    return pricing.calendar_shift(moment, sub.zone, days=days)
-
-
-def iso(value) -> str | None:
-    return value.isoformat() if value else None
-
-
-def snapshot(sub: Subscription) -> dict:
-    """The audited state of a subscription (ACC-3 before/after)."""
-    return {
-        "plan": sub.plan.code, "cycle": sub.cycle, "status": sub.status, "price": str(sub.current_price),
-        "period_start": iso(sub.current_period_start), "period_end": iso(sub.current_period_end),
-        "trial_end": iso(sub.trial_end), "timezone": sub.timezone,
-        "cancel_at_period_end": sub.cancel_at_period_end,
-        "scheduled_plan": sub.scheduled_plan.code if sub.scheduled_plan_id else None,
-        "scheduled_cycle": sub.scheduled_cycle or None, "extra_properties": sub.extra_properties,
-        "scheduled_extra_properties": sub.scheduled_extra_properties,
-    }
-
+# Read as `terms.<name>` by the engine's commands, quotes and lifecycle; owned by the modules above.
+__all__ = [
+    "USE_SHOWN_BY", "ahead_period", "anchor_moved", "charged_at", "clock", "current_period", "days_later",
+    "fit_problem", "iso", "local_date", "next_zone", "next_zone_of", "paid_change_after", "paid_status_guard",
+    "period_date", "refund_refusal", "refundable_payments", "restore_refusal", "snapshot", "span",
+    "trial_eligible", "trial_end_at", "trial_first_period", "trial_reactivable_until", "trial_refusal",
+    "upgrade_invoice", "upgraded_on",
+]
 
 # --- plans and prices (CAT, ADD-1, REN-2) ---------------------------------------------------------
 
@@ -135,11 +116,6 @@ def cycle_unit(cycle: str) -> str:
     return "month" if cycle == Cycle.MONTHLY else "year"
 
 
-def span(start: datetime, end: datetime, zone) -> str:
-    """A period as the customer reads it: its local dates in the zone it was computed in (D-1)."""
-    return f"{zones.local_date(start, zone).isoformat()} to {zones.local_date(end, zone).isoformat()}"  # YYYY-MM-DD
-
-
 def plan_period_line(plan: Plan, cycle: str, start: datetime, end: datetime, computation: str, zone) -> ledger.Line:
     """The plan's line on an invoice for one whole period (a first period, a trial conversion, a
     renewal, a reactivation); `zone` is the calendar the period was computed on."""
@@ -154,38 +130,7 @@ def addon_period_line(plan: Plan, cycle: str, quantity: int, start: datetime, en
                        quantity=Decimal(quantity), unit_price=unit)
 
 
-# --- limits (DWN-3) and who may change what (UPG-7, SUS-2) ----------------------------------------
-
-
-def fit_problem(account, plan: Plan, extra_properties: int = 0) -> str | None:
-    """Why the account does not fit `plan` with these extra properties, in DWN-3's words, or None."""
-    allowed = plan.property_limit(extra_properties)
-    if allowed is not None:
-        have = account.properties.live().count()
-        if have > allowed:
-            remove = have - allowed
-            return (f"{plan.name} allows {counted(allowed, 'property')}; you have {have}. "
-                    f"Delete {counted(remove, 'property')} to downgrade.")
-    if plan.limit_integrations is not None:
-        have = account.integrations.filter(disconnected_at__isnull=True).count()
-        if have > plan.limit_integrations:
-            remove = have - plan.limit_integrations
-            return (f"{plan.name} allows {plan.limit_integrations} integration"
-                    f"{'' if plan.limit_integrations == 1 else 's'}; you have {have}. "
-                    f"Disconnect {remove} integration{'' if remove == 1 else 's'} to downgrade.")
-    return None
-
-
-def paid_status_guard(sub: Subscription) -> None:
-    """UPG-7 and SUS-2: no plan change while money is owed or the account is suspended."""
-    account = sub.account
-    if sub.status in (Status.PAST_DUE, Status.SUSPENDED) or (
-        account.is_suspended and account.suspension_reason == SuspensionReason.NON_PAYMENT
-    ):
-        raise NotEligible("Your last payment failed. Update your payment method and pay the open invoice "
-                          "before changing plans.")
-    if account.is_suspended and account.suspension_reason == SuspensionReason.POLICY_VIOLATION:
-        raise NotEligible("Your account is suspended for a policy violation. Contact support.")
+# --- upgrade or downgrade (UPG-1, DWN-1) ----------------------------------------------------------
 
 
 def is_upgrade(sub: Subscription, plan: Plan, cycle: str) -> bool | None:
@@ -201,39 +146,6 @@ def is_upgrade(sub: Subscription, plan: Plan, cycle: str) -> bool | None:
     if cycle != sub.cycle:
         return cycle == Cycle.YEARLY
     return plan_price(plan, cycle) > sub.current_price
-
-
-# --- trials (TRI-1, TRI-2) --------------------------------------------------------------------------
-
-
-def trial_refusal(account) -> tuple[str, Account | None] | None:
-    """TRI-2: why the account may not start a trial (and the matching account), or None."""
-    if account.trial_used_at:
-        return "This account has already had a free trial. You can still subscribe without a trial.", None
-    others = Account.objects.exclude(pk=account.pk).filter(trial_used_at__isnull=False)
-    if account.identity_email:
-        match = others.filter(identity_email=account.identity_email).first()
-        if match:
-            return ("A free trial was already used with this e-mail address. "
-                    "You can still subscribe without a trial.", match)
-    method = ledger.default_payment_method(account)
-    if method is not None:
-        match = others.filter(payment_methods__fingerprint=method.fingerprint).first()
-        if match:
-            return "A free trial was already used with this card. You can still subscribe without a trial.", match
-    return None
-
-
-def trial_eligible(account) -> bool:
-    return trial_refusal(account) is None and ledger.default_payment_method(account) is not None
-
-
-def trial_reactivable_until(sub: Subscription | None, now: datetime) -> datetime | None:
-    """TRI-5: a cancelled trial can be reactivated until its original end date."""
-    if (sub is not None and sub.status == Status.CANCELED and sub.trial_start and sub.trial_end
-            and not sub.current_price and not sub.ended_at and sub.trial_end > now):
-        return sub.trial_end
-    return None
 
 
 # --- the next period (REN-2, DWN-2, ADD-2, ADD-3) ---------------------------------------------------
@@ -276,18 +188,6 @@ class NextTerms:
         if self.extra_properties:
             lines.append(addon_period_line(self.plan, self.cycle, self.extra_properties, self.start, self.end, zone))
         return lines
-
-
-def next_zone(sub: Subscription) -> str:
-    """D-5: the zone the next period of `sub` is computed on: the account's, as the owner chose it,
-    unless that period was already invoiced when the owner changed it (`next_timezone`, set by
-    `billing.set_billing_zone`): an issued invoice's period never moves."""
-    return next_zone_of(sub.next_timezone, sub.account.timezone)
-
-
-def next_zone_of(next_timezone: str, account_timezone: str) -> str:
-    """`next_zone` from the subscription's `next_timezone` and its account's `timezone` columns."""
-    return next_timezone or account_timezone
 
 
 def next_terms(sub: Subscription) -> NextTerms:
@@ -343,11 +243,6 @@ def invoiced_ahead(sub: Subscription) -> NextTerms | None:
     return next_terms(sub)
 
 
-def ahead_period(ahead: NextTerms) -> pricing.Period:
-    """The invoiced next period as local dates of its own calendar (D-2), for proration."""
-    return pricing.Period(zones.local_date(ahead.start, ahead.zone), zones.local_date(ahead.end, ahead.zone))
-
-
 def paid_until(sub: Subscription) -> datetime | None:
     """The end of the service already bought: the invoiced next period's end (REN-1), else the
     current period's. A cancellation takes effect then (CAN-2)."""
@@ -387,7 +282,7 @@ def zone_effective_at(sub: Subscription | None) -> datetime | None:
 def zone_notes(account) -> list[str]:
     """D-5 in the owner's words, for the billing details page: which zone the current period is
     counted on and from when the chosen zone applies, when the two differ."""
-    sub = Subscription.objects.filter(account=account).select_related("plan", "account").order_by("-id").first()
+    sub = Subscription.objects.select_related("plan", "account").current_of(account)
     account = sub.account if sub is not None else account  # as stored now
     effective_at = zone_effective_at(sub)
     if sub is None or effective_at is None:
@@ -401,22 +296,6 @@ def zone_notes(account) -> list[str]:
     notes.append(f"From {zones.local_date(effective_at, account.zone):%Y-%m-%d}, your periods follow "
                  f"{account.timezone}.")
     return notes
-
-
-def trial_first_period(sub: Subscription) -> tuple[datetime, datetime, str]:
-    """TRI-3: the first paid period after the trial starts at the trial's end and is computed on the
-    calendar of `next_zone`: its start, its end and that zone's name."""
-    timezone_name = next_zone(sub)
-    start, end = pricing.period_bounds(sub.trial_end, sub.cycle, 0, zones.zone(timezone_name))
-    return start, end, timezone_name
-
-
-def anchor_moved(sub: Subscription, days: int) -> tuple[datetime, datetime]:
-    """The anchor and the current period's end once `days` are added to a paid period (UPG-3
-    restored days, REF-4 extensions): the anchor moves `days` local days, so the renewal and every
-    later period follow (D-1)."""
-    anchor = days_later(sub, sub.anchor_at, days)
-    return anchor, pricing.period_bounds(anchor, sub.cycle, sub.period_index, sub.zone)[1]
 
 
 def following_terms(upcoming: NextTerms) -> NextTerms:
@@ -502,34 +381,7 @@ def renewal_lead() -> timedelta:
     return timedelta(hours=settings.BILLING_RENEWAL_LEAD_HOURS)
 
 
-# --- refund requests (REF-2, REF-3) ------------------------------------------------------------------
-
-
-def refundable_payments(invoice: Invoice) -> list[Payment]:
-    return [p for p in Payment.objects.filter(invoice=invoice, status=PaymentStatus.SUCCEEDED).order_by("id")
-            if p.amount > p.refunded_amount]
-
-
-def charged_at(invoice: Invoice) -> datetime | None:
-    if invoice.paid_at:
-        return invoice.paid_at
-    payment = (Payment.objects.filter(invoice=invoice, status=PaymentStatus.SUCCEEDED)
-               .order_by("settled_at").first())
-    return payment.settled_at if payment else None
-
-
-# REF-6: paid changes and purchases, which show the product was used.
-USE_SHOWN_BY = (InvoiceKind.UPGRADE, InvoiceKind.ADD_ON, InvoiceKind.SUBSCRIPTION, InvoiceKind.REACTIVATION)
-
-
-def paid_change_after(invoice) -> Invoice | None:
-    """REF-6: the first paid plan change or purchase of the account after the trial conversion
-    `invoice` was charged, or None."""
-    charged = charged_at(invoice)
-    if charged is None:
-        return None
-    return (Invoice.objects.filter(account_id=invoice.account_id, kind__in=USE_SHOWN_BY, status=InvoiceStatus.PAID,
-                                   paid_at__gt=charged).order_by("paid_at", "id").first())
+# --- what staff see before deciding a trial refund (REF-6) -------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -549,8 +401,7 @@ def refund_review(request, now=None) -> RefundReview:
     later = list(Payment.objects.filter(account_id=invoice.account_id, status=PaymentStatus.SUCCEEDED,
                                         settled_at__gt=charged).exclude(invoice=invoice)
                  .select_related("invoice").order_by("settled_at", "id")) if charged else []
-    current = (Subscription.objects.filter(account_id=invoice.account_id).select_related("account")
-               .order_by("-id").first())
+    current = Subscription.objects.select_related("account").current_of(invoice.account_id)
     paid_until = None
     if current is not None and current.is_paid and current.status != Status.CANCELED and current.current_period_end:
         paid_until = current.current_period_end
@@ -560,88 +411,3 @@ def refund_review(request, now=None) -> RefundReview:
     days_left = max((local_date(current.account, paid_until) - local_date(current.account, now)).days, 0) \
         if paid_until else 0
     return RefundReview(later, paid_until, days_left)
-
-
-def refund_refusal(invoice, now=None) -> str | None:
-    """Why the owner may not ask for a refund of `invoice` now (REF-2, REF-3), or None."""
-    now = clock(now)
-    account = invoice.account
-    if invoice.kind != InvoiceKind.TRIAL_CONVERSION:
-        return "Only the charge made when your free trial ended can be refunded; other payments are final."
-    if invoice.status != InvoiceStatus.PAID or not Payment.objects.filter(
-        invoice=invoice, status=PaymentStatus.SUCCEEDED
-    ).exists():
-        return "This invoice was not paid by card, so there is nothing to refund."
-    refunded = invoice.credit_notes.filter(kind=CreditNoteKind.REFUND).exists() or Payment.objects.filter(
-        invoice=invoice, refunded_amount__gt=0
-    ).exists()
-    if refunded:
-        return "This charge was already refunded."
-    earlier = (RefundRequest.objects.filter(invoice=invoice).exclude(status=RefundRequestStatus.REFUSED)
-               .order_by("requested_at", "id").first())
-    if earlier is not None:
-        return (f"A refund of this charge was already requested on {local_date(account, earlier.requested_at)} "
-                f"({earlier.get_status_display().lower()}).")
-    used = paid_change_after(invoice)
-    if used is not None:
-        return (f"You changed your subscription after the trial ({used.get_kind_display().lower()}, invoice "
-                f"{used.number} of {local_date(account, used.paid_at):%Y-%m-%d}), which shows the product was used, "
-                "so the trial charge can no longer be refunded.")
-    if AccountFlag.objects.filter(account=account, kind=FlagKind.TRIAL_ABUSE, resolved_at__isnull=True).exists():
-        return ("This account is flagged for review of its free trial, so the refund cannot be requested here. "
-                "Please contact support.")
-    charged_on = local_date(account, charged_at(invoice))
-    last_day = charged_on + timedelta(days=settings.BILLING_REFUND_WINDOW_DAYS)
-    if local_date(account, now) > last_day:
-        return (f"A refund can be requested within {settings.BILLING_REFUND_WINDOW_DAYS} days of the charge. "
-                f"This charge was made on {charged_on:%Y-%m-%d}, so the last day to ask was {last_day:%Y-%m-%d}.")
-    return None
-
-
-# --- restoring forfeited days (UPG-3) ----------------------------------------------------------------
-
-
-def upgrade_invoice(sub: Subscription) -> Invoice | None:
-    """The paid monthly -> yearly upgrade invoice of `sub`, newest first."""
-    for invoice in (Invoice.objects.filter(subscription=sub, kind=InvoiceKind.UPGRADE, status=InvoiceStatus.PAID)
-                    .order_by("-issued_at", "-id")[:20]):
-        change = invoice.pending_change or {}
-        if change.get("action") == "upgrade" and (change.get("from_cycle"), change.get("cycle")) == (
-            Cycle.MONTHLY, Cycle.YEARLY
-        ):
-            return invoice
-    return None
-
-
-def upgraded_on(sub: Subscription, invoice: Invoice) -> date:
-    """The day of the monthly -> yearly upgrade on the yearly period's calendar (UPG-3)."""
-    start = (invoice.pending_change or {}).get("new_start")
-    moment = datetime.fromisoformat(start) if start else (invoice.paid_at or invoice.issued_at)
-    return period_date(sub, moment)
-
-
-def restore_refusal(subscription, now=None) -> str | None:
-    """Why the owner may not ask now for the days a monthly -> yearly upgrade forfeited, or None."""
-    now = clock(now)
-    sub = Subscription.objects.select_related("account", "plan").get(pk=subscription.pk)
-    invoice = upgrade_invoice(sub)
-    if invoice is None:
-        return "Days can be restored only after an upgrade from a monthly to a yearly plan."
-    newest = Subscription.objects.filter(account_id=sub.account_id).order_by("-id").values_list("pk", flat=True)
-    if newest.first() != sub.pk or sub.status == Status.CANCELED or sub.cycle != Cycle.YEARLY:
-        return "The yearly subscription this upgrade started is no longer current, so no days can be added to it."
-    days = int((invoice.pending_change or {}).get("forfeited_days") or 0)
-    if days <= 0:
-        return "No days of your monthly period were forfeited by this upgrade."
-    existing = RestoreRequest.objects.filter(invoice=invoice).first()
-    if existing is not None:
-        return (f"You already asked for these {existing.days} days on "
-                f"{local_date(sub.account, existing.requested_at):%Y-%m-%d} ({existing.get_status_display().lower()}).")
-    working_days = settings.BILLING_RESTORE_WORKING_DAYS
-    upgraded = upgraded_on(sub, invoice)
-    today = period_date(sub, now)
-    if not pricing.restore_window_open(upgraded, today, working_days):
-        deadline = pricing.restore_deadline(upgraded, working_days)
-        return (f"Forfeited days can be restored only within {working_days} working days of the upgrade. You "
-                f"upgraded on {upgraded:%A %Y-%m-%d}, so the last day to ask was {deadline:%A %Y-%m-%d}.")
-    return None

@@ -89,3 +89,12 @@ class PropertyFactory(factory.django.DjangoModelFactory):
     account = factory.SubFactory(AccountFactory)
     name = factory.Sequence(lambda n: f"Site {n}")
     domain = factory.Sequence(lambda n: f"site{n}.example.com")
+
+
+def subscription_replace(account, plan, **fields):
+    """A new current subscription of `account` on `plan`, in place of its current one (the
+    shortcut tests take for what `lifecycle`'s start functions do: one current per account)."""
+    from subscriptions.models import Subscription
+
+    Subscription.objects.filter(account=account, is_current=True).update(is_current=False)
+    return Subscription.objects.create(account=account, plan=plan, **fields)

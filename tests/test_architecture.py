@@ -207,6 +207,11 @@ def test_no_star_import_and_no_module_patched_from_outside():
     ("accounts", ("ops",)),
     ("subscriptions.pricing", ("django", "accounts", "invoices", "subscriptions.terms")),
     ("subscriptions.terms", ("subscriptions.lifecycle", "subscriptions.charges", "subscriptions.billing")),
+    # terms' neighbours below it: the calendar reads and the refusals (issue 24's split of terms.py)
+    ("subscriptions.periods", ("django", "subscriptions.terms", "subscriptions.refusals", "invoices")),
+    ("subscriptions.refusals", ("subscriptions.terms", "subscriptions.quotes", "subscriptions.lifecycle",
+                                "subscriptions.charges", "subscriptions.billing")),
+    ("accounts.locks", ("subscriptions", "invoices", "notifications", "accounts.services")),
     ("subscriptions.lifecycle", ("subscriptions.charges", "subscriptions.billing", "subscriptions.staff",
                                  "subscriptions.scheduler", "subscriptions.renewals")),
     ("subscriptions.charges", ("subscriptions.billing", "subscriptions.staff", "subscriptions.scheduler",
@@ -244,6 +249,47 @@ def test_row_locks_of_the_engine_are_taken_only_through_the_lock_helpers():
     assert takers == ["subscriptions.locks"]
 
 
+def account_row_locks(source: str) -> list[int]:
+    """Lines that lock an account row: `Account.objects….select_for_update(…)`, or a lock helper
+    handed `Account.objects` (`_for_update(Account.objects, …)`)."""
+    def rooted_in_account(expr) -> bool:
+        while isinstance(expr, ast.Call | ast.Attribute):
+            expr = expr.func if isinstance(expr, ast.Call) else expr.value
+        return isinstance(expr, ast.Name) and expr.id == "Account"
+
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        if name == "select_for_update" and rooted_in_account(node.func.value):
+            found.append(node.lineno)
+        elif "for_update" in name and name != "select_for_update" and node.args and rooted_in_account(node.args[0]):
+            found.append(node.lineno)
+    return found
+
+
+def test_the_account_lock_check_finds_each_way_of_locking_an_account():
+    """Architecture: the check below can fail: it finds an account locked directly or through a helper."""
+    source = """
+Account.objects.select_for_update().get(pk=1)
+Account.objects.filter(pk=1).select_for_update(no_key=True).first()
+_for_update(Account.objects, skip_locked=True)
+Invoice.objects.select_for_update().get(pk=1)
+account_lock(1)
+"""
+    assert sorted(account_row_locks(source)) == [2, 3, 4]
+
+
+def test_account_rows_are_locked_only_through_the_account_lock_helper():
+    """Safety (issue 24): an account row is locked only by `accounts.locks` (FOR NO KEY UPDATE, the
+    first step of the one lock order), so no customer's request waits on the billing run's inserts
+    behind a plain FOR UPDATE, and every app takes it the same way."""
+    takers = sorted(f"{module}:{line}" for module, path in MODULES.items() if module != "accounts.locks"
+                    for line in account_row_locks(path.read_text()))
+    assert takers == []
+
+
 def test_statuses_of_subscriptions_and_accounts_are_assigned_only_by_the_lifecycle():
     """Safety: only subscriptions.lifecycle assigns a subscription's or account's status (its table)."""
     assigned = []
@@ -269,3 +315,121 @@ def test_browser_tests_assert_with_waiting_expectations():
             for number, line in enumerate(path.read_text().splitlines(), 1)
             if "assert " in line and ".is_visible()" in line]
     assert bare == []
+
+
+def current_subscription_guesses(source: str) -> list[str]:
+    """Reads of "the current subscription" by ordering: a query on subscriptions
+    (`Subscription.objects…`, `account.subscriptions…`) ordered newest first, taken `latest`/`last`,
+    or filtered to the rows newer than one (`pk__gt`)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+            continue
+        method = node.func.attr
+        newest_first = method == "order_by" and any(
+            isinstance(arg, ast.Constant) and arg.value in {"-id", "-pk", "-created_at"} for arg in node.args)
+        newer_than = method in {"filter", "exclude"} and any(
+            keyword.arg in {"pk__gt", "id__gt", "pk__lt", "id__lt"} for keyword in node.keywords)
+        if not (newest_first or newer_than or method in {"latest", "last", "earliest"}):
+            continue
+        expr = node.func.value
+        while isinstance(expr, ast.Call | ast.Attribute):
+            if isinstance(expr, ast.Attribute) and expr.attr == "subscriptions":
+                break
+            expr = expr.func if isinstance(expr, ast.Call) else expr.value
+        if isinstance(expr, ast.Attribute) or (isinstance(expr, ast.Name) and expr.id == "Subscription"):
+            found.append(f"{node.lineno} {method}")
+    return found
+
+
+def test_the_current_subscription_check_finds_each_kind_of_guess():
+    """Architecture: the check below can fail: it finds each way of guessing the current subscription."""
+    source = """
+Subscription.objects.filter(account=a).order_by("-id").first()
+account.subscriptions.select_related("plan").order_by("-pk").first()
+Subscription.objects.filter(account_id=sub.account_id, pk__gt=sub.pk).exists()
+Subscription.objects.filter(account=a).latest("created_at")
+Subscription.objects.current_of(a)
+Invoice.objects.filter(account=a).order_by("-id").first()
+"""
+    assert sorted(current_subscription_guesses(source)) == ["2 order_by", "3 order_by", "4 filter", "5 latest"]
+
+
+def test_no_app_code_guesses_the_current_subscription_by_ordering():
+    """Architecture (issue 24): the current subscription is a database fact (`is_current`, one per
+    account) read through `Subscription.objects.current()` / `current_of`, never the newest row."""
+    guesses = [f"{module}:{found}" for module, path in MODULES.items()
+               for found in current_subscription_guesses(path.read_text())]
+    assert guesses == []
+
+
+@pytest.mark.django_db
+def test_a_second_current_subscription_of_one_account_is_refused_by_the_database(catalog):
+    """Safety (issue 24): the database itself refuses two current subscriptions for one account (the
+    partial unique constraint `one_current_per_account`, on SQLite and PostgreSQL); a replaced one
+    stays as history beside the new current one."""
+    from django.db import IntegrityError, transaction
+
+    from subscriptions.models import Status, Subscription
+    from tests.factories import AccountFactory
+
+    account = AccountFactory()
+    free = Subscription.objects.current_of(account)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Subscription.objects.create(account=account, plan=catalog["personal"], status=Status.ACTIVE)
+    Subscription.objects.filter(pk=free.pk).update(is_current=False)
+    paid = Subscription.objects.create(account=account, plan=catalog["personal"], status=Status.ACTIVE)
+    assert Subscription.objects.current_of(account) == paid
+    assert account.subscription == paid
+    assert Subscription.objects.filter(account=account).count() == 2
+
+
+ENTRY_POINTS = {"views", "forms", "admin", "urls", "apps", "models", "tasks", "demo", "simulation", "management"}
+CLOCKED = {"accounts.audit", "accounts.preferences", "core.events"}  # services that are not named services.py
+
+
+def clock_spellings(source: str) -> list[str]:
+    """Ways of reading the time other than `core.clock.clock`: `timezone.now`, `tz_now`,
+    `datetime.now`/`utcnow`, or a second function called `clock`."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                and (node.value.id, node.attr) in {("timezone", "now"), ("datetime", "now"), ("datetime", "utcnow")}):
+            found.append(f"{node.lineno} {node.value.id}.{node.attr}")
+        elif isinstance(node, ast.Name) and node.id == "tz_now":
+            found.append(f"{node.lineno} tz_now")
+        elif isinstance(node, ast.FunctionDef) and node.name == "clock":
+            found.append(f"{node.lineno} def clock")
+    return found
+
+
+def test_the_clock_check_finds_each_other_spelling():
+    """Architecture: the check below can fail: it finds each other way of reading the time."""
+    source = """
+now = now or timezone.now()
+at = tz_now()
+today = datetime.now(UTC)
+def clock(now):
+    return now
+now = clock(now)
+"""
+    assert sorted(clock_spellings(source)) == ["2 timezone.now", "3 tz_now", "4 datetime.now", "5 def clock"]
+
+
+def test_the_engine_and_the_services_read_one_clock():
+    """Architecture (issue 24, D-4): the engine's modules and the services read the time only through
+    `core.clock.clock(now)` (`terms.clock` is the same function), never `timezone.now()` or a clock of
+    their own, so every operation can be replayed at a given `now`."""
+    from core.clock import clock
+    from subscriptions import terms
+
+    def clocked(module: str) -> bool:
+        parts = module.split(".")
+        if module.startswith("subscriptions.") and not ENTRY_POINTS & set(parts):
+            return True
+        return parts[-1] == "services" or module in CLOCKED
+
+    assert terms.clock is clock
+    other = [f"{module}:{found}" for module, path in MODULES.items() if clocked(module)
+             for found in clock_spellings(path.read_text())]
+    assert other == []

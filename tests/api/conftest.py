@@ -9,8 +9,8 @@ from django.core.cache import cache
 from accounts.models import Property
 from accounts.usage import entitlement_cache_clear_local
 from api.services import api_key_cache_clear_local, api_key_create
-from subscriptions.models import Status, Subscription
-from tests.factories import AccountFactory, PropertyFactory
+from subscriptions.models import Status
+from tests.factories import AccountFactory, PropertyFactory, subscription_replace
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 _ids = itertools.count(1)
@@ -44,7 +44,7 @@ def on_plan(plan, **account_fields) -> Property:
     """A property whose account's current subscription is on `plan`."""
     account = AccountFactory(**account_fields)
     if plan.code != "free":
-        Subscription.objects.create(account=account, plan=plan, status=Status.ACTIVE)
+        subscription_replace(account, plan, status=Status.ACTIVE)
     return PropertyFactory(account=account)
 
 

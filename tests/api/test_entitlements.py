@@ -17,6 +17,7 @@ from accounts.usage import (
 )
 from core import events
 from subscriptions.models import Status, Subscription
+from tests.factories import subscription_replace
 
 from .conftest import NOW, clear_caches, on_plan
 from .conftest import events as make_events
@@ -160,7 +161,7 @@ def test_use3_upgrade_event_invalidates_and_raises_the_month_quota(client, auth,
         usage_ingest(make_events(free_prop, 1000))
         assert get(client, auth, free_prop.tracking_tag).json()["reason"] == "quota_exhausted"
         with django_capture_on_commit_callbacks(execute=True):
-            Subscription.objects.create(account=free_prop.account, plan=catalog["personal"], status=Status.ACTIVE)
+            subscription_replace(free_prop.account, catalog["personal"], status=Status.ACTIVE)
             events.emit("subscription.upgraded", free_prop.account_id, subscription_id=1, from_plan="free",
                         to_plan="personal", cycle="monthly", invoice_id=None, amount="14.00")
         body = get(client, auth, free_prop.tracking_tag).json()

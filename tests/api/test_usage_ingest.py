@@ -8,6 +8,7 @@ import time_machine
 from accounts.models import AuditEvent, UsageDay, UsageEvent, UsageMonth
 from accounts.usage import MAX_EVENT_AGE, BatchTooLarge, Reason, usage_ingest
 from core import events as domain_events
+from tests.factories import subscription_replace
 
 from .conftest import NOW, event, events, on_plan
 
@@ -230,12 +231,12 @@ def test_use4_plans_with_overage_keep_counting_past_the_quota(personal_prop):
 def test_use3_month_quota_is_the_highest_plan_of_the_month(catalog, free_prop):
     usage_ingest(events(free_prop, 10), now=NOW)
     assert month_row(free_prop).sessions_included == 1000
-    from subscriptions.models import Status, Subscription
+    from subscriptions.models import Status
 
-    Subscription.objects.create(account=free_prop.account, plan=catalog["personal"], status=Status.ACTIVE)
+    subscription_replace(free_prop.account, catalog["personal"], status=Status.ACTIVE)
     usage_ingest(events(free_prop, 1), now=NOW)
     assert month_row(free_prop).sessions_included == 10_000
-    Subscription.objects.create(account=free_prop.account, plan=catalog["free"], status=Status.ACTIVE)
+    subscription_replace(free_prop.account, catalog["free"], status=Status.ACTIVE)
     usage_ingest(events(free_prop, 1), now=NOW)
     assert month_row(free_prop).sessions_included == 10_000  # a downgrade does not lower this month's quota
 
