@@ -30,7 +30,8 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.module_loading import import_string
 
-from accounts.usage import TRACKING_TAG_RE, entitlement_cached
+from usage.entitlements import entitlement_cached
+from usage.events import TRACKING_TAG_RE
 from core.logs import HEADER as REQUEST_ID_HEADER
 from core.logs import request_id_echoed
 

@@ -7,7 +7,7 @@ import pytest
 from django.core.cache import cache
 
 from accounts.models import Property
-from accounts.usage import entitlement_cache_clear_local
+from usage.entitlements import entitlement_cache_clear_local
 from api.services import api_key_cache_clear_local, api_key_create
 from subscriptions.models import Status, Subscription
 from tests.factories import AccountFactory, PropertyFactory

@@ -35,7 +35,7 @@ from decimal import Decimal
 
 from accounts.groups import BILLING_MANAGERS, ensure_staff_groups
 from accounts.services import property_add
-from accounts.usage import usage_ingest
+from usage.ingest import usage_ingest
 from invoices.models import Invoice, InvoiceKind, SandboxCard
 from subscriptions import billing, scheduler, staff
 from tests.factories import AccountFactory, PlanFactory, UserFactory

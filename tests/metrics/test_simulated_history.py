@@ -13,7 +13,7 @@ from django.db import connection
 from metrics import movements, summary
 from metrics.figures import Figure, figure_rows
 from metrics.mrr import MOVEMENT_KINDS
-from subscriptions.simulation import START
+from backoffice.simulation import START
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 

@@ -4,7 +4,7 @@ import pytest
 from django.core import mail
 
 from accounts.models import Membership, Role
-from accounts.usage import usage_ingest
+from usage.ingest import usage_ingest
 from subscriptions import billing
 from tests.factories import AccountFactory, UserFactory
 

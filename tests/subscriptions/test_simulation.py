@@ -4,7 +4,7 @@ import pytest
 from django.db import connection
 
 from invoices.models import Invoice
-from subscriptions.simulation import simulate
+from backoffice.simulation import simulate
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 

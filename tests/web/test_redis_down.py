@@ -17,7 +17,7 @@ from django.core import mail
 from django.urls import reverse
 from django_q.conf import Conf
 
-from accounts.usage import entitlement_cache_clear_local
+from usage.entitlements import entitlement_cache_clear_local
 from api.services import api_key_cache_clear_local, api_key_create
 from config.settings.base import redis_with_timeouts
 from core.models import PendingEvent
