@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from accounts.months import month_included, month_label, month_start
 from django.conf import settings
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from accounts.models import ROLE_PERMISSIONS, SuspensionReason, UsageDay, UsageMonth
+from accounts.months import month_included, month_label, month_start
 from core.money import format_money
 from invoices import services as ledger
 from invoices.models import Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, Payment, PaymentStatus

@@ -7,12 +7,12 @@ import time_machine
 from django.utils import timezone
 
 from accounts.models import Account, Property, UsageMonth
-from accounts.services import pause_excess, property_delete
 from accounts.months import month_start
-from usage.entitlements import entitlement_cache_clear_local, entitlement_cached, entitlement_get
-from usage.ingest import usage_ingest
+from accounts.services import pause_excess, property_delete
 from core import events
 from subscriptions.models import Status, Subscription
+from usage.entitlements import entitlement_cache_clear_local, entitlement_cached, entitlement_get
+from usage.ingest import usage_ingest
 
 from .conftest import NOW, clear_caches, on_plan
 from .conftest import events as make_events

@@ -3,8 +3,8 @@
 import pytest
 from django.db import connection
 
-from invoices.models import Invoice
 from backoffice.simulation import simulate
+from invoices.models import Invoice
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 

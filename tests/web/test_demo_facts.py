@@ -11,8 +11,8 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts.models import AuditEvent, UsageMonth
-from invoices.models import Invoice
 from backoffice import demo
+from invoices.models import Invoice
 from subscriptions.models import Subscription
 from tests.factories import UserFactory
 

@@ -15,11 +15,11 @@ from django.urls import reverse
 from django.utils import dateformat
 
 from accounts.models import Account
+from backoffice import demo
 from core import events
 from core.money import format_money
 from invoices.models import Invoice, Payment
 from notifications.models import Category, EmailLog
-from backoffice import demo
 from subscriptions import scheduler, terms
 from subscriptions.statement import account_statement
 from tests.factories import UserFactory
