@@ -19,9 +19,12 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.utils import dateformat, timezone
 
+from accounts.models import Property, SuspensionReason
 from core import zones
 from core.events import KINDS, Event
 from core.money import format_money
+from invoices.models import CreditNote, Invoice, RefundRequest
+from subscriptions.models import RestoreRequest
 
 from .models import Category
 
@@ -194,7 +197,6 @@ def _load(model, pk):
 
 def _property_names(values) -> list[str]:
     """`paused_properties` as names: ids are looked up, names and dicts are used as given."""
-    from accounts.models import Property
 
     names = []
     for value in values or []:
@@ -220,8 +222,6 @@ def event_context(event: Event, account, facts: dict) -> dict:
     `facts` (the account's state when it happened, NOT-4: `notifications.facts`) and the issued
     invoice or credit note it names (fixed at issue, INV-6). Nothing is read from the account's
     subscription, plan, card or statement as they are now."""
-    from invoices.models import CreditNote, Invoice, RefundRequest
-    from subscriptions.models import RestoreRequest
 
     data = dict(event.data)
     zone = zones.zone(facts["zone"]) if facts.get("zone") else account_zone(account)
@@ -279,8 +279,6 @@ def event_context(event: Event, account, facts: dict) -> dict:
         else:
             ctx[key] = value
     if event.kind == "account.suspended" or event.kind == "account.reactivated":
-        from accounts.models import SuspensionReason
-
         code = data.get("reason") or data.get("previous_reason") or ""
         ctx["reason_label"] = SuspensionReason(code).label if code in SuspensionReason.values else code
     if invoice is not None:

@@ -127,7 +127,7 @@ def entitlement_get(tracking_tag: str, *, now: datetime | None = None) -> dict |
     """The cached answer. Entries are fresh for at most ENTITLEMENT_CACHE_SECONDS in the shared
     cache (and LOCAL_CACHE_SECONDS in this process); past that, this request recomputes the answer
     if it is the first to ask, and gets the stale one while another request does. They are dropped
-    on the domain events that change an answer (api.apps) and when a property or account is saved."""
+    on the domain events that change an answer (api.signals) and when a property or account is saved."""
     answer = _answers.get(tracking_tag, refresh=True)
     return entitlement_refresh(tracking_tag, now=now) if answer is None else answer
 
