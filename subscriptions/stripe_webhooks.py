@@ -27,6 +27,7 @@ from invoices.gateways.stripe import METADATA_KEY, from_minor
 from invoices.models import Payment, PaymentMethod, PaymentStatus
 from subscriptions import billing, charges
 from subscriptions.errors import PaymentDeclined
+from subscriptions.locks import account_lock
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ def _account_for_dispute(dispute: dict) -> Account | None:
 def dispute_flag(account: Account, dispute: dict) -> tuple[AccountFlag, bool]:
     """One flag per dispute (the dispute id starts the flag's detail), with an audit row.
     Returns the flag and whether this call created it."""
-    Account.objects.select_for_update().get(pk=account.pk)
+    account_lock(account.pk)
     marker = f"Stripe dispute {dispute['id']}"
     existing = AccountFlag.objects.filter(account=account, kind=FlagKind.DISPUTE, detail__startswith=marker).first()
     if existing is not None:
