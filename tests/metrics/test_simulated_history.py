@@ -12,8 +12,8 @@ from django.db import connection
 
 from backoffice.simulation import START
 from metrics import movements, summary
-from metrics.figures import Figure, figure_rows
 from metrics.mrr import MOVEMENT_KINDS
+from metrics.rows import Figure, figure_rows
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
