@@ -1,3 +1,5 @@
+"""The account pages under /account/ (config/urls.py); the namespace stays `accounts`."""
+
 from django.urls import path
 
 from . import account_views as views

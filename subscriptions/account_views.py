@@ -1,3 +1,7 @@
+"""Sign-up and the property pages (`/signup/`, `/account/properties/`, URL namespace `accounts`).
+They call the engine (`billing.sign_up` puts a new account on Free; `selectors.suspension` says why
+a suspended account's properties do not track), so they live in the engine's app, above accounts."""
+
 from django.contrib import messages
 from django.contrib.auth import login
 from django.shortcuts import get_object_or_404, redirect, render

@@ -1,3 +1,5 @@
+"""The invoice pages under /billing/ (config/urls.py); the namespace stays `invoices`."""
+
 from django.urls import path
 
 from . import invoice_views as views
