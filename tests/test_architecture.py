@@ -194,7 +194,8 @@ def test_no_star_import_and_no_module_patched_from_outside():
 
 
 @pytest.mark.parametrize(("lower", "higher"), [
-    ("core", ("accounts", "plans", "subscriptions", "invoices", "notifications", "api", "metrics", "ops")),
+    ("core", ("accounts", "plans", "subscriptions", "invoices", "notifications", "api", "metrics", "ops", "usage",
+              "backoffice")),
     ("accounts.services", ("subscriptions", "invoices.services", "notifications", "api", "ops")),
     ("accounts.months", ("usage", "subscriptions")),  # the engine reads the usage month, never the metering
     ("usage", ("backoffice", "api", "ops")),
