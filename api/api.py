@@ -8,7 +8,9 @@ from ninja import NinjaAPI, Path, Status
 from ninja.errors import AuthenticationError, Throttled, ValidationError
 from ninja.security import HttpBearer
 
-from accounts.usage import TRACKING_TAG_RE, BatchTooLarge, entitlement_get, usage_ingest
+from usage.entitlements import entitlement_get
+from usage.events import TRACKING_TAG_RE, BatchTooLarge
+from usage.ingest import usage_ingest
 
 from .schemas import USAGE_BATCH_SCHEMA, EntitlementOut, ErrorOut, UsageBatchOut
 from .services import api_key_authenticate

@@ -30,9 +30,10 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.module_loading import import_string
 
-from accounts.usage import TRACKING_TAG_RE, entitlement_cached
 from core.logs import HEADER as REQUEST_ID_HEADER
 from core.logs import request_id_echoed
+from usage.entitlements import entitlement_cached
+from usage.events import TRACKING_TAG_RE
 
 from .api import ENTITLEMENT_HEADERS, THROTTLED_HEADERS, entitlement_render
 from .services import api_key_cached

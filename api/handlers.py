@@ -2,7 +2,8 @@
 
 from django.db import transaction
 
-from accounts.usage import entitlement_invalidate, entitlement_invalidate_tag, usage_month_note_plan
+from usage.entitlements import entitlement_invalidate, entitlement_invalidate_tag
+from usage.quota import usage_month_note_plan
 
 
 def entitlement_on_event(event) -> None:

@@ -5,7 +5,7 @@ from typing import Literal
 from ninja import Schema
 from pydantic import Field
 
-from accounts.usage import MAX_BATCH_EVENTS, REJECTION_REASONS, STOP_REASONS
+from usage.events import MAX_BATCH_EVENTS, REJECTION_REASONS, STOP_REASONS
 
 RejectionReason = Literal[REJECTION_REASONS]  # type: ignore[valid-type]
 StopReason = Literal[STOP_REASONS]  # type: ignore[valid-type]
@@ -52,7 +52,7 @@ class EntitlementOut(Schema):
     detail: str
 
 
-# The batch body is validated event by event in accounts.usage (a bad event is rejected alone,
+# The batch body is validated event by event in usage.events (a bad event is rejected alone,
 # the rest of the batch goes on), so it is documented here rather than parsed by pydantic.
 # USAGE_EVENT_SCHEMA is what a good event looks like. The batch's items accept anything, because
 # the endpoint does: an item that breaks these rules (a malformed timestamp, a missing id, not an

@@ -6,10 +6,10 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from accounts import auth as account_auth
-from accounts import views as account_views
 from core import health
 from invoices.stripe_endpoint import StripeWebhookView
 from ops import views as ops_views
+from subscriptions import account_views
 
 
 def favicon(request):
@@ -45,10 +45,10 @@ urlpatterns = [
     path("account/password/", account_auth.PasswordChange.as_view(), name="password_change"),
     # The admin's login page shows "Forgotten your password?" when this name exists: the same flow.
     path("admin/password_reset/", account_auth.PasswordReset.as_view(), name="admin_password_reset"),
-    path("account/", include("accounts.urls")),
+    path("account/", include("subscriptions.account_urls")),
     path("billing/", include("subscriptions.urls")),
-    path("billing/", include("invoices.urls")),
-    path("billing/stripe/", include("invoices.stripe_urls")),
+    path("billing/", include("subscriptions.invoice_urls")),
+    path("billing/stripe/", include("subscriptions.stripe_urls")),
     path("notifications/", include("notifications.urls")),
     path("api/", include("api.urls")),
     # dj-stripe's webhook view, acknowledging input no redelivery can fix (invoices/stripe_endpoint.py).

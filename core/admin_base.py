@@ -1,6 +1,6 @@
 """Building blocks shared by the back-office admins of every app: a paginator that never counts a
 whole table, read-only bases for the money records (INV-2), the audit log (ACC-3) and the outbox,
-and link helpers. The account-aware search lives in accounts.admin_base."""
+and link helpers. The account-aware search lives in backoffice.admin_base."""
 
 from django.contrib import admin
 from django.core.paginator import Paginator

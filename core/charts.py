@@ -64,20 +64,30 @@ def _label(value: Decimal, money: bool) -> str:
     return f"{sign}${text}" if money else f"{sign}{text}"
 
 
-def bar_chart(*, label: str, categories: list[str], series: list[Series], stacked: bool = True,
-              money: bool = True, width: int = WIDTH, height: int = HEIGHT, reference: Reference | None = None,
-              label_every: int = 1) -> SafeString:
-    """Bars per category, stacked (positives up, negatives down from zero) or side by side.
-    A category "Mar 2026" is written on two lines, the year only under the first bar and January.
-    `reference`: a dashed horizontal line (the plot reaches up to it). `label_every`: write every
-    n-th category under the axis (31 days on a phone), the first and the last always."""
-    values = [[Decimal(v or 0) for v in s.values] for s in series]
+@dataclass(frozen=True)
+class _Frame:
+    """The plot's vertical scale: `top` and `bottom` values at the plot's edges, ticks every `step`."""
+
+    top: Decimal
+    bottom: Decimal
+    step: Decimal
+    top_margin: int
+    plot_h: Decimal
+
+    def y(self, value: Decimal) -> Decimal:
+        return self.top_margin + (self.top - value) * self.plot_h / (self.top - self.bottom)
+
+
+def _bounds(values: list[list[Decimal]], count: int, stacked: bool, reference: Reference | None,
+            money: bool) -> tuple[Decimal, Decimal, Decimal]:
+    """(top, bottom, step): the extremes of the bars (stacked: their sums), and the reference line,
+    widened to whole ticks."""
     if stacked:
-        highs = [sum((v[i] for v in values if v[i] > 0), Decimal(0)) for i in range(len(categories))]
-        lows = [sum((v[i] for v in values if v[i] < 0), Decimal(0)) for i in range(len(categories))]
+        highs = [sum((v[i] for v in values if v[i] > 0), Decimal(0)) for i in range(count)]
+        lows = [sum((v[i] for v in values if v[i] < 0), Decimal(0)) for i in range(count)]
     else:
-        highs = [max([v[i] for v in values] + [Decimal(0)]) for i in range(len(categories))]
-        lows = [min([v[i] for v in values] + [Decimal(0)]) for i in range(len(categories))]
+        highs = [max([v[i] for v in values] + [Decimal(0)]) for i in range(count)]
+        lows = [min([v[i] for v in values] + [Decimal(0)]) for i in range(count)]
     top, bottom = max(highs + [Decimal(0)]), min(lows + [Decimal(0)])
     if reference is not None:
         top = max(top, Decimal(reference.value))
@@ -88,22 +98,66 @@ def bar_chart(*, label: str, categories: list[str], series: list[Series], stacke
         step = max(step, ONE)  # counts: whole ticks
     top = (top / step).to_integral_value(rounding="ROUND_CEILING") * step
     bottom = (bottom / step).to_integral_value(rounding="ROUND_FLOOR") * step
-    legend, top_margin = _legend(series, width, reference)
-    plot_w, plot_h = Decimal(width - LEFT - RIGHT), Decimal(height - top_margin - BOTTOM)
+    return top, bottom, step
 
-    def y(value: Decimal) -> Decimal:
-        return top_margin + (top - value) * plot_h / (top - bottom)
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
-             f'aria-label="{escape(label)}" class="chart">']
-    # Grid and axis labels.
-    tick = bottom
-    while tick <= top:
-        parts.append(f'<line x1="{LEFT}" x2="{width - RIGHT}" y1="{_px(y(tick))}" y2="{_px(y(tick))}" '
+def _grid(frame: _Frame, width: int, money: bool) -> list[str]:
+    """The horizontal grid lines and their labels on the axis."""
+    parts = []
+    tick = frame.bottom
+    while tick <= frame.top:
+        parts.append(f'<line x1="{LEFT}" x2="{width - RIGHT}" y1="{_px(frame.y(tick))}" y2="{_px(frame.y(tick))}" '
                      f'class="{"zero" if tick == 0 else "grid"}"/>')
-        parts.append(f'<text x="{LEFT - 6}" y="{_px(y(tick) + 4)}" text-anchor="end" class="tick">'
+        parts.append(f'<text x="{LEFT - 6}" y="{_px(frame.y(tick) + 4)}" text-anchor="end" class="tick">'
                      f'{escape(_label(tick, money))}</text>')
-        tick += step
+        tick += frame.step
+    return parts
+
+
+def _bars(frame: _Frame, i: int, x0: Decimal, band: Decimal, category: str, series: list[Series],
+          values: list[list[Decimal]], stacked: bool, money: bool) -> list[str]:
+    """The bars of category `i`: stacked (positives up, negatives down from zero) or side by side."""
+    parts = []
+    if stacked:
+        bar_w = band * Decimal("0.62")
+        up, down = Decimal(0), Decimal(0)
+        for s, v in zip(series, values, strict=True):
+            value = v[i]
+            if value == 0:
+                continue
+            if value > 0:
+                y_top, y_bottom, up = frame.y(up + value), frame.y(up), up + value
+            else:
+                y_top, y_bottom, down = frame.y(down), frame.y(down + value), down + value
+            parts.append(_rect(x0 + (band - bar_w) / 2, y_top, bar_w, y_bottom - y_top, s.color,
+                               f"{category} — {s.name}: {_label(value, money)}"))
+        return parts
+    inner = band * Decimal("0.8")
+    bar_w = inner / max(len(series), 1)
+    for j, (s, v) in enumerate(zip(series, values, strict=True)):
+        value = v[i]
+        if value == 0:
+            continue
+        y_top, y_bottom = (frame.y(value), frame.y(0)) if value > 0 else (frame.y(0), frame.y(value))
+        parts.append(_rect(x0 + (band - inner) / 2 + bar_w * j, y_top, bar_w, y_bottom - y_top, s.color,
+                           f"{category} — {s.name}: {_label(value, money)}"))
+    return parts
+
+
+def bar_chart(*, label: str, categories: list[str], series: list[Series], stacked: bool = True,
+              money: bool = True, width: int = WIDTH, height: int = HEIGHT, reference: Reference | None = None,
+              label_every: int = 1) -> SafeString:
+    """Bars per category, stacked (positives up, negatives down from zero) or side by side.
+    A category "Mar 2026" is written on two lines, the year only under the first bar and January.
+    `reference`: a dashed horizontal line (the plot reaches up to it). `label_every`: write every
+    n-th category under the axis (31 days on a phone), the first and the last always."""
+    values = [[Decimal(v or 0) for v in s.values] for s in series]
+    top, bottom, step = _bounds(values, len(categories), stacked, reference, money)
+    legend, top_margin = _legend(series, width, reference)
+    plot_w = Decimal(width - LEFT - RIGHT)
+    frame = _Frame(top, bottom, step, top_margin, Decimal(height - top_margin - BOTTOM))
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
+             f'aria-label="{escape(label)}" class="chart">', *_grid(frame, width, money)]
     band = plot_w / max(len(categories), 1)
     for i, category in enumerate(categories):
         x0 = LEFT + band * i
@@ -114,31 +168,9 @@ def bar_chart(*, label: str, categories: list[str], series: list[Series], stacke
         if year and (i == 0 or name == "Jan"):
             parts.append(f'<text x="{_px(x0 + band / 2)}" y="{height - BOTTOM + 29}" text-anchor="middle" '
                          f'class="tick">{escape(year)}</text>')
-        if stacked:
-            bar_w = band * Decimal("0.62")
-            up, down = Decimal(0), Decimal(0)
-            for s, v in zip(series, values, strict=True):
-                value = v[i]
-                if value == 0:
-                    continue
-                if value > 0:
-                    y_top, y_bottom, up = y(up + value), y(up), up + value
-                else:
-                    y_top, y_bottom, down = y(down), y(down + value), down + value
-                parts.append(_rect(x0 + (band - bar_w) / 2, y_top, bar_w, y_bottom - y_top, s.color,
-                                   f"{category} — {s.name}: {_label(value, money)}"))
-        else:
-            inner = band * Decimal("0.8")
-            bar_w = inner / max(len(series), 1)
-            for j, (s, v) in enumerate(zip(series, values, strict=True)):
-                value = v[i]
-                if value == 0:
-                    continue
-                y_top, y_bottom = (y(value), y(0)) if value > 0 else (y(0), y(value))
-                parts.append(_rect(x0 + (band - inner) / 2 + bar_w * j, y_top, bar_w, y_bottom - y_top, s.color,
-                                   f"{category} — {s.name}: {_label(value, money)}"))
+        parts += _bars(frame, i, x0, band, category, series, values, stacked, money)
     if reference is not None:
-        at = _px(y(Decimal(reference.value)))
+        at = _px(frame.y(Decimal(reference.value)))
         parts.append(f'<line x1="{LEFT}" x2="{width - RIGHT}" y1="{at}" y2="{at}" stroke="{reference.color}" '
                      f'stroke-width="2" stroke-dasharray="6 4" class="reference"><title>{escape(reference.name)}: '
                      f'{escape(_label(Decimal(reference.value), money))}</title></line>')

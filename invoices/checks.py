@@ -8,6 +8,8 @@ from django.conf import settings
 from django.core.checks import ERROR, Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
+from accounts.countries import is_country
+from accounts.vat import is_eu, vat_id_valid
 from invoices.gateways import GATEWAYS
 
 # dj-stripe refuses shorter keys (InvalidStripeAPIKey); Stripe's are much longer.
@@ -103,8 +105,6 @@ DEMO_SELLER = {"SELLER_NAME": "Prorata Demo Inc.", "SELLER_ADDRESS": "1 Market S
 def seller_problems() -> list:
     """Warnings for a deployment whose invoices would not be legally complete: the seller's legal
     name, address, country or tax ID missing (or still the demo's), a tax ID that fails its check."""
-    from accounts.countries import is_country
-    from accounts.vat import is_eu, vat_id_valid
 
     problems = []
     for name in ("SELLER_NAME", "SELLER_ADDRESS", "SELLER_COUNTRY"):

@@ -265,25 +265,9 @@ def credit_note_pdf(credit_note: CreditNote, *, unicode_font: bool | None = None
     return _render(_draw_credit_note, credit_note, unicode_font)
 
 
-def _draw_invoice(invoice: Invoice, *, unicode_font: bool) -> _Document:
-    money = lambda amount: format_money(amount, invoice.currency)  # noqa: E731
+def _invoice_lines(pdf: _Document, invoice: Invoice, money) -> None:
+    """The invoice's lines, with each line's VAT rate when the invoice shows tax (TAX-2)."""
     zone = invoice.zone
-    number = invoice.number or f"Draft #{invoice.pk}"
-    pdf = _Document(title="Invoice" if invoice.number else "Draft invoice", number=number,
-                    seller=invoice.issued_by_seller, unicode_font=unicode_font)
-    pdf.heading(invoice.get_kind_display())
-    facts = [
-        ("Invoice number", number),
-        ("Issue date", _day(invoice.issued_at, zone) or "not issued"),
-        ("Status", invoice_status_line(invoice).text),  # the page's status line (INV-6)
-    ]
-    if invoice.period_start:
-        facts.append(("Period", span(invoice.period_start, invoice.period_end, zone)))
-    if invoice.paid_at:
-        facts.append(("Paid on", _day(invoice.paid_at, zone)))
-    facts.append(("Currency", invoice.currency))
-    pdf.parties(_bill_to(invoice), facts)
-
     rows = []
     for line in invoice.lines.all():
         description = line.description + (f"\n{line.computation}" if line.computation else "")
@@ -298,23 +282,10 @@ def _draw_invoice(invoice: Invoice, *, unicode_font: bool) -> _Document:
         pdf.table_rows(("Description", "Period", "Qty", "Unit price", "Amount"), rows, (70, 42, 14, 24, 24),
                        {2, 3, 4})
 
-    subtotal = "Subtotal (net)" if invoice.shows_tax and not invoice.prices_include_tax else "Subtotal"
-    pdf.totals([
-        (subtotal, money(invoice.subtotal), False),
-        *tax_rows(invoice, money),
-        ("Credit applied", money(-invoice.credit_applied) if invoice.credit_applied else money(Decimal("0")), False),
-        ("Total", money(invoice.total), True),
-        ("Amount paid", money(invoice.amount_paid), False),
-        ("Amount due", money(invoice.amount_due), True),
-    ])
-    if invoice.tax_mention:  # TAX-3: reverse charge (Art. 196) or export
-        pdf.line_text(invoice.tax_mention, size=9, bold=True)
-        pdf.ln(2)
 
-    if invoice.notes:
-        pdf.section("Notes")
-        pdf.line_text(invoice.notes, size=9)
-
+def _invoice_history(pdf: _Document, invoice: Invoice, money) -> None:
+    """What happened to the invoice: its payment attempts, then its credit notes."""
+    zone = invoice.zone
     payments = list(invoice.payments.select_related("payment_method").order_by("attempted_at", "id"))
     pdf.section("Payment attempts")
     if payments:
@@ -336,6 +307,46 @@ def _draw_invoice(invoice: Invoice, *, unicode_font: bool) -> _Document:
         pdf.table_rows(("Number", "Date", "Reason", "Amount"),
                        [(n.number, _day(n.issued_at, zone), n.reason, money(n.amount)) for n in notes],
                        (36, 26, 86, 26), {3})
+
+
+def _draw_invoice(invoice: Invoice, *, unicode_font: bool) -> _Document:
+    money = lambda amount: format_money(amount, invoice.currency)  # noqa: E731
+    zone = invoice.zone
+    number = invoice.number or f"Draft #{invoice.pk}"
+    pdf = _Document(title="Invoice" if invoice.number else "Draft invoice", number=number,
+                    seller=invoice.issued_by_seller, unicode_font=unicode_font)
+    pdf.heading(invoice.get_kind_display())
+    facts = [
+        ("Invoice number", number),
+        ("Issue date", _day(invoice.issued_at, zone) or "not issued"),
+        ("Status", invoice_status_line(invoice).text),  # the page's status line (INV-6)
+    ]
+    if invoice.period_start:
+        facts.append(("Period", span(invoice.period_start, invoice.period_end, zone)))
+    if invoice.paid_at:
+        facts.append(("Paid on", _day(invoice.paid_at, zone)))
+    facts.append(("Currency", invoice.currency))
+    pdf.parties(_bill_to(invoice), facts)
+
+    _invoice_lines(pdf, invoice, money)
+    subtotal = "Subtotal (net)" if invoice.shows_tax and not invoice.prices_include_tax else "Subtotal"
+    pdf.totals([
+        (subtotal, money(invoice.subtotal), False),
+        *tax_rows(invoice, money),
+        ("Credit applied", money(-invoice.credit_applied) if invoice.credit_applied else money(Decimal("0")), False),
+        ("Total", money(invoice.total), True),
+        ("Amount paid", money(invoice.amount_paid), False),
+        ("Amount due", money(invoice.amount_due), True),
+    ])
+    if invoice.tax_mention:  # TAX-3: reverse charge (Art. 196) or export
+        pdf.line_text(invoice.tax_mention, size=9, bold=True)
+        pdf.ln(2)
+
+    if invoice.notes:
+        pdf.section("Notes")
+        pdf.line_text(invoice.notes, size=9)
+
+    _invoice_history(pdf, invoice, money)
     return pdf
 
 

@@ -1,7 +1,7 @@
 """The Stripe webhook endpoint: dj-stripe's view, answering 2xx to what no retry can fix (issue 16).
 
 dj-stripe's `ProcessWebhookView` stores each delivery (`WebhookEventTrigger`), checks the signature
-and runs the receivers (invoices/stripe_webhooks.py); any exception becomes a 500, and Stripe
+and runs the receivers (subscriptions/stripe_webhooks.py); any exception becomes a 500, and Stripe
 delivers the event again for three days, then disables an endpoint that keeps failing. That is
 right for a fault that passes (Stripe or the database not answering) and wrong for input that
 will fail the same way every time:

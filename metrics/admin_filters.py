@@ -1,13 +1,13 @@
 """The "figure" filter of the back-office lists: `?figure=churn:2026-03` on the accounts list shows
 exactly the accounts behind that number of the revenue page (ACC-5: each figure is linked to the
-records behind it). The rows come from `metrics.figures.figure_rows`, the same definitions as the
+records behind it). The rows come from `metrics.rows.figure_rows`, the same definitions as the
 numbers."""
 
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.utils import timezone
 
-from .figures import Figure, UnknownFigure, figure_rows
+from .rows import Figure, UnknownFigure, figure_rows
 
 
 class FigureFilter(admin.SimpleListFilter):

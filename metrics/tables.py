@@ -14,8 +14,8 @@ from core import charts
 from core.charts import PALETTE, Series
 from core.money import format_money
 
-from .figures import Figure
 from .mrr import KIND_LABELS, MOVEMENT_KINDS, Kind
+from .rows import Figure
 from .summary import Dashboard
 
 MOVEMENT_COLORS = {Kind.NEW: "#0072B2", Kind.EXPANSION: "#009E73", Kind.REACTIVATION: "#6A3D9A",

@@ -6,14 +6,6 @@ class NotificationsConfig(AppConfig):
     verbose_name = "Notifications"
 
     def ready(self):
-        from core import events
+        from . import checks, signals  # noqa: F401  (checks registers the deployment check)
 
-        from . import checks  # noqa: F401  (registers the deployment check)
-        from .facts import event_facts
-        from .services import notify_event
-
-        # Every event the engine emits becomes an e-mail (kinds.NOTIFICATIONS covers events.KINDS).
-        for kind in events.KINDS:
-            events.subscribe(kind, notify_event)
-        # NOT-4: what each e-mail states about the account is taken when its event is emitted.
-        events.snapshot_with(event_facts)
+        signals.connect()

@@ -19,9 +19,12 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.utils import dateformat, timezone
 
+from accounts.models import Property, SuspensionReason
 from core import zones
 from core.events import KINDS, Event
 from core.money import format_money
+from invoices.models import CreditNote, Invoice, RefundRequest
+from subscriptions.models import RestoreRequest
 
 from .models import Category
 
@@ -194,7 +197,6 @@ def _load(model, pk):
 
 def _property_names(values) -> list[str]:
     """`paused_properties` as names: ids are looked up, names and dicts are used as given."""
-    from accounts.models import Property
 
     names = []
     for value in values or []:
@@ -215,16 +217,9 @@ def related_of(kind: str, account_id: int, data: dict) -> tuple[str, str]:
     return "account", str(account_id)
 
 
-def event_context(event: Event, account, facts: dict) -> dict:
-    """Everything the templates of `event.kind` print, already formatted: the event's data, its
-    `facts` (the account's state when it happened, NOT-4: `notifications.facts`) and the issued
-    invoice or credit note it names (fixed at issue, INV-6). Nothing is read from the account's
-    subscription, plan, card or statement as they are now."""
-    from invoices.models import CreditNote, Invoice, RefundRequest
-    from subscriptions.models import RestoreRequest
-
-    data = dict(event.data)
-    zone = zones.zone(facts["zone"]) if facts.get("zone") else account_zone(account)
+def _documents(data: dict) -> tuple:
+    """The invoice, credit note, refund request and restore request the event names; the invoice
+    of a refund request or a credit note when the event names none itself."""
     invoice = _load(Invoice, data.get("invoice_id"))
     credit_note = _load(CreditNote, data.get("credit_note_id"))
     refund_request = _load(RefundRequest, data.get("refund_request_id"))
@@ -233,6 +228,37 @@ def event_context(event: Event, account, facts: dict) -> dict:
         invoice = refund_request.invoice
     if invoice is None and credit_note is not None:
         invoice = credit_note.invoice
+    return invoice, credit_note, refund_request, restore_request
+
+
+def _formatted(key: str, value, currency: str, zone, plan_names: dict):
+    """One value of the event's data as the templates print it: money, a local date, a plan's name."""
+    if key == "amount":
+        return money(value, currency)
+    elif key in DATE_KEYS:
+        return human_date(local_day(value, zone))
+    elif key in PLAN_KEYS:
+        return plan_names.get(value) or str(value or "")
+    elif key == "paused_properties":
+        return _property_names(value)
+    elif key in ("sessions", "sessions_included"):
+        return f"{int(value):,}" if value not in (None, "") else "unlimited"
+    elif key == "month":
+        moment = parse_moment(f"{value}-01" if len(str(value)) == 7 else value)  # "2026-04" or a date
+        return dateformat.format(moment, "F Y") if moment else str(value)
+    else:
+        return value
+
+
+def event_context(event: Event, account, facts: dict) -> dict:
+    """Everything the templates of `event.kind` print, already formatted: the event's data, its
+    `facts` (the account's state when it happened, NOT-4: `notifications.facts`) and the issued
+    invoice or credit note it names (fixed at issue, INV-6). Nothing is read from the account's
+    subscription, plan, card or statement as they are now."""
+
+    data = dict(event.data)
+    zone = zones.zone(facts["zone"]) if facts.get("zone") else account_zone(account)
+    invoice, credit_note, refund_request, restore_request = _documents(data)
     currency = (
         (credit_note.currency if credit_note else None)
         or (invoice.currency if invoice else None)
@@ -263,24 +289,8 @@ def event_context(event: Event, account, facts: dict) -> dict:
                 if key not in ("zone", "plan_names", "account_name", "currency", "support_email")})
     plan_names = facts.get("plan_names") or {}
     for key, value in data.items():
-        if key == "amount":
-            ctx[key] = money(value, currency)
-        elif key in DATE_KEYS:
-            ctx[key] = human_date(local_day(value, zone))
-        elif key in PLAN_KEYS:
-            ctx[key] = plan_names.get(value) or str(value or "")
-        elif key == "paused_properties":
-            ctx[key] = _property_names(value)
-        elif key in ("sessions", "sessions_included"):
-            ctx[key] = f"{int(value):,}" if value not in (None, "") else "unlimited"
-        elif key == "month":
-            moment = parse_moment(f"{value}-01" if len(str(value)) == 7 else value)  # "2026-04" or a date
-            ctx[key] = dateformat.format(moment, "F Y") if moment else str(value)
-        else:
-            ctx[key] = value
+        ctx[key] = _formatted(key, value, currency, zone, plan_names)
     if event.kind == "account.suspended" or event.kind == "account.reactivated":
-        from accounts.models import SuspensionReason
-
         code = data.get("reason") or data.get("previous_reason") or ""
         ctx["reason_label"] = SuspensionReason(code).label if code in SuspensionReason.values else code
     if invoice is not None:

@@ -26,10 +26,13 @@ from django.utils.crypto import constant_time_compare
 from accounts.audit import audit
 from accounts.locks import account_lock
 from accounts.models import Account
+from accounts.preferences import email_preferences_update
 from core.broker import task_enqueue
 from core.clock import clock
 from core.events import Event
 from core.seller import seller
+from invoices.models import CreditNote, Invoice
+from invoices.pdf import credit_note_pdf, invoice_pdf
 
 from .facts import event_facts
 from .kinds import NOTIFICATIONS, PRODUCT_NEWS, Kind, billing_url, event_context, related_of
@@ -90,7 +93,6 @@ def preference_set(*, account: Account, category: str, enabled: bool, actor=None
                    now: datetime | None = None) -> Account:
     """Turn one non-billing category on or off. Goes through the billing page's own write
     (accounts.preferences), so both paths audit the same way (ACC-3)."""
-    from accounts.preferences import email_preferences_update
 
     field = PREFERENCE_FIELDS.get(category)
     if field is None:
@@ -204,9 +206,6 @@ def email_enqueue(log_ids: list[int]) -> None:
 
 
 def related_pdf(entry: EmailLog) -> tuple[str, bytes] | None:
-    from invoices.models import CreditNote, Invoice
-    from invoices.pdf import credit_note_pdf, invoice_pdf
-
     if entry.related_type == "invoice":
         invoice = Invoice.objects.filter(pk=entry.related_id).first()
         if invoice is not None and invoice.number:

@@ -2,8 +2,10 @@
 
 from django.utils import timezone
 
+from core.events import drain
+
 from .models import EmailLog, EmailStatus
-from .services import EmailNotSent, email_deliver
+from .services import EmailNotSent, email_deliver, email_retry_due
 
 __all__ = ["EmailNotSent", "email_send"]
 
@@ -19,3 +21,10 @@ def email_send(log_id: int) -> str:
         raise EmailNotSent(f"E-mail {log_id} failed; see its log entry")
     return outcome
 
+
+
+def scheduled_email_retries() -> str:
+    """Deliver what the events outbox still holds, then send e-mails whose retry is due (NOT-3).
+    Run by the `email-retries` schedule (setup_schedules)."""
+    delivered = drain()
+    return f"outbox {delivered}, {email_retry_due()}"

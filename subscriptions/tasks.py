@@ -7,11 +7,3 @@ def scheduled_run() -> str:
     """Run everything due now; inside a cluster with a Redis broker the work fans out to workers."""
     return str(run())
 
-
-def scheduled_email_retries() -> str:
-    """Deliver what the events outbox still holds, then send e-mails whose retry is due (NOT-3)."""
-    from core.events import drain
-    from notifications.services import email_retry_due
-
-    delivered = drain()
-    return f"outbox {delivered}, {email_retry_due()}"

@@ -48,6 +48,8 @@ INSTALLED_APPS = [
     "api",
     "metrics",
     "ops",
+    "usage",
+    "backoffice",
     "ninja",  # the API docs' Swagger UI from its own static files, not a CDN (issue 28)
 ]
 

@@ -24,7 +24,7 @@ def test_seed_demo_creates_catalog_staff_and_owner_and_prints_the_logins(setting
 def test_pay4_seed_demo_creates_a_customer_in_every_account_state_and_prints_the_logins(settings, capsys):
     """Issue 14: a newcomer sees every screen on the first run: twelve demo customers, each in one
     account state, with their logins printed; running it again adds nothing."""
-    from subscriptions.demo import BUILDERS, PASSWORD
+    from backoffice.demo import BUILDERS, PASSWORD
 
     settings.DEBUG = True
     call_command("seed_demo")

@@ -12,7 +12,7 @@ from django.db import models
 from django.urls import reverse
 
 from accounts.models import Property
-from invoices.admin import StripeMirrorAdmin
+from backoffice.admin.invoices import StripeMirrorAdmin
 from plans.models import Plan
 from subscriptions import billing
 from tests.factories import PropertyFactory

@@ -7,10 +7,10 @@ import pytest
 from django.core.cache import cache
 
 from accounts.models import Property
-from accounts.usage import entitlement_cache_clear_local
 from api.services import api_key_cache_clear_local, api_key_create
 from subscriptions.models import Status
 from tests.factories import AccountFactory, PropertyFactory, subscription_replace
+from usage.entitlements import entitlement_cache_clear_local
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 _ids = itertools.count(1)

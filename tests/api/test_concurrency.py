@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 
 from accounts.models import UsageDay, UsageEvent, UsageMonth
-from accounts.usage import usage_ingest
+from usage.ingest import usage_ingest
 
 from .conftest import NOW, event, on_plan
 

@@ -7,17 +7,13 @@ import time_machine
 from django.utils import timezone
 
 from accounts.models import Account, Property, UsageMonth
+from accounts.months import month_start
 from accounts.services import pause_excess, property_delete
-from accounts.usage import (
-    entitlement_cache_clear_local,
-    entitlement_cached,
-    entitlement_get,
-    month_start,
-    usage_ingest,
-)
 from core import events
 from subscriptions.models import Status, Subscription
 from tests.factories import subscription_replace
+from usage.entitlements import entitlement_cache_clear_local, entitlement_cached, entitlement_get
+from usage.ingest import usage_ingest
 
 from .conftest import NOW, clear_caches, on_plan
 from .conftest import events as make_events
@@ -246,7 +242,7 @@ def test_a_stale_answer_is_recomputed_by_one_request_and_served_stale_to_the_oth
     """Stale-while-revalidate (issue 17): when answers cached together expire together, each is
     recomputed once, by the first request that asks; requests arriving meanwhile (in any process:
     the claim is in the shared cache) get the stale answer instead of running the queries too."""
-    from accounts import usage
+    from usage import entitlements as usage
 
     tag = personal_prop.tracking_tag
     real = usage.entitlement_compute
@@ -276,7 +272,7 @@ def test_a_stale_answer_is_recomputed_by_one_request_and_served_stale_to_the_oth
 def test_the_fast_path_serves_a_stale_answer_at_once_and_has_it_recomputed_once_off_the_request(
         personal_prop, monkeypatch):
     """Speed: after expiry the fast path answers the stale entitlement at once; one recompute runs off the request."""
-    from accounts import usage
+    from usage import entitlements as usage
 
     tag = personal_prop.tracking_tag
     handed = []

@@ -6,9 +6,10 @@ import pytest
 import time_machine
 
 from accounts.models import AuditEvent, UsageDay, UsageEvent, UsageMonth
-from accounts.usage import MAX_EVENT_AGE, BatchTooLarge, Reason, usage_ingest
 from core import events as domain_events
 from tests.factories import subscription_replace
+from usage.events import MAX_EVENT_AGE, BatchTooLarge, Reason
+from usage.ingest import usage_ingest
 
 from .conftest import NOW, event, events, on_plan
 
@@ -79,8 +80,8 @@ def test_use1_partial_rejection_keeps_the_good_events(client, auth, personal_pro
 
 
 def test_use1_event_ids_are_pruned_only_once_a_replay_would_be_refused_for_its_age(personal_prop):
-    from accounts.tasks import scheduled_usage_events_prune
-    from accounts.usage import usage_events_prune
+    from usage.ingest import usage_events_prune
+    from usage.tasks import scheduled_usage_events_prune
 
     old, recent = event(personal_prop, NOW - timedelta(days=30)), event(personal_prop, NOW - timedelta(days=2))
     assert usage_ingest([old, recent], now=NOW).accepted == 2

@@ -8,9 +8,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from accounts.models import Integration, Property, UsageMonth
-from accounts.usage import alert_thresholds_crossed, hard_cap_room, month_included, month_start
+from accounts.months import month_included, month_start
 from subscriptions.pricing import overage_amount
-from subscriptions.selectors import projected_sessions, usage_summary
+from subscriptions.usage_panel import projected_sessions, usage_summary
+from usage.quota import alert_thresholds_crossed, hard_cap_room
 
 from .conftest import on_plan
 

@@ -35,10 +35,10 @@ from decimal import Decimal
 
 from accounts.groups import BILLING_MANAGERS, ensure_staff_groups
 from accounts.services import property_add
-from accounts.usage import usage_ingest
 from invoices.models import Invoice, InvoiceKind, SandboxCard
 from subscriptions import billing, scheduler, staff
 from tests.factories import AccountFactory, PlanFactory, UserFactory
+from usage.ingest import usage_ingest
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
 NOW = datetime(2027, 3, 10, 10, 0, tzinfo=UTC)

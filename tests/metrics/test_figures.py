@@ -12,9 +12,9 @@ import pytest
 
 from metrics import movements, summary, tasks
 from metrics.closed import closed_months_match_ledger
-from metrics.figures import Figure, figure_rows
 from metrics.models import ClosedMonth, MrrMovement
 from metrics.mrr import Kind
+from metrics.rows import Figure, figure_rows
 from tests.metrics.ledger import NOW, at, build_ledger
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]

@@ -10,10 +10,10 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
+from backoffice.simulation import START
 from metrics import movements, summary
-from metrics.figures import Figure, figure_rows
 from metrics.mrr import MOVEMENT_KINDS
-from subscriptions.simulation import START
+from metrics.rows import Figure, figure_rows
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 

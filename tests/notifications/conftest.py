@@ -4,9 +4,9 @@ import pytest
 from django.core import mail
 
 from accounts.models import Membership, Role
-from accounts.usage import usage_ingest
 from subscriptions import billing
 from tests.factories import AccountFactory, UserFactory
+from usage.ingest import usage_ingest
 
 OWNER = "owner@acme.test"
 BILLING = "billing@acme.test"

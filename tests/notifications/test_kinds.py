@@ -1,6 +1,6 @@
 """One e-mail per event kind, to the right people, with the right amounts and dates, each driven
 by the real engine action: customer actions (subscriptions.billing), the billing run
-(subscriptions.scheduler), usage ingestion (accounts.usage) and staff decisions
+(subscriptions.scheduler), usage ingestion (usage.ingest) and staff decisions
 (subscriptions.staff)."""
 
 

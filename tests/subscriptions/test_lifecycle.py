@@ -136,7 +136,7 @@ def test_ref2_a_refund_whose_outcome_was_lost_after_the_gateway_call_is_settled_
     """A fault after the gateway refunded (the process dies before recording it): the refund is on
     record as an intent, the money went back once, and reconcile_payments records it and finishes
     the decision: one gateway refund, one credit note, the request refunded."""
-    from invoices.management.commands.reconcile_payments import reconcile_payments
+    from subscriptions.management.commands.reconcile_payments import reconcile_payments
 
     request = billing.request_refund(converted, now=at("2026-04-20"))
     recorded = ledger.refund_record

@@ -10,7 +10,7 @@ import pytest
 from accounts.models import AuditEvent, UsageMonth
 from invoices.gateways.sandbox import faults
 from invoices.models import PaymentMethod, SandboxCard
-from subscriptions import billing, scheduler, selectors
+from subscriptions import billing, scheduler, selectors, usage_panel
 
 from .conftest import at, current
 
@@ -96,7 +96,7 @@ def test_pay5_overage_counted_this_month_keeps_the_card_for_the_invoice_on_the_1
                                         defaults={"sessions": 12_500, "sessions_included": 10_000})
     reason = refused(account, at("2026-04-20"))
     assert reason.startswith("Sessions over your quota this month ($5.00 so far) are invoiced on the 1st")
-    assert Decimal("5.00") == selectors.usage_summary(account, at("2026-04-20"))["overage_amount"]
+    assert Decimal("5.00") == usage_panel.usage_summary(account, at("2026-04-20"))["overage_amount"]
 
 
 def test_pay5_when_the_gateway_does_not_answer_the_card_stays_on_file(account):

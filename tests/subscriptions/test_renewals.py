@@ -169,7 +169,7 @@ def test_not3_outbox_events_are_written_with_the_change_and_survive_a_failing_li
 
 
 def test_not3_undelivered_outbox_rows_wait_for_the_scheduled_drain(account, monkeypatch):
-    from subscriptions.tasks import scheduled_email_retries
+    from notifications.tasks import scheduled_email_retries
 
     monkeypatch.setattr(events, "deliver_soon", lambda *ids: None)  # the broker did not take the task
     with transaction.atomic():

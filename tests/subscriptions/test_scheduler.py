@@ -436,8 +436,8 @@ def test_use3_late_sessions_alone_make_an_overage_invoice_even_for_a_month_under
 
 
 def test_use3_a_late_event_through_the_usage_api_is_billed_on_the_next_overage_invoice(account):
-    from accounts.usage import usage_ingest
     from tests.factories import PropertyFactory
+    from usage.ingest import usage_ingest
 
     billing.subscribe(account, "personal", "yearly", now=at("2026-01-15"))
     prop = PropertyFactory(account=account)

@@ -3,8 +3,8 @@
 import pytest
 from django.db import connection
 
+from backoffice.simulation import simulate
 from invoices.models import Invoice
-from subscriptions.simulation import simulate
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 

@@ -1,4 +1,4 @@
-"""The demo customers (subscriptions/demo.py, `seed_demo`) tell a history that could have happened
+"""The demo customers (backoffice/demo.py, `seed_demo`) tell a history that could have happened
 (issue 23): every renewal charged 24 hours before its period ends (REN-1; one was charged 6 hours
 after its period began), no trial before its account existed, properties and sessions counted
 through the usage API (USE-1), and one overage invoiced on the 1st (USE-3)."""
@@ -11,8 +11,8 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts.models import AuditEvent, UsageMonth
+from backoffice import demo
 from invoices.models import Invoice
-from subscriptions import demo
 from subscriptions.models import Subscription
 from tests.factories import UserFactory
 

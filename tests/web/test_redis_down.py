@@ -17,7 +17,6 @@ from django.core import mail
 from django.urls import reverse
 from django_q.conf import Conf
 
-from accounts.usage import entitlement_cache_clear_local
 from api.services import api_key_cache_clear_local, api_key_create
 from config.settings.base import redis_with_timeouts
 from core.models import PendingEvent
@@ -26,6 +25,7 @@ from notifications.models import EmailLog, EmailStatus
 from notifications.services import STUCK_AFTER, email_retry_due
 from subscriptions import billing
 from tests.factories import PropertyFactory
+from usage.entitlements import entitlement_cache_clear_local
 
 from .conftest import current
 

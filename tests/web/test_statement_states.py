@@ -1,6 +1,6 @@
 """PAY-4: in every account state, the next charge the billing page, the latest e-mail and the quote
 state (its date and amount) is what the billing run then charges. The states are the demo
-customers (subscriptions/demo.py), built through the engine on a clock that ends at TODAY."""
+customers (backoffice/demo.py), built through the engine on a clock that ends at TODAY."""
 
 import re
 from dataclasses import dataclass
@@ -15,11 +15,12 @@ from django.urls import reverse
 from django.utils import dateformat
 
 from accounts.models import Account
+from backoffice import demo
 from core import events
 from core.money import format_money
 from invoices.models import Invoice, Payment
 from notifications.models import Category, EmailLog
-from subscriptions import demo, scheduler, terms
+from subscriptions import scheduler, terms
 from subscriptions.statement import account_statement
 from tests.factories import UserFactory
 

@@ -11,7 +11,7 @@ from django.urls import reverse
 from accounts.models import UsageDay, UsageMonth
 from core import charts
 from invoices.models import Invoice, InvoiceKind
-from subscriptions import billing, scheduler, selectors
+from subscriptions import billing, scheduler, usage_panel
 from subscriptions.statement import account_statement
 from tests.factories import PropertyFactory
 
@@ -67,7 +67,7 @@ def test_use2_the_projected_overage_is_the_statements(history, client_owner, tra
     UsageMonth.objects.filter(account=history, month=date(2026, 4, 1)).update(sessions=6_000)
     html = _text(client_owner.get(reverse("billing:usage")))
     now = at("2026-04-10T12:00")
-    statement = account_statement(history, now, usage=selectors.usage_summary(history, now))
+    statement = account_statement(history, now, usage=usage_panel.usage_summary(history, now))
     assert statement.overage is not None
     shown = (f"{statement.overage.sessions:,} over your quota: ${statement.overage.amount}")
     assert shown in html and "invoiced on 2026-05-01" in html  # 6,000 x 30 / 9.5 days = 18,947: 8,947 over

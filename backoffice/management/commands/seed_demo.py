@@ -5,9 +5,10 @@ from django.utils import timezone
 
 from accounts import services
 from accounts.models import Account
+from backoffice import demo
 from invoices.taxes import EU_RATES, tax_rates_load_file
 from plans.services import DEMO_CATALOG, catalog_load_file
-from subscriptions import billing, demo
+from subscriptions import billing
 
 STAFF = ("admin@prorata.localhost", "admin-demo-2026")
 OWNER = ("owner@acme.localhost", "owner-demo-2026")

@@ -14,6 +14,8 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
+from accounts.models import Account, AccountFlag, FlagKind
+from backoffice.evidence import identity_matches, trial_abuse_candidates
 from core.admin_base import CappedCountPaginator, change_url
 from core.money import format_money
 from invoices.models import Invoice, InvoiceStatus, Payment, PaymentStatus
@@ -21,9 +23,6 @@ from plans.models import Plan
 from subscriptions import staff, terms
 from subscriptions.errors import BillingError
 from subscriptions.models import Status
-
-from .admin_evidence import identity_matches, trial_abuse_candidates
-from .models import Account, AccountFlag, FlagKind
 
 REASON_HELP = "Recorded in the audit log and sent to the owner."
 

@@ -1,6 +1,8 @@
+"""The account pages under /account/ (config/urls.py); the namespace stays `accounts`."""
+
 from django.urls import path
 
-from . import views
+from . import account_views as views
 
 app_name = "accounts"
 urlpatterns = [

@@ -15,10 +15,9 @@ from django.contrib.auth import get_user_model
 
 from accounts.models import Account
 from accounts.services import property_add
-from accounts.usage import MAX_BATCH_EVENTS, usage_ingest
-
-from . import billing, pricing, scheduler, staff
-from .models import Subscription
+from subscriptions import billing, pricing, scheduler, staff
+from subscriptions.models import Subscription
+from usage.ingest import MAX_BATCH_EVENTS, usage_ingest
 
 PASSWORD = "demo-customer-2026"
 

@@ -23,6 +23,8 @@ from django.utils import timezone
 
 from invoices.gateways import GatewayError, get_gateway
 from invoices.models import Payment, PaymentMethod, PaymentStatus
+from subscriptions import billing, charges, staff
+from subscriptions.stripe_webhooks import dispute_flag, record_external_refunds
 
 DEFAULT_DAYS = 7
 
@@ -35,8 +37,6 @@ class Reconciliation:
 
 
 def reconcile_payments(*, since: datetime, now: datetime | None = None) -> Reconciliation:
-    from subscriptions import charges, staff
-
     now = now or timezone.now()
     report = Reconciliation()
     for payment in charges.payments_settle_unknown(since=since, now=now):
@@ -55,9 +55,6 @@ def reconcile_payments(*, since: datetime, now: datetime | None = None) -> Recon
 
 
 def _reconcile_stripe(since: datetime, now: datetime, report: Reconciliation) -> None:
-    from invoices.stripe_webhooks import dispute_flag, record_external_refunds
-    from subscriptions import billing
-
     gateway = get_gateway("stripe")
     payments = (Payment.objects.filter(gateway="stripe", attempted_at__gte=since)
                 .exclude(gateway_reference="").select_related("account").order_by("id"))

@@ -12,13 +12,13 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.decorators import account_required
 from core.money import format_money
-from subscriptions import billing, selectors
-from subscriptions.models import Status
+from invoices import services as ledger
+from invoices.models import CreditNote, Invoice, InvoiceKind, InvoiceStatus
+from invoices.pdf import credit_note_pdf, invoice_pdf, span
+from invoices.selectors import invoice_status_line, issued_invoices
 
-from . import services as ledger
-from .models import CreditNote, Invoice, InvoiceKind, InvoiceStatus
-from .pdf import credit_note_pdf, invoice_pdf, span
-from .selectors import invoice_status_line, issued_invoices
+from . import billing, selectors
+from .models import Status
 
 
 def _render(request, template: str, context: dict, status: int = 200, zone=None):

@@ -1,6 +1,6 @@
 """Back office for accounts (ACC-2): the account page with its history, the staff actions, the
 trial-abuse list (TRI-2), usage evidence and the append-only audit log (ACC-3). Nothing here edits a
-row directly: actions call the engine (accounts/admin_views.py -> subscriptions.staff)."""
+row directly: actions call the engine (backoffice/account_actions.py -> subscriptions.staff)."""
 
 import json
 import re
@@ -11,13 +11,7 @@ from django.db.models import Exists, OuterRef, Q, Subquery
 from django.urls import path
 from django.utils.html import format_html, format_html_join
 
-from core.admin_base import ReadOnlyInline, changelist_url, link, links
-from metrics.admin_filters import FigureFilter
-from notifications.models import EmailLog
-
-from . import admin_views
-from .admin_base import BackOfficeAdmin, ReadOnlyAdmin
-from .models import (
+from accounts.models import (
     Account,
     AccountFlag,
     AuditEvent,
@@ -31,6 +25,16 @@ from .models import (
     UsageEvent,
     UsageMonth,
 )
+from accounts.services import flag_resolve
+from backoffice import account_actions
+from backoffice.admin_base import BackOfficeAdmin, ReadOnlyAdmin, account_ids_matching
+from backoffice.evidence import identity_matches
+from core.admin_base import ReadOnlyInline, changelist_url, link, links
+from invoices.models import CreditNote, Invoice, Payment, PaymentMethod, RefundRequest
+from metrics.admin_filters import FigureFilter
+from notifications.models import EmailLog
+from plans.models import Plan
+from subscriptions.models import RestoreRequest, Subscription
 
 RECENT = 10
 ACTION_NAME = re.compile(r"^[a-z_]+\.[a-z_.]+$")
@@ -41,8 +45,6 @@ def _owner_email():
 
 
 def _current_plan_name():
-    from subscriptions.models import Subscription
-
     return Subquery(Subscription.objects.current().filter(account_id=OuterRef("pk")).values("plan__name")[:1])
 
 
@@ -51,14 +53,10 @@ class CurrentPlanFilter(admin.SimpleListFilter):
     parameter_name = "plan"
 
     def lookups(self, request, model_admin):
-        from plans.models import Plan
-
         return [(p.code, p.name) for p in Plan.objects.filter(public=True).order_by("rank")] + [
             ("_custom", "A custom plan")]
 
     def queryset(self, request, queryset):
-        from subscriptions.models import Subscription
-
         if not self.value():
             return queryset
         newest = Subscription.objects.current().filter(account_id=OuterRef("pk"))
@@ -104,8 +102,6 @@ class FlagInline(ReadOnlyInline):
 
 
 def _payment_method_inline():
-    from invoices.models import PaymentMethod
-
     class PaymentMethodInline(ReadOnlyInline):
         model = PaymentMethod
         fields = ("brand", "last4", "exp_month", "exp_year", "fingerprint", "is_default", "created_at",
@@ -186,9 +182,6 @@ class AccountAdmin(BackOfficeAdmin):
 
     @admin.display(description="Records")
     def records(self, obj):
-        from invoices.models import CreditNote, Invoice, Payment, RefundRequest
-        from subscriptions.models import RestoreRequest, Subscription
-
         by_account = {"account__id__exact": obj.pk}
         return links([
             (changelist_url(Subscription, **by_account), "Subscription history"),
@@ -205,8 +198,6 @@ class AccountAdmin(BackOfficeAdmin):
 
     @admin.display(description="Matches another account's trial")
     def identity_matches(self, obj):
-        from .admin_evidence import identity_matches
-
         found = identity_matches([obj]).get(obj.pk, [])
         if not found:
             return "No match"
@@ -241,16 +232,16 @@ class AccountAdmin(BackOfficeAdmin):
             return wrap(lambda request, object_id: func(self, request, object_id))
 
         return [
-            path("trial-abuse/", wrap(lambda request: admin_views.trial_abuse_list(self, request)),
+            path("trial-abuse/", wrap(lambda request: account_actions.trial_abuse_list(self, request)),
                  name="accounts_account_trial_abuse"),
-            path("<int:object_id>/suspend/", view(admin_views.account_suspend), name="accounts_account_suspend"),
-            path("<int:object_id>/lift/", view(admin_views.account_lift), name="accounts_account_lift"),
-            path("<int:object_id>/downgrade/", view(admin_views.account_downgrade),
+            path("<int:object_id>/suspend/", view(account_actions.account_suspend), name="accounts_account_suspend"),
+            path("<int:object_id>/lift/", view(account_actions.account_lift), name="accounts_account_lift"),
+            path("<int:object_id>/downgrade/", view(account_actions.account_downgrade),
                  name="accounts_account_downgrade"),
-            path("<int:object_id>/extend/", view(admin_views.account_extend), name="accounts_account_extend"),
-            path("<int:object_id>/refund-invoice/", view(admin_views.account_refund_invoice),
+            path("<int:object_id>/extend/", view(account_actions.account_extend), name="accounts_account_extend"),
+            path("<int:object_id>/refund-invoice/", view(account_actions.account_refund_invoice),
                  name="accounts_account_refund_invoice"),
-            path("<int:object_id>/custom-plan/", view(admin_views.account_custom_plan),
+            path("<int:object_id>/custom-plan/", view(account_actions.account_custom_plan),
                  name="accounts_account_custom_plan"),
             *super().get_urls(),
         ]
@@ -320,8 +311,6 @@ class UsageEventAdmin(ReadOnlyAdmin):
     ordering = ("-id",)
 
     def own_search(self, queryset, term):
-        from .admin_base import account_ids_matching
-
         return queryset.filter(Q(event_id=term) | Q(property__account__in=account_ids_matching(term)))
 
 
@@ -363,8 +352,6 @@ class AccountFlagAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Resolve the selected flags (reviewed, no abuse)", permissions=["resolve"])
     def resolve_flags(self, request, queryset):
-        from accounts.services import flag_resolve
-
         reason = f"Reviewed by {request.user.get_username()} in the flag list: no abuse"
         for flag in queryset.filter(resolved_at__isnull=True).select_related("account"):
             flag_resolve(flag, actor=request.user, reason=reason)

@@ -7,7 +7,9 @@ from datetime import date, datetime, timedelta
 
 from django.db.models import Exists, OuterRef, Q, Sum
 
-from .models import Account, AccountFlag, FlagKind, Integration, LoginEvent, Property, UsageDay
+from accounts.models import Account, AccountFlag, FlagKind, Integration, LoginEvent, Property, UsageDay
+from invoices.models import PaymentMethod
+from subscriptions.models import Subscription
 
 MAX_LOGINS_SHOWN = 50
 
@@ -72,7 +74,6 @@ def _in(moment, start, end) -> bool:
 
 def trial_evidence(account: Account, subscription) -> TrialEvidence:
     """What the account did during the trial that `subscription` started with."""
-    from subscriptions.models import Subscription
 
     start = subscription.trial_start if subscription else None
     end = subscription.trial_end if subscription else None
@@ -125,7 +126,6 @@ def trial_evidence(account: Account, subscription) -> TrialEvidence:
 def identity_matches(accounts) -> dict[int, list[Match]]:
     """For each account, the *other* accounts that had a trial and share its normalised owner
     e-mail or one of its card fingerprints (TRI-2). Three queries, whatever the number of accounts."""
-    from invoices.models import PaymentMethod
 
     accounts = list(accounts)
     found: dict[int, list[Match]] = defaultdict(list)
@@ -163,7 +163,6 @@ def identity_matches(accounts) -> dict[int, list[Match]]:
 def trial_abuse_candidates():
     """Accounts whose owner e-mail or card matches another account that had a trial, or that carry an
     open trial-abuse flag (TRI-2), newest first."""
-    from invoices.models import PaymentMethod
 
     trialled = Account.objects.filter(trial_used_at__isnull=False)
     same_email = trialled.filter(identity_email=OuterRef("identity_email")).exclude(pk=OuterRef("pk"))

@@ -26,6 +26,8 @@ from accounts.models import Account, AccountFlag, FlagKind
 from invoices.gateways import get_gateway
 from invoices.gateways.stripe import METADATA_KEY, from_minor
 from invoices.models import Payment, PaymentMethod, PaymentStatus
+from subscriptions import billing, charges
+from subscriptions.errors import PaymentDeclined
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +82,6 @@ def on_payment_intent(sender, event, **kwargs):
 def settle_from_stripe(payment: Payment, intent_id: str) -> bool:
     """Settle an unknown payment from its PaymentIntent as Stripe has it now; False while the
     intent has no final outcome (processing, requires_action)."""
-    from subscriptions import charges
-    from subscriptions.errors import PaymentDeclined
 
     gateway = _gateway()
     intent = gateway.retrieve_intent(intent_id)
@@ -110,7 +110,6 @@ def on_charge_refunded(sender, event, **kwargs):
 def record_external_refunds(payment: Payment) -> list:
     """Record the refunds made at Stripe (the dashboard, support) that Prorata did not make.
     Ours carry our key in their metadata and are recorded by the engine when it makes them."""
-    from subscriptions import charges
 
     recorded = []
     for refund in _gateway().list_refunds(payment.gateway_reference):
@@ -194,7 +193,6 @@ def account_for_customer(customer_id: str | None) -> Account | None:
 @djstripe_receiver("payment_method.detached")
 def on_payment_method_detached(sender, event, **kwargs):
     """A card removed at Stripe: the engine marks ours detached (never a cancellation, CAN-1)."""
-    from subscriptions import billing
 
     pm_id = _object(event).get("id")
     for method in PaymentMethod.objects.filter(gateway="stripe", gateway_id=pm_id, detached_at__isnull=True):
@@ -230,7 +228,6 @@ def mirror_default_card(account: Account, customer_id: str) -> PaymentMethod | N
     """When the customer's default card at Stripe (read now, so late or reordered events agree)
     is a card we do not know, take it through the engine as the account's payment method. A
     card we already hold is left as it is."""
-    from subscriptions import billing
 
     customer = _gateway().retrieve_customer(customer_id)
     if customer.get("deleted"):

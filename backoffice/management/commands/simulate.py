@@ -8,6 +8,9 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from backoffice.simulation import START, simulate
+from metrics.report import revenue_report
+
 
 class Command(BaseCommand):
     help = ("Fast-forward N accounts through D days on a scratch database (billing run every simulated "
@@ -25,8 +28,6 @@ class Command(BaseCommand):
             raise CommandError("--accounts and --days must be at least 1.")
         if not here:
             return self._in_scratch(accounts, days, seed)
-        from metrics.report import revenue_report
-        from subscriptions.simulation import START, simulate
 
         started = time.perf_counter()
         result = simulate(accounts, days, seed)

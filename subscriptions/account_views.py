@@ -1,15 +1,19 @@
+"""Sign-up and the property pages (`/signup/`, `/account/properties/`, URL namespace `accounts`).
+They call the engine (`billing.sign_up` puts a new account on Free; `selectors.suspension` says why
+a suspended account's properties do not track), so they live in the engine's app, above accounts."""
+
 from django.contrib import messages
 from django.contrib.auth import login
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
-from subscriptions import billing, selectors
+from accounts import services
+from accounts.auth import signup_attempt_allowed, signup_wait_minutes
+from accounts.decorators import account_required
+from accounts.forms import PropertyForm, SignUpForm
+from accounts.models import Property
 
-from . import services
-from .auth import signup_attempt_allowed, signup_wait_minutes
-from .decorators import account_required
-from .forms import PropertyForm, SignUpForm
-from .models import Property
+from . import billing, selectors
 
 
 @require_http_methods(["GET", "POST"])

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.decorators import account_required
 from invoices.gateways import GatewayError, get_gateway
+from subscriptions import billing
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,6 @@ def setup_intent_create(request):
 @require_POST
 def card_save(request):
     """The browser confirmed the SetupIntent: make its payment method the account's card."""
-    from subscriptions import billing
 
     next_page = request.POST.get("next", "")
     back = redirect("billing:plans") if next_page == "plans" else redirect("billing:payment_method")

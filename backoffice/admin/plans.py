@@ -4,9 +4,8 @@ engine, so every plan change is audited."""
 
 from django.contrib import admin
 
-from accounts.admin_base import ReadOnlyAdmin, account_ids_matching
-
-from .models import Plan
+from backoffice.admin_base import ReadOnlyAdmin, account_ids_matching
+from plans.models import Plan
 
 
 class PlanKindFilter(admin.SimpleListFilter):

@@ -13,8 +13,8 @@ def ensure_schedules() -> list[str]:
     every = [
         # (name, function, minutes between runs)
         ("billing-run", "subscriptions.tasks.scheduled_run", settings.BILLING_RUN_EVERY_MINUTES),
-        ("email-retries", "subscriptions.tasks.scheduled_email_retries", 10),  # NOT-3: failed sends again
-        ("usage-events-prune", "accounts.tasks.scheduled_usage_events_prune", 60),  # USE-1: old replay IDs
+        ("email-retries", "notifications.tasks.scheduled_email_retries", 10),  # NOT-3: failed sends again
+        ("usage-events-prune", "usage.tasks.scheduled_usage_events_prune", 60),  # USE-1: old replay IDs
     ]
     done = []
     for name, func, minutes in every:

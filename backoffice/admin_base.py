@@ -9,9 +9,9 @@ import re
 
 from django.contrib import admin
 
+from accounts.models import Account, Membership, Property, Role, normalise_email
 from core.admin_base import CappedCountPaginator, ReadOnlyMixin
-
-from .models import Account, Membership, Property, Role, normalise_email
+from invoices.models import CreditNote, Invoice
 
 INVOICE_NUMBER = re.compile(r"^\d{4}-\d{6}$")
 CREDIT_NOTE_NUMBER = re.compile(r"^CN-\d{4}-\d{6}$", re.IGNORECASE)
@@ -27,7 +27,6 @@ MATCH_LIMIT = 1000
 def account_ids_matching(term: str):
     """The accounts `term` designates: a list of primary keys when there are few (so the big table is
     searched through its account index), else a subquery; None when `term` is empty."""
-    from invoices.models import CreditNote, Invoice
 
     term = term.strip()
     if not term:

@@ -14,15 +14,13 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
-from accounts.admin_base import CREDIT_NOTE_NUMBER, INVOICE_NUMBER, BackOfficeAdmin, ReadOnlyAdmin
+from accounts.models import AuditEvent
+from backoffice.admin_base import CREDIT_NOTE_NUMBER, INVOICE_NUMBER, BackOfficeAdmin, ReadOnlyAdmin
+from backoffice.evidence import trial_evidence
 from core.admin_base import ReadOnlyInline, change_url, changelist_url, labels, link, links, when
 from core.money import format_money
-from metrics.admin_filters import FigureFilter
-from subscriptions import staff, terms
-from subscriptions.errors import BillingError
-
-from .exports import tax_csv
-from .models import (
+from invoices.exports import tax_csv
+from invoices.models import (
     CreditApplication,
     CreditNote,
     Invoice,
@@ -40,6 +38,9 @@ from .models import (
     Sequence,
     TaxRate,
 )
+from metrics.admin_filters import FigureFilter
+from subscriptions import staff, terms
+from subscriptions.errors import BillingError
 
 KINDS, STATUSES = labels(InvoiceKind), labels(InvoiceStatus)
 
@@ -327,8 +328,6 @@ class RefundRequestAdmin(BackOfficeAdmin):
 
     @admin.display(description="Records")
     def records(self, obj):
-        from accounts.models import AuditEvent
-
         return links([
             (change_url(obj.account), "Account"),
             (changelist_url(AuditEvent, account__id__exact=obj.account_id), "Audit events"),
@@ -346,8 +345,6 @@ class RefundRequestAdmin(BackOfficeAdmin):
         ]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        from accounts.admin_evidence import trial_evidence
-
         obj = self.get_object(request, object_id)
         extra = {}
         if obj is not None:

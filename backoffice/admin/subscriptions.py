@@ -8,13 +8,14 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 
-from accounts.admin_base import BackOfficeAdmin, ReadOnlyAdmin
+from backoffice.admin.accounts import AccountAdmin
+from backoffice.admin_base import BackOfficeAdmin, ReadOnlyAdmin
 from core.admin_base import change_url, changelist_url, labels, link, links, when
+from invoices.models import Invoice
 from plans.models import Cycle
 from subscriptions import pricing, staff, terms
 from subscriptions.errors import BillingError
-
-from .models import BillingRunLock, RestoreRequest, Status, Subscription
+from subscriptions.models import BillingRunLock, RestoreRequest, Status, Subscription
 
 CYCLES, STATUSES = labels(Cycle), labels(Status)
 
@@ -70,16 +71,12 @@ class SubscriptionAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Invoices")
     def invoices_link(self, obj):
-        from invoices.models import Invoice
-
         return links([(changelist_url(Invoice, subscription__id__exact=obj.pk), "Invoices of this subscription")])
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         sub = self.get_object(request, object_id)
         actions = []
         if sub is not None:
-            from accounts.admin import AccountAdmin
-
             account_admin = self.admin_site._registry[sub.account.__class__]
             if isinstance(account_admin, AccountAdmin):
                 actions = account_admin.account_actions(request, sub.account)

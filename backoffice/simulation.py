@@ -18,9 +18,9 @@ from accounts.services import AccountError, property_add
 from invoices.models import CreditNote, Invoice, InvoiceStatus, Payment, PaymentStatus, SandboxCharge
 from plans.models import Plan
 from plans.services import DEMO_CATALOG, catalog_load_file
-
-from . import billing, scheduler
-from .models import Status
+from subscriptions import billing, scheduler
+from subscriptions.models import Status
+from usage.ingest import usage_ingest
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 CARDS_OK = "pm_card_visa:{}"  # each account its own card (TRI-2 matches cards by fingerprint)
@@ -161,7 +161,6 @@ def _act(rng: random.Random, account_id: int, now: datetime, result: SimulationR
 
 def _usage(rng, account, now, seq) -> int:
     """Report today's sessions through the usage API's ingest service (USE-1)."""
-    from accounts.usage import usage_ingest
 
     props = list(account.properties.live().filter(status="active").values_list("tracking_tag", flat=True))
     if not props or rng.random() < 0.5:

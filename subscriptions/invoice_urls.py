@@ -1,6 +1,8 @@
+"""The invoice pages under /billing/ (config/urls.py); the namespace stays `invoices`."""
+
 from django.urls import path
 
-from . import views
+from . import invoice_views as views
 
 app_name = "invoices"
 urlpatterns = [

@@ -1,7 +1,0 @@
-"""django-q2 entry points of the accounts app, called by the schedules that `setup_schedules` creates."""
-
-from .usage import usage_events_prune
-
-
-def scheduled_usage_events_prune() -> str:
-    return f"{usage_events_prune()} usage event IDs past the replay window deleted"
