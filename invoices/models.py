@@ -12,7 +12,7 @@ from accounts.vat import is_eu
 from core import zones
 from core.seller import Seller, seller_record
 
-from . import tax
+from . import tax_rules
 
 MONEY = {"max_digits": 12, "decimal_places": 2}
 RATE = {"max_digits": 5, "decimal_places": 2}  # a tax rate in percent: 19.00, 25.50
@@ -43,11 +43,11 @@ class InvoiceKind(models.TextChoices):
 
 
 class TaxTreatment(models.TextChoices):
-    NONE = tax.NONE, tax.TREATMENTS[tax.NONE]  # no tax lines: a seller outside the EU (TAX-3)
-    DOMESTIC = tax.DOMESTIC, tax.TREATMENTS[tax.DOMESTIC]  # the seller's country: the seller's rate
-    EU_RATE = tax.EU_RATE, tax.TREATMENTS[tax.EU_RATE]  # another EU country, no valid VAT ID
-    REVERSE_CHARGE = tax.REVERSE_CHARGE, tax.TREATMENTS[tax.REVERSE_CHARGE]  # valid VAT ID: 0 %, Art. 196
-    EXPORT = tax.EXPORT, tax.TREATMENTS[tax.EXPORT]  # outside the EU: no VAT
+    NONE = tax_rules.NONE, tax_rules.TREATMENTS[tax_rules.NONE]  # no tax lines: a seller outside the EU (TAX-3)
+    DOMESTIC = tax_rules.DOMESTIC, tax_rules.TREATMENTS[tax_rules.DOMESTIC]  # the seller's country: the seller's rate
+    EU_RATE = tax_rules.EU_RATE, tax_rules.TREATMENTS[tax_rules.EU_RATE]  # another EU country, no valid VAT ID
+    REVERSE_CHARGE = tax_rules.REVERSE_CHARGE, tax_rules.TREATMENTS[tax_rules.REVERSE_CHARGE]  # valid VAT ID: 0 %
+    EXPORT = tax_rules.EXPORT, tax_rules.TREATMENTS[tax_rules.EXPORT]  # outside the EU: no VAT
 
 
 class TaxRate(models.Model):
@@ -64,7 +64,7 @@ class TaxRate(models.Model):
         constraints = [models.UniqueConstraint(fields=["country", "valid_from"], name="tax_rate_unique")]
 
     def __str__(self):
-        return f"{self.country} {tax.percent(self.rate)} from {self.valid_from}"
+        return f"{self.country} {tax_rules.percent(self.rate)} from {self.valid_from}"
 
 
 class Sequence(models.Model):
@@ -124,7 +124,7 @@ class IssuedDocument:
 
     @property
     def tax_label(self) -> str:
-        return f"VAT {tax.percent(self.tax_rate)}"
+        return f"VAT {tax_rules.percent(self.tax_rate)}"
 
 
 class Invoice(IssuedDocument, models.Model):

@@ -25,7 +25,7 @@ from core import sql
 from core.money import ZERO, cents
 from core.seller import seller_record
 
-from . import tax, taxes
+from . import tax_rates, tax_rules
 from .gateways import ChargeRequest, ChargeResult, GatewayError, GatewayUnavailable, RefundResult, get_gateway
 from .models import (
     CreditApplication,
@@ -88,7 +88,7 @@ def invoice_create(*, account, subscription, kind, lines: list[Line], currency: 
     configured now (the `seller` column's default) and the account's billing time zone, the calendar
     of every date it prints (INV-6). Issuing numbers and dates the draft; nothing of it changes
     after (INV-2, INV-6)."""
-    decision = taxes.decision_for(account, now)
+    decision = tax_rates.decision_for(account, now)
     taxed = _taxed(lines, decision)
     invoice = Invoice.objects.create(
         account=account, subscription=subscription, kind=kind, currency=currency,
@@ -106,9 +106,9 @@ def invoice_create(*, account, subscription, kind, lines: list[Line], currency: 
     return invoice
 
 
-def _taxed(lines: list[Line], decision: tax.TaxDecision) -> tax.Taxed:
-    inclusive = decision.charges_tax and taxes.prices_include_tax()
-    return tax.taxed([line.amount for line in lines], decision.rate, inclusive=inclusive)
+def _taxed(lines: list[Line], decision: tax_rules.TaxDecision) -> tax_rules.Taxed:
+    inclusive = decision.charges_tax and tax_rates.prices_include_tax()
+    return tax_rules.taxed([line.amount for line in lines], decision.rate, inclusive=inclusive)
 
 
 def _bill_to(account) -> dict:
@@ -117,7 +117,7 @@ def _bill_to(account) -> dict:
             "bill_to_country": str(account.country or ""), "bill_to_vat_id": account.vat_id}
 
 
-def _tax_fields(decision: tax.TaxDecision, taxed: tax.Taxed) -> dict:
+def _tax_fields(decision: tax_rules.TaxDecision, taxed: tax_rules.Taxed) -> dict:
     """The invoice's tax columns: the frozen treatment and the amounts (TAX-2)."""
     return {"tax_treatment": decision.treatment, "tax_rate": decision.rate, "tax_country": decision.country,
             "tax_vat_id": decision.vat_id, "tax_mention": decision.mention, "prices_include_tax": taxed.inclusive,
@@ -298,8 +298,8 @@ def invoices_issue_many(drafts: list[Draft], *, now, audit_actor: str) -> list[A
     if len(customers) < len({d.account_id for d in drafts}):  # not read by the caller (`issue_facts`)
         customers = {row[0]: row[1:] for row in Account.objects.filter(pk__any={d.account_id for d in drafts})
                      .values_list("id", "country", "vat_id")}
-    decisions = taxes.decisions_for(customers, now)
-    taxed_of: dict[tuple, tax.Taxed] = {}  # the batch's drafts share a few (prices, rate): each computed once
+    decisions = tax_rates.decisions_for(customers, now)
+    taxed_of: dict[tuple, tax_rules.Taxed] = {}  # the batch's drafts share a few (prices, rate): each computed once
     taxed = []
     for draft in drafts:
         decision = decisions[draft.account_id]
@@ -490,7 +490,7 @@ def credit_note_issue(*, account, invoice, kind, reason: str, now, amount: Decim
     give `amount`, what is credited or refunded with tax (a refund: the money paid back), or
     `net_amount`, a value before tax (DWN-4's unused days), to which the invoice's tax is added.
     Its treatment and rate are the invoice's, not the customer's today."""
-    net, tax_amount = tax.credit_split(invoice_net=invoice.net_amount, invoice_tax=invoice.tax_amount,
+    net, tax_amount = tax_rules.credit_split(invoice_net=invoice.net_amount, invoice_tax=invoice.tax_amount,
                                        net=net_amount, gross=amount)
     gross = net + tax_amount
     year = now.astimezone(UTC).year

@@ -13,7 +13,7 @@ from django.conf import settings
 from core.money import ZERO, format_money
 from core.words import counted
 from invoices import services as ledger
-from invoices import taxes
+from invoices import tax_rates
 from invoices.selectors import last_paid_invoice
 from plans.models import Cycle, Plan
 
@@ -54,7 +54,7 @@ def with_tax(quote: Quote, account, now) -> Quote:
     """TAX-2, PAY-3: the quote with the tax its invoice will add: a tax line with its formula (and the
     legal mention) under the lines charged now, and `amount_due` the tax-inclusive amount charged.
     Unchanged when no tax applies (a seller outside the EU)."""
-    added = taxes.quote_tax(account, [line.amount for line in quote.lines], quote.currency, now)
+    added = tax_rates.quote_tax(account, [line.amount for line in quote.lines], quote.currency, now)
     if added is None:
         return quote
     if not any(line.amount for line in quote.lines):  # nothing charged now (a trial): only what comes later
@@ -322,7 +322,7 @@ def _plan_change(sub: Subscription, plan: Plan, cycle: str, now, ahead) -> Chang
                       at_period_end=f"Renews on {_day(sub, sub.current_period_end)} at "
                                     f"{format_money(terms.period_price(plan, cycle, keep_extra), currency)}, "
                                     "less your credit.")
-        tax_note = taxes.credit_tax_note(last_paid_invoice(sub), credit.amount)  # TAX-2: reversed in proportion
+        tax_note = tax_rates.credit_tax_note(last_paid_invoice(sub), credit.amount)  # TAX-2: reversed in proportion
         if tax_note:
             quote = dataclasses.replace(quote, notes=quote.notes + (tax_note,))
         return Change("downgrade_now", quote, plan, cycle, credit=credit)

@@ -36,7 +36,7 @@ from core import events
 from core.money import ZERO
 from core.sql import update_from_values
 from invoices import services as ledger
-from invoices import taxes
+from invoices import tax_rates
 from invoices.models import Invoice, InvoiceKind, InvoiceStatus
 from plans.models import Plan
 
@@ -288,10 +288,10 @@ def receipts_next_charge(paid: list[_Renewed], now) -> list[str]:
     at = [upcoming.start - terms.renewal_lead() for upcoming in following]
     by_day: dict = {}
     for n, moment in enumerate(at):
-        by_day.setdefault(taxes.tax_day(moment), []).append(n)
+        by_day.setdefault(tax_rates.tax_day(moment), []).append(n)
     decisions = {}
     for numbers in by_day.values():
-        decisions.update(taxes.decisions_for({n: paid[n].customer for n in numbers}, at[numbers[0]]))
+        decisions.update(tax_rates.decisions_for({n: paid[n].customer for n in numbers}, at[numbers[0]]))
     sentences = []
     for n, (renewed, upcoming) in enumerate(zip(paid, following, strict=True)):
         charge = terms.next_charge_of(upcoming, credit=ZERO, at=at[n], decision=decisions[n])

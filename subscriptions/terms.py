@@ -18,7 +18,7 @@ from core import zones
 from core.money import ZERO, format_money
 from core.words import counted
 from invoices import services as ledger
-from invoices import taxes
+from invoices import tax_rates
 from invoices.models import (
     CreditNoteKind,
     Invoice,
@@ -478,7 +478,7 @@ def next_charge_of(upcoming: NextTerms, *, credit: Decimal, kind: str = "renewal
     at = at or upcoming.start - renewal_lead()
     tax, label = ZERO, ""  # TAX-2: what invoice_create will add, with the rate in force on the charge's day
     if decision is not None or upcoming.account is not None:
-        added = taxes.quote_tax_of(decision or taxes.decision_for(upcoming.account, at),
+        added = tax_rates.quote_tax_of(decision or tax_rates.decision_for(upcoming.account, at),
                                    [line.amount for line in lines], upcoming.plan.currency)
         if added is not None:
             tax, label = added.gross - subtotal, added.label

@@ -14,7 +14,7 @@ from core.models import PendingEvent
 from core.money import format_money
 from invoices import services as ledger
 from invoices.models import CreditNote, Invoice
-from invoices.taxes import EU_RATES, tax_rates_load_file
+from invoices.tax_rates import EU_RATES, tax_rates_load_file
 from notifications import facts as notification_facts
 from notifications.models import EmailLog
 from plans.models import Plan

@@ -1,5 +1,5 @@
 """Tax rules as code (TAX-2, TAX-3): who pays which rate, and the tax of each line. Pure: no ORM,
-no settings, no clock; `invoices.taxes` loads the seller, the customer and the rates in force and
+no settings, no clock; `invoices.tax_rates` loads the seller, the customer and the rates in force and
 calls these, so invoices, quotes and the billing page compute tax one way (PAY-4).
 
 Prices exclude tax unless the seller configures tax-inclusive prices. Tax is computed per line,

@@ -1,6 +1,6 @@
 """Tax as the ledger applies it (TAX-1..3): the seller from the settings, the rates in force from
 the `TaxRate` table, the customer's country and VAT ID; the rules themselves are the pure
-`invoices.tax`. Invoices (one by one and set-wise), quotes and the billing page call
+`invoices.tax_rules`. Invoices (one by one and set-wise), quotes and the billing page call
 `decision_for` / `decisions_for`, so what a customer is told is what is charged (PAY-4).
 
 The tax-rates file (country -> standard rate from a date) is loaded like the catalog: checked
@@ -20,7 +20,7 @@ from core.datafiles import json_file_read
 from core.money import format_money
 from core.seller import seller
 
-from . import tax
+from . import tax_rules
 from .models import TaxRate
 
 
@@ -42,24 +42,24 @@ def tax_active() -> bool:
     """Whether any customer can owe tax: False for the demo (a seller in the US, TAX_COLLECT=auto),
     which then never reads the rates table."""
     mode = settings.TAX_COLLECT
-    return mode != "off" and (tax.is_eu_seller(seller().country) or mode == "domestic")
+    return mode != "off" and (tax_rules.is_eu_seller(seller().country) or mode == "domestic")
 
 
-def decisions_for(customers: dict[int, tuple[str, str]], now: datetime) -> dict[int, tax.TaxDecision]:
+def decisions_for(customers: dict[int, tuple[str, str]], now: datetime) -> dict[int, tax_rules.TaxDecision]:
     """{key: decision} for many customers given as {key: (country, vat_id)}, with one read of the rates."""
     if not tax_active():
-        return {key: tax.NO_TAX for key in customers}
+        return {key: tax_rules.NO_TAX for key in customers}
     rates, seller_country, mode = rates_on(tax_day(now)), seller().country, settings.TAX_COLLECT
-    decided: dict[tuple[str, str], tax.TaxDecision] = {}  # a batch's customers share a few (country, VAT ID)
+    decided: dict[tuple[str, str], tax_rules.TaxDecision] = {}  # a batch's customers share a few (country, VAT ID)
     for country, vat_id in customers.values():
         facts = (str(country or ""), vat_id or "")
         if facts not in decided:
-            decided[facts] = tax.tax_decision(seller_country=seller_country, customer_country=facts[0],
+            decided[facts] = tax_rules.tax_decision(seller_country=seller_country, customer_country=facts[0],
                                               vat_id=facts[1], rate_of=rates.get, mode=mode)
     return {key: decided[(str(country or ""), vat_id or "")] for key, (country, vat_id) in customers.items()}
 
 
-def decision_for(account, now: datetime) -> tax.TaxDecision:
+def decision_for(account, now: datetime) -> tax_rules.TaxDecision:
     """The treatment of `account`'s invoices made at `now` (TAX-3)."""
     return decisions_for({0: (account.country, account.vat_id)}, now)[0]
 
@@ -139,7 +139,7 @@ def tax_rates_load(data) -> TaxRatesResult:
         existing = {(r.country, r.valid_from): r for r in TaxRate.objects.select_for_update()}
         for country, valid_from, rate in entries:
             row = existing.pop((country, valid_from), None)
-            label = f"{country} {tax.percent(rate)} from {valid_from}"
+            label = f"{country} {tax_rules.percent(rate)} from {valid_from}"
             if row is None:
                 TaxRate.objects.create(country=country, valid_from=valid_from, rate=rate)
                 created.append(label)
@@ -183,13 +183,14 @@ def quote_tax(account, amounts: list[Decimal], currency: str, now: datetime) -> 
     return quote_tax_of(decision_for(account, now), amounts, currency)
 
 
-def quote_tax_of(decision: tax.TaxDecision, amounts: list[Decimal], currency: str) -> QuoteTax | None:
+def quote_tax_of(decision: tax_rules.TaxDecision, amounts: list[Decimal], currency: str) -> QuoteTax | None:
     """`quote_tax` with the decision already taken (`decisions_for`, for many customers at once)."""
     if not decision.charges_tax:
         return None
     inclusive = prices_include_tax()
-    taxed = tax.taxed(amounts, decision.rate, inclusive=inclusive)
-    description, computation = tax.tax_line_text(decision, taxed.subtotal, taxed.tax, currency, inclusive=inclusive)
+    taxed = tax_rules.taxed(amounts, decision.rate, inclusive=inclusive)
+    description, computation = tax_rules.tax_line_text(decision, taxed.subtotal, taxed.tax, currency,
+                                                       inclusive=inclusive)
     if inclusive:  # the prices hold the tax: the amount due does not change; say how much of it is tax
         return QuoteTax((), taxed.tax, taxed.gross, f"Prices include {decision.label}: today {computation}.",
                         description)
@@ -204,7 +205,7 @@ def credit_tax_note(invoice, net: Decimal) -> str:
     the credit note names, reversed in proportion (`credit_note_issue` computes the same)."""
     if invoice is None or not invoice.tax_amount:
         return ""
-    net, tax_amount = tax.credit_split(invoice_net=invoice.net_amount, invoice_tax=invoice.tax_amount, net=net)
+    net, tax_amount = tax_rules.credit_split(invoice_net=invoice.net_amount, invoice_tax=invoice.tax_amount, net=net)
     money = lambda amount: format_money(amount, invoice.currency)  # noqa: E731
     return (f"The credit note also gives back the VAT of invoice {invoice.number} in proportion: {money(net)} "
             f"× {money(invoice.tax_amount)} / {money(invoice.net_amount)} = {money(tax_amount)}, so "
