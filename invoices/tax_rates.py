@@ -17,11 +17,12 @@ from django.db import transaction
 
 from accounts.countries import is_country
 from core.datafiles import json_file_read
-from core.money import format_money
+from core.money import ZERO, format_money
 from core.seller import seller
 
 from . import tax_rules
 from .models import TaxRate
+from .totals import InvoiceTotals, invoice_totals
 
 
 def rates_on(day: date) -> dict[str, Decimal]:
@@ -176,28 +177,29 @@ class QuoteTax:
     label: str  # "VAT 19 %", "VAT 0 % (reverse charge)", "included VAT 19 %"
 
 
-def quote_tax(account, amounts: list[Decimal], currency: str, now: datetime) -> QuoteTax | None:
-    """What `invoice_create` will add to lines of `amounts` for `account` at `now`, for the quote
-    (PAY-3, PAY-4: the same decision and the same per-line rounding). None: no tax lines (TAX-3).
-    A 0 % line carries the legal mention as its computation (reverse charge, export)."""
-    return quote_tax_of(decision_for(account, now), amounts, currency)
+def totals_for(decision: tax_rules.TaxDecision | None, amounts, *, credit: Decimal = ZERO) -> InvoiceTotals:
+    """`totals.invoice_totals` with the seller's setting for tax-inclusive prices: what an invoice
+    of lines of `amounts` made with `decision` (None: no tax) stores, with `credit` available,
+    and what a quote or the next charge states."""
+    return invoice_totals(amounts, decision or tax_rules.NO_TAX, prices_include_tax=prices_include_tax(),
+                          credit=credit)
 
 
-def quote_tax_of(decision: tax_rules.TaxDecision, amounts: list[Decimal], currency: str) -> QuoteTax | None:
-    """`quote_tax` with the decision already taken (`decisions_for`, for many customers at once)."""
+def quote_tax(totals: InvoiceTotals, currency: str) -> QuoteTax | None:
+    """What `invoice_create` will add to the lines of `totals`, for the quote (PAY-3, PAY-4: the
+    same decision and the same per-line rounding). None: no tax lines (TAX-3). A 0 % line carries
+    the legal mention as its computation (reverse charge, export)."""
+    decision = totals.decision
     if not decision.charges_tax:
         return None
-    inclusive = prices_include_tax()
-    taxed = tax_rules.taxed(amounts, decision.rate, inclusive=inclusive)
-    description, computation = tax_rules.tax_line_text(decision, taxed.subtotal, taxed.tax, currency,
-                                                       inclusive=inclusive)
-    if inclusive:  # the prices hold the tax: the amount due does not change; say how much of it is tax
-        return QuoteTax((), taxed.tax, taxed.gross, f"Prices include {decision.label}: today {computation}.",
+    description, computation = totals.tax_line(currency)
+    if totals.inclusive:  # the prices hold the tax: the amount due does not change; say how much of it is tax
+        return QuoteTax((), totals.tax, totals.gross, f"Prices include {decision.label}: today {computation}.",
                         description)
     if decision.mention:
         computation = f"{computation}. {decision.mention}"
     later = f"Amounts after today are before {decision.label}, which each invoice adds." if decision.rate else ""
-    return QuoteTax(((description, taxed.tax, computation),), taxed.tax, taxed.gross, later, description)
+    return QuoteTax(((description, totals.tax, computation),), totals.tax, totals.gross, later, description)
 
 
 def credit_tax_note(invoice, net: Decimal) -> str:

@@ -146,39 +146,6 @@ def line_tax(amount: Decimal, rate: Decimal, *, inclusive: bool = False) -> Deci
     return round_cents(exact)
 
 
-@dataclass(frozen=True)
-class Taxed:
-    """Lines' amounts with their tax: what an invoice stores and prints (TAX-2)."""
-
-    line_taxes: tuple[Decimal, ...]
-    subtotal: Decimal  # the lines' amounts as priced
-    tax: Decimal
-    inclusive: bool
-
-    @property
-    def net(self) -> Decimal:
-        return self.subtotal - self.tax if self.inclusive else self.subtotal
-
-    @property
-    def gross(self) -> Decimal:
-        """What the customer owes before credit: the total the gateway charges (less credit)."""
-        return self.subtotal if self.inclusive else self.subtotal + self.tax
-
-
-def taxed(amounts: list[Decimal], rate: Decimal, *, inclusive: bool = False) -> Taxed:
-    """Each line's tax, and the totals (one rate per invoice: one treatment per customer).
-
-    A first period of Advanced ($29.00) plus 2 extra properties prorated ($40.00) at 19 %:
-    tax 5.51 + 7.60 = 13.11; gross 69.00 + 13.11 = 82.11.
-
-    >>> t = taxed([Decimal("29.00"), Decimal("40.00")], Decimal("19"))
-    >>> t.line_taxes, t.subtotal, t.tax, t.gross
-    ((Decimal('5.51'), Decimal('7.60')), Decimal('69.00'), Decimal('13.11'), Decimal('82.11'))
-    """
-    line_taxes = tuple(line_tax(amount, rate, inclusive=inclusive) for amount in amounts)
-    return Taxed(line_taxes, sum(amounts, ZERO), sum(line_taxes, ZERO), inclusive)
-
-
 def credit_split(*, invoice_net: Decimal, invoice_tax: Decimal, net: Decimal | None = None,
                  gross: Decimal | None = None) -> tuple[Decimal, Decimal]:
     """(net, tax) of a credit note on an invoice, its tax reversed in proportion (TAX-2): given

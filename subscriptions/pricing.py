@@ -565,6 +565,9 @@ class Quote:
     invoice: object | None = None  # set with dataclasses.replace once applied
     next_charge: object | None = None  # the next automatic charge once applied (PAY-4), from the statement
     next_charge_text: str = ""
+    # The amounts charged now as the invoice will total them (`invoices.totals.InvoiceTotals`), set by
+    # `quotes.with_tax`; `quotes.with_credit` applies the credit to them.
+    totals: object | None = dataclasses.field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.kind not in QUOTE_KINDS:

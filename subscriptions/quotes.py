@@ -15,6 +15,7 @@ from core.words import counted
 from invoices import services as ledger
 from invoices import tax_rates
 from invoices.selectors import last_paid_invoice
+from invoices.totals import invoice_totals
 from plans.models import Cycle, Plan
 
 from . import pricing, terms
@@ -52,15 +53,19 @@ def check_expected(quote: Quote, expected_amount) -> None:
 
 def with_tax(quote: Quote, account, now) -> Quote:
     """TAX-2, PAY-3: the quote with the tax its invoice will add: a tax line with its formula (and the
-    legal mention) under the lines charged now, and `amount_due` the tax-inclusive amount charged.
-    Unchanged when no tax applies (a seller outside the EU)."""
-    added = tax_rates.quote_tax(account, [line.amount for line in quote.lines], quote.currency, now)
+    legal mention) under the lines charged now, and `amount_due` the tax-inclusive amount charged
+    (`invoices.totals`, as the invoice computes it). No tax line when no tax applies (a seller
+    outside the EU)."""
+    totals = tax_rates.totals_for(tax_rates.decision_for(account, now), [line.amount for line in quote.lines])
+    quote = dataclasses.replace(quote, totals=totals)
+    added = tax_rates.quote_tax(totals, quote.currency)
     if added is None:
         return quote
     if not any(line.amount for line in quote.lines):  # nothing charged now (a trial): only what comes later
         return dataclasses.replace(quote, at_period_end=f"{quote.at_period_end} {added.period_end}".strip())
-    return dataclasses.replace(quote, amount_due=added.gross, at_period_end=f"{quote.at_period_end} {added.period_end}"
-                               .strip(), lines=quote.lines + tuple(QuoteLine(*line) for line in added.lines))
+    return dataclasses.replace(quote, amount_due=totals.gross, at_period_end=f"{quote.at_period_end} "
+                               f"{added.period_end}".strip(), lines=quote.lines + tuple(QuoteLine(*line)
+                                                                                        for line in added.lines))
 
 
 def first_period(plan: Plan, cycle: str, now, account) -> tuple[QuoteLine, tuple]:
@@ -135,17 +140,19 @@ def plan_change(sub: Subscription, plan: Plan, cycle: str, now) -> Change:
 
 def with_credit(quote: Quote, account) -> tuple[Quote, Decimal]:
     """INV-5, PAY-3: the account's credit that the invoice charged now will use (the ledger's
-    `credit_apply` takes it, oldest note first, up to the amount with tax), as a line of the quote,
-    so "Charged now" is what the card is charged. Returns the quote and the credit it uses."""
+    `credit_apply` takes it, oldest note first, up to the amount with tax: `InvoiceTotals.with_credit`),
+    as a line of the quote, so "Charged now" is what the card is charged. Returns the quote and the
+    credit it uses."""
     if quote.amount_due <= 0:
         return quote, ZERO
     balance = credit_balance(account, quote.currency)
-    used = min(balance, quote.amount_due)
+    totals = (quote.totals or invoice_totals([quote.amount_due])).with_credit(balance)
+    used = totals.credit_applied
     if used <= 0:
         return quote, ZERO
     line = QuoteLine("Your credit", -used, f"{format_money(balance, quote.currency)} of credit on your account"
                      + ("" if used == balance else f", {format_money(used, quote.currency)} used"))
-    return dataclasses.replace(quote, amount_due=quote.amount_due - used, lines=quote.lines + (line,)), used
+    return dataclasses.replace(quote, amount_due=totals.amount_due, lines=quote.lines + (line,), totals=totals), used
 
 
 def _after_change(sub: Subscription, change: Change, now) -> Subscription:

@@ -13,7 +13,7 @@ from decimal import Decimal
 import pytest
 
 from accounts.models import Account, UsageMonth
-from invoices import services as ledger
+from invoices import batch
 from invoices.models import CreditNote, Invoice, SandboxCharge, TaxRate
 from invoices.pdf import credit_note_pdf, invoice_pdf
 from invoices.tax_rates import EU_RATES, tax_rates_load_file
@@ -162,8 +162,8 @@ def test_tax2_renewals_of_the_set_wise_run_are_taxed_like_one_by_one(case, monke
     billing.subscribe(a, "advanced", now=at("2026-04-01"))
     billing.set_extra_properties(current(a), 2, now=at("2026-04-01"))
     set_wise = []
-    issue_many = ledger.invoices_issue_many
-    monkeypatch.setattr(ledger, "invoices_issue_many", lambda drafts, **kw: set_wise.extend(drafts) or issue_many(
+    issue_many = batch.invoices_issue_many
+    monkeypatch.setattr(batch, "invoices_issue_many", lambda drafts, **kw: set_wise.extend(drafts) or issue_many(
         drafts, **kw))
     scheduler.run(now=at("2026-04-30T00:00"))
     assert len(set_wise) == 1  # renewed set-wise, not one by one
