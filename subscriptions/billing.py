@@ -39,6 +39,7 @@ from .cards import (
     payment_method_remove,
     set_payment_method,
 )
+from .changes import ChangeKind, PendingChange
 from .errors import (
     BillingError,
     InvalidChange,
@@ -177,8 +178,8 @@ def subscribe(account, plan_code: str, cycle: str = "monthly", *, actor=None, no
 def _first_period_begin(sub, plan, cycle, lines, period, *, actor, now):
     """Step 1 of the charge for a first full period (REN-4); the change applies once it is paid."""
     start, end = period
-    pending = {"action": "subscribe", "plan": plan.code, "cycle": cycle, "start": start.isoformat(),
-               "timezone": sub.account.timezone, "from_subscription": sub.pk}
+    pending = PendingChange(ChangeKind.SUBSCRIBE, plan=plan.code, cycle=cycle, start=start,
+                            timezone=sub.account.timezone, from_subscription=sub.pk)
     return charges.charge_begin(sub, kind=InvoiceKind.SUBSCRIPTION,
                                 lines=[ledger.Line.from_quote(line, start, end) for line in lines],
                                 pending=pending, currency=plan.currency, period=period, actor=actor, now=now)
@@ -199,7 +200,7 @@ def preview_change(subscription, plan_code: str, cycle: str = "monthly", *, now=
 def _plan_change_guard(sub: Subscription, change) -> None:
     """PAY-6: a plan change that leads to a charge (now, at the trial's end or at the next renewal)
     needs a way to pay; a move to Free does not. A trial has its own rule (TRI-1)."""
-    if change.mode != "start_trial" and not change.plan.is_free:
+    if change.kind != ChangeKind.START_TRIAL and not change.plan.is_free:
         payment_means_guard(sub.account, f"change to {change.plan.name}")
 
 
@@ -214,50 +215,47 @@ def change_plan(subscription, plan_code: str, cycle: str = "monthly", *, actor=N
         change = quotes.plan_change(sub, plan, cycle, now)
         _plan_change_guard(sub, change)
         quotes.check_expected(change.quote, expected_amount)
-        before = terms.snapshot(sub)
-        if change.mode == "start_trial":
+        if change.kind == ChangeKind.START_TRIAL:
             _trial_start(sub, plan, cycle, actor=actor, now=now)
             return change.quote
-        if change.mode == "trial_change":
-            from_plan = sub.plan.code
-            sub.plan, sub.cycle = plan, cycle
-            sub.scheduled_plan, sub.scheduled_cycle = None, ""
-            sub.save()
-            unpause_within_limit(sub.account, actor=actor, now=now)
-            audit(account=sub.account, actor=actor, action="trial.plan_changed", obj=sub, before=before,
-                  after=terms.snapshot(sub), now=now)
-            events.emit("subscription.trial_plan_changed", sub.account_id, now=now, subscription_id=sub.pk,
-                        from_plan=from_plan, to_plan=plan.code, trial_end=sub.trial_end.isoformat())
+        if change.kind in (ChangeKind.TRIAL_CHANGE, ChangeKind.SCHEDULE):
+            _plan_change_uncharged(sub, change, actor=actor, now=now)
             return change.quote
-        if change.mode == "schedule":
-            sub.scheduled_plan, sub.scheduled_cycle = plan, cycle
-            sub.cancel_at_period_end = False
-            sub.save()
-            audit(account=sub.account, actor=actor, action="downgrade.scheduled", obj=sub, before=before,
-                  after=terms.snapshot(sub), now=now)
-            effective = sub.trial_end if sub.status == Status.TRIALING else sub.current_period_end
-            events.emit("downgrade.scheduled", sub.account_id, now=now, subscription_id=sub.pk,
-                        from_plan=sub.plan.code, to_plan=plan.code, to_cycle=cycle, effective_at=terms.iso(effective))
-            return change.quote
-        if change.mode == "downgrade_now":
+        if change.kind == ChangeKind.DOWNGRADE_NOW:
             lifecycle.downgrade_apply_now(sub, plan, change.credit, actor=actor,
                                           reason="Immediate downgrade", now=now)
             return change.quote
-        if change.mode == "subscribe":
+        if change.kind == ChangeKind.SUBSCRIBE:
             refusal = terms.trial_refusal(sub.account) if plan.trial_days else None
             if refusal:
                 _flag_trial_abuse(sub.account, refusal[1], now=now)
             step = _first_period_begin(sub, plan, cycle, change.lines, change.period, actor=actor, now=now)
         else:
-            pending = {"action": "upgrade", "plan": plan.code, "cycle": cycle, "from_plan": sub.plan.code,
-                       "from_cycle": sub.cycle, "period_start": terms.iso(sub.current_period_start),
-                       "new_start": change.period[0].isoformat(), "timezone": sub.account.timezone,
-                       "forfeited_days": change.quote.forfeited_days}
-            step = charges.charge_begin(sub, kind=InvoiceKind.UPGRADE, lines=change.ledger_lines(), pending=pending,
-                                        currency=plan.currency, period=change.period,
-                                        notes=" ".join(change.quote.notes), actor=actor, now=now)
+            step = charges.charge_begin(sub, kind=InvoiceKind.UPGRADE, lines=change.ledger_lines(),
+                                        pending=change.pending(sub, now), currency=plan.currency,
+                                        period=change.period, notes=" ".join(change.quote.notes), actor=actor,
+                                        now=now)
     invoice = charges.charge_finish(step, actor=actor, now=now)
     return change.quote.with_invoice(invoice)
+
+
+def _plan_change_uncharged(sub: Subscription, change, *, actor, now) -> None:
+    """TRI-6 (a trial's plan switched) and DWN-1 (a change scheduled for the period's end): applied
+    at once, nothing charged. The caller holds the subscription's lock."""
+    before, from_plan = terms.snapshot(sub), sub.plan.code
+    lifecycle.change_apply(sub, change.pending(sub, now), change.plan, now=now).save()
+    if change.kind == ChangeKind.TRIAL_CHANGE:
+        unpause_within_limit(sub.account, actor=actor, now=now)
+        audit(account=sub.account, actor=actor, action="trial.plan_changed", obj=sub, before=before,
+              after=terms.snapshot(sub), now=now)
+        events.emit("subscription.trial_plan_changed", sub.account_id, now=now, subscription_id=sub.pk,
+                    from_plan=from_plan, to_plan=change.plan.code, trial_end=sub.trial_end.isoformat())
+        return
+    audit(account=sub.account, actor=actor, action="downgrade.scheduled", obj=sub, before=before,
+          after=terms.snapshot(sub), now=now)
+    effective = sub.trial_end if sub.status == Status.TRIALING else sub.current_period_end
+    events.emit("downgrade.scheduled", sub.account_id, now=now, subscription_id=sub.pk, from_plan=sub.plan.code,
+                to_plan=change.plan.code, to_cycle=change.cycle, effective_at=terms.iso(effective))
 
 
 # --- cancel and resume (CAN, TRI-4, TRI-5) ------------------------------------------------------------------
@@ -367,8 +365,8 @@ def set_extra_properties(subscription, quantity: int, *, actor=None, now=None,
         quotes.check_expected(quote, expected_amount)
         if not lines:
             before = terms.snapshot(sub)
-            sub.scheduled_extra_properties = quantity if quantity != sub.extra_properties else None
-            sub.save()
+            lifecycle.change_apply(sub, PendingChange(ChangeKind.ADD_ON_SCHEDULED, quantity=quantity), None,
+                                   now=now).save()
             audit(account=sub.account, actor=actor, action="add_on.scheduled", obj=sub, before=before,
                   after=terms.snapshot(sub), now=now)
             events.emit("add_on.changed", sub.account_id, now=now, subscription_id=sub.pk, quantity=quantity,
@@ -376,7 +374,8 @@ def set_extra_properties(subscription, quantity: int, *, actor=None, now=None,
             return quote
         period = (now, max(line.period_end for line in lines))  # PAY-4: the span the lines charge (ADD-1)
         step = charges.charge_begin(sub, kind=InvoiceKind.ADD_ON, lines=lines,
-                                    pending={"action": "add_on", "quantity": quantity}, currency=sub.plan.currency,
+                                    pending=PendingChange(ChangeKind.ADD_ON, quantity=quantity),
+                                    currency=sub.plan.currency,
                                     period=period, actor=actor, now=now)
     return quote.with_invoice(charges.charge_finish(step, actor=actor, now=now))
 
