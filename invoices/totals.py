@@ -96,4 +96,4 @@ Decimal('280.87'), Decimal('280.87'))
     inclusive = decision.charges_tax and prices_include_tax
     line_taxes = tuple(line_tax(amount, decision.rate, inclusive=inclusive) for amount in amounts)
     totals = InvoiceTotals(decision, inclusive, line_taxes, sum(amounts, ZERO), sum(line_taxes, ZERO))
-    return totals.with_credit(credit)
+    return totals.with_credit(credit) if credit else totals

@@ -51,6 +51,7 @@ class PendingChange:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", ChangeKind(self.kind))
+        object.__setattr__(self, "forfeited_days", int(self.forfeited_days or 0))
 
     @property
     def new_series(self) -> bool:
