@@ -94,6 +94,9 @@ Decimal('280.87'), Decimal('280.87'))
     """
     amounts = tuple(amounts)
     inclusive = decision.charges_tax and prices_include_tax
-    line_taxes = tuple(line_tax(amount, decision.rate, inclusive=inclusive) for amount in amounts)
+    if decision.rate:
+        line_taxes = tuple(line_tax(amount, decision.rate, inclusive=inclusive) for amount in amounts)
+    else:  # 0 % (no tax, reverse charge, export): nothing to compute, for the billing run's sake
+        line_taxes = (ZERO,) * len(amounts)
     totals = InvoiceTotals(decision, inclusive, line_taxes, sum(amounts, ZERO), sum(line_taxes, ZERO))
     return totals.with_credit(credit) if credit else totals
