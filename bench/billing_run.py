@@ -61,7 +61,7 @@ with connection.schema_editor() as editor:
             editor.create_model(model)
 from tests.bulk import make_due_subscriptions
 make_due_subscriptions({n})
-from invoices.taxes import EU_RATES, tax_rates_load_file
+from invoices.tax_rates import EU_RATES, tax_rates_load_file
 tax_rates_load_file(EU_RATES)  # for a run with SELLER_COUNTRY=DE (TAX-2: every renewal taxed at 19 %)
 if connection.vendor == "postgresql":
     with connection.cursor() as cursor:

@@ -8,11 +8,10 @@ from django.db import models
 from django.utils.timezone import now as tz_now
 
 from accounts.countries import country_name
-from accounts.vat import is_eu
-from core import zones
-from core.seller import Seller, seller_record
+from core.seller import seller_record
 
-from . import tax
+from . import tax_rules
+from .documents import IssuedDocument
 
 MONEY = {"max_digits": 12, "decimal_places": 2}
 RATE = {"max_digits": 5, "decimal_places": 2}  # a tax rate in percent: 19.00, 25.50
@@ -43,11 +42,11 @@ class InvoiceKind(models.TextChoices):
 
 
 class TaxTreatment(models.TextChoices):
-    NONE = tax.NONE, tax.TREATMENTS[tax.NONE]  # no tax lines: a seller outside the EU (TAX-3)
-    DOMESTIC = tax.DOMESTIC, tax.TREATMENTS[tax.DOMESTIC]  # the seller's country: the seller's rate
-    EU_RATE = tax.EU_RATE, tax.TREATMENTS[tax.EU_RATE]  # another EU country, no valid VAT ID
-    REVERSE_CHARGE = tax.REVERSE_CHARGE, tax.TREATMENTS[tax.REVERSE_CHARGE]  # valid VAT ID: 0 %, Art. 196
-    EXPORT = tax.EXPORT, tax.TREATMENTS[tax.EXPORT]  # outside the EU: no VAT
+    NONE = tax_rules.NONE, tax_rules.TREATMENTS[tax_rules.NONE]  # no tax lines: a seller outside the EU (TAX-3)
+    DOMESTIC = tax_rules.DOMESTIC, tax_rules.TREATMENTS[tax_rules.DOMESTIC]  # the seller's country: the seller's rate
+    EU_RATE = tax_rules.EU_RATE, tax_rules.TREATMENTS[tax_rules.EU_RATE]  # another EU country, no valid VAT ID
+    REVERSE_CHARGE = tax_rules.REVERSE_CHARGE, tax_rules.TREATMENTS[tax_rules.REVERSE_CHARGE]  # valid VAT ID: 0 %
+    EXPORT = tax_rules.EXPORT, tax_rules.TREATMENTS[tax_rules.EXPORT]  # outside the EU: no VAT
 
 
 class TaxRate(models.Model):
@@ -64,7 +63,7 @@ class TaxRate(models.Model):
         constraints = [models.UniqueConstraint(fields=["country", "valid_from"], name="tax_rate_unique")]
 
     def __str__(self):
-        return f"{self.country} {tax.percent(self.rate)} from {self.valid_from}"
+        return f"{self.country} {tax_rules.percent(self.rate)} from {self.valid_from}"
 
 
 class Sequence(models.Model):
@@ -80,51 +79,6 @@ class Sequence(models.Model):
 
     def __str__(self):
         return f"{self.series} {self.year}: last {self.last}"
-
-
-def seller_rows(who: Seller) -> list[str]:
-    """The seller's address, country by its ISO name, tax ID, registration and support address (TAX-1)."""
-    rows = [*who.address_lines]
-    if who.country:
-        rows.append(country_name(who.country))
-    if who.tax_id:
-        rows.append(f"{'VAT ID' if is_eu(who.country) else 'Tax ID'} {who.tax_id}")
-    if who.registration:
-        rows.append(who.registration)
-    if who.support_email:
-        rows.append(who.support_email)
-    return rows
-
-
-class IssuedDocument:
-    """What an invoice and a credit note show of their tax (`tax_treatment`, `tax_rate`), and the
-    facts frozen at their issue that are not amounts (INV-6): the seller (`seller`) and the calendar
-    their dates are printed on (`timezone`)."""
-
-    @property
-    def issued_by_seller(self) -> Seller:
-        """The seller as configured when the document was issued (INV-6), never the settings now."""
-        return Seller.from_record(self.seller)
-
-    @property
-    def seller_rows(self) -> list[str]:
-        """The seller's block under its name, as the page, the PDF and the admin print it."""
-        return seller_rows(self.issued_by_seller)
-
-    @property
-    def zone(self):
-        """The calendar every date of the document is printed on: the account's billing time zone at
-        issue (INV-6, D-5); a later change of the account's zone moves nothing."""
-        return zones.zone(self.timezone)
-
-    @property
-    def shows_tax(self) -> bool:
-        """Tax lines appear on the document; a seller outside the EU shows none (TAX-3)."""
-        return self.tax_treatment != TaxTreatment.NONE
-
-    @property
-    def tax_label(self) -> str:
-        return f"VAT {tax.percent(self.tax_rate)}"
 
 
 class Invoice(IssuedDocument, models.Model):

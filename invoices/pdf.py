@@ -30,7 +30,8 @@ from accounts.countries import country_name
 from core.money import format_money
 from core.seller import Seller
 
-from .models import CreditNote, Invoice, seller_rows
+from .documents import seller_rows
+from .models import CreditNote, Invoice
 from .selectors import invoice_status_line
 
 FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/dejavu"), Path("/usr/share/fonts/TTF"))

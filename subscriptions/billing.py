@@ -2,7 +2,8 @@
 buy extra properties, cancel and resume, save or remove a card, pay an open invoice now, ask for a
 refund or for forfeited days.
 The billing page calls these (docs/billing-engine.md); staff decisions are in `staff`, the
-scheduled work in `scheduler`.
+scheduled work in `scheduler`. The card on file and paying now live in `cards`, the requests staff
+decide in `requests`; both are public here under their names (`billing.set_payment_method`, ...).
 
 Every command takes `actor` (the acting user; None means the system) and `now` (D-4), runs in a
 transaction that starts with the locks it needs (`locks`), writes an audit row (ACC-3) and raises
@@ -13,7 +14,7 @@ it reads are in `terms` and `quotes`; state changes go through `lifecycle`.
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 
 from accounts import preferences
 from accounts.audit import audit
@@ -21,20 +22,24 @@ from accounts.models import AccountFlag, FlagKind
 from accounts.services import account_create, unpause_within_limit
 from core import events, zones
 from invoices import services as ledger
-from invoices.gateways import CardDeclined, GatewayError, GatewayUnavailable, get_gateway
 from invoices.models import (
     Invoice,
     InvoiceKind,
     InvoiceStatus,
     Payment,
-    PaymentMethod,
     PaymentStatus,
-    RefundRequest,
-    RefundRequestStatus,
 )
 from plans.models import Plan
 
-from . import charges, dunning, lifecycle, quotes, selectors, statement, terms
+from . import charges, lifecycle, quotes, selectors, statement, terms
+from .cards import (
+    invoice_pay_now,
+    open_invoices_pay_now,
+    payment_method_detached,
+    payment_method_remove,
+    set_payment_method,
+)
+from .changes import ChangeKind, PendingChange
 from .errors import (
     BillingError,
     InvalidChange,
@@ -45,9 +50,10 @@ from .errors import (
     PaymentPending,
     QuoteChanged,
 )
-from .locks import account_lock, account_subscription_lock, invoice_lock, invoices_lock, subscription_lock_current
-from .models import CancelReason, RestoreRequest, Status, Subscription
+from .locks import account_lock, account_subscription_lock, invoices_lock, subscription_lock_current
+from .models import CancelReason, Status, Subscription
 from .pricing import Quote
+from .requests import request_refund, request_restore_days
 
 __all__ = [
     # the commands
@@ -172,8 +178,8 @@ def subscribe(account, plan_code: str, cycle: str = "monthly", *, actor=None, no
 def _first_period_begin(sub, plan, cycle, lines, period, *, actor, now):
     """Step 1 of the charge for a first full period (REN-4); the change applies once it is paid."""
     start, end = period
-    pending = {"action": "subscribe", "plan": plan.code, "cycle": cycle, "start": start.isoformat(),
-               "timezone": sub.account.timezone, "from_subscription": sub.pk}
+    pending = PendingChange(ChangeKind.SUBSCRIBE, plan=plan.code, cycle=cycle, start=start,
+                            timezone=sub.account.timezone, from_subscription=sub.pk)
     return charges.charge_begin(sub, kind=InvoiceKind.SUBSCRIPTION,
                                 lines=[ledger.Line.from_quote(line, start, end) for line in lines],
                                 pending=pending, currency=plan.currency, period=period, actor=actor, now=now)
@@ -194,7 +200,7 @@ def preview_change(subscription, plan_code: str, cycle: str = "monthly", *, now=
 def _plan_change_guard(sub: Subscription, change) -> None:
     """PAY-6: a plan change that leads to a charge (now, at the trial's end or at the next renewal)
     needs a way to pay; a move to Free does not. A trial has its own rule (TRI-1)."""
-    if change.mode != "start_trial" and not change.plan.is_free:
+    if change.kind != ChangeKind.START_TRIAL and not change.plan.is_free:
         payment_means_guard(sub.account, f"change to {change.plan.name}")
 
 
@@ -209,50 +215,47 @@ def change_plan(subscription, plan_code: str, cycle: str = "monthly", *, actor=N
         change = quotes.plan_change(sub, plan, cycle, now)
         _plan_change_guard(sub, change)
         quotes.check_expected(change.quote, expected_amount)
-        before = terms.snapshot(sub)
-        if change.mode == "start_trial":
+        if change.kind == ChangeKind.START_TRIAL:
             _trial_start(sub, plan, cycle, actor=actor, now=now)
             return change.quote
-        if change.mode == "trial_change":
-            from_plan = sub.plan.code
-            sub.plan, sub.cycle = plan, cycle
-            sub.scheduled_plan, sub.scheduled_cycle = None, ""
-            sub.save()
-            unpause_within_limit(sub.account, actor=actor, now=now)
-            audit(account=sub.account, actor=actor, action="trial.plan_changed", obj=sub, before=before,
-                  after=terms.snapshot(sub), now=now)
-            events.emit("subscription.trial_plan_changed", sub.account_id, now=now, subscription_id=sub.pk,
-                        from_plan=from_plan, to_plan=plan.code, trial_end=sub.trial_end.isoformat())
+        if change.kind in (ChangeKind.TRIAL_CHANGE, ChangeKind.SCHEDULE):
+            _plan_change_uncharged(sub, change, actor=actor, now=now)
             return change.quote
-        if change.mode == "schedule":
-            sub.scheduled_plan, sub.scheduled_cycle = plan, cycle
-            sub.cancel_at_period_end = False
-            sub.save()
-            audit(account=sub.account, actor=actor, action="downgrade.scheduled", obj=sub, before=before,
-                  after=terms.snapshot(sub), now=now)
-            effective = sub.trial_end if sub.status == Status.TRIALING else sub.current_period_end
-            events.emit("downgrade.scheduled", sub.account_id, now=now, subscription_id=sub.pk,
-                        from_plan=sub.plan.code, to_plan=plan.code, to_cycle=cycle, effective_at=terms.iso(effective))
-            return change.quote
-        if change.mode == "downgrade_now":
+        if change.kind == ChangeKind.DOWNGRADE_NOW:
             lifecycle.downgrade_apply_now(sub, plan, change.credit, actor=actor,
                                           reason="Immediate downgrade", now=now)
             return change.quote
-        if change.mode == "subscribe":
+        if change.kind == ChangeKind.SUBSCRIBE:
             refusal = terms.trial_refusal(sub.account) if plan.trial_days else None
             if refusal:
                 _flag_trial_abuse(sub.account, refusal[1], now=now)
             step = _first_period_begin(sub, plan, cycle, change.lines, change.period, actor=actor, now=now)
         else:
-            pending = {"action": "upgrade", "plan": plan.code, "cycle": cycle, "from_plan": sub.plan.code,
-                       "from_cycle": sub.cycle, "period_start": terms.iso(sub.current_period_start),
-                       "new_start": change.period[0].isoformat(), "timezone": sub.account.timezone,
-                       "forfeited_days": change.quote.forfeited_days}
-            step = charges.charge_begin(sub, kind=InvoiceKind.UPGRADE, lines=change.ledger_lines(), pending=pending,
-                                        currency=plan.currency, period=change.period,
-                                        notes=" ".join(change.quote.notes), actor=actor, now=now)
+            step = charges.charge_begin(sub, kind=InvoiceKind.UPGRADE, lines=change.ledger_lines(),
+                                        pending=change.pending(sub, now), currency=plan.currency,
+                                        period=change.period, notes=" ".join(change.quote.notes), actor=actor,
+                                        now=now)
     invoice = charges.charge_finish(step, actor=actor, now=now)
     return change.quote.with_invoice(invoice)
+
+
+def _plan_change_uncharged(sub: Subscription, change, *, actor, now) -> None:
+    """TRI-6 (a trial's plan switched) and DWN-1 (a change scheduled for the period's end): applied
+    at once, nothing charged. The caller holds the subscription's lock."""
+    before, from_plan = terms.snapshot(sub), sub.plan.code
+    lifecycle.change_apply(sub, change.pending(sub, now), change.plan, now=now).save()
+    if change.kind == ChangeKind.TRIAL_CHANGE:
+        unpause_within_limit(sub.account, actor=actor, now=now)
+        audit(account=sub.account, actor=actor, action="trial.plan_changed", obj=sub, before=before,
+              after=terms.snapshot(sub), now=now)
+        events.emit("subscription.trial_plan_changed", sub.account_id, now=now, subscription_id=sub.pk,
+                    from_plan=from_plan, to_plan=change.plan.code, trial_end=sub.trial_end.isoformat())
+        return
+    audit(account=sub.account, actor=actor, action="downgrade.scheduled", obj=sub, before=before,
+          after=terms.snapshot(sub), now=now)
+    effective = sub.trial_end if sub.status == Status.TRIALING else sub.current_period_end
+    events.emit("downgrade.scheduled", sub.account_id, now=now, subscription_id=sub.pk, from_plan=sub.plan.code,
+                to_plan=change.plan.code, to_cycle=change.cycle, effective_at=terms.iso(effective))
 
 
 # --- cancel and resume (CAN, TRI-4, TRI-5) ------------------------------------------------------------------
@@ -362,8 +365,8 @@ def set_extra_properties(subscription, quantity: int, *, actor=None, now=None,
         quotes.check_expected(quote, expected_amount)
         if not lines:
             before = terms.snapshot(sub)
-            sub.scheduled_extra_properties = quantity if quantity != sub.extra_properties else None
-            sub.save()
+            lifecycle.change_apply(sub, PendingChange(ChangeKind.ADD_ON_SCHEDULED, quantity=quantity), None,
+                                   now=now).save()
             audit(account=sub.account, actor=actor, action="add_on.scheduled", obj=sub, before=before,
                   after=terms.snapshot(sub), now=now)
             events.emit("add_on.changed", sub.account_id, now=now, subscription_id=sub.pk, quantity=quantity,
@@ -371,7 +374,8 @@ def set_extra_properties(subscription, quantity: int, *, actor=None, now=None,
             return quote
         period = (now, max(line.period_end for line in lines))  # PAY-4: the span the lines charge (ADD-1)
         step = charges.charge_begin(sub, kind=InvoiceKind.ADD_ON, lines=lines,
-                                    pending={"action": "add_on", "quantity": quantity}, currency=sub.plan.currency,
+                                    pending=PendingChange(ChangeKind.ADD_ON, quantity=quantity),
+                                    currency=sub.plan.currency,
                                     period=period, actor=actor, now=now)
     return quote.with_invoice(charges.charge_finish(step, actor=actor, now=now))
 
@@ -408,183 +412,3 @@ def set_billing_zone(account, zone_name: str, *, actor=None, now=None) -> ZoneCh
             account, zone_name, actor=actor, now=now,
             reason=f"periods from {terms.iso(effective_at)} follow it" if effective_at else "")
         return ZoneChange(account, effective_at)
-
-
-# --- payment methods (PAY-1, DUN-3, DUN-4) -----------------------------------------------------------------
-
-
-def set_payment_method(account, token: str, *, actor=None, now=None) -> PaymentMethod:
-    """Attach a card from a gateway token and make it the default (PAY-1). While past due the
-    open invoice is retried at once (DUN-4); after a suspension for non-payment a full new period
-    is charged from today (DUN-3). A decline of that retry keeps the new card and raises."""
-    now = terms.clock(now)
-    token = (token or "").strip()
-    if not token:
-        raise InvalidChange("Enter a payment method token.")
-    gateway = get_gateway()
-    try:
-        customer_id = gateway.ensure_customer(account)
-        details = gateway.attach(customer_id, token)
-    except CardDeclined as exc:
-        raise PaymentDeclined(str(exc), exc.code) from None
-    except GatewayUnavailable:
-        raise BillingError("The payment provider did not answer. Nothing was changed; please try again.") from None
-    except GatewayError as exc:
-        raise BillingError(str(exc)) from None
-    with transaction.atomic():
-        account = account_lock(account.pk)
-        if account.gateway_customer_id != customer_id:
-            account.gateway_customer_id = customer_id
-            account.save(update_fields=["gateway_customer_id"])
-        old = list(PaymentMethod.objects.filter(account=account, is_default=True))
-        PaymentMethod.objects.filter(account=account, is_default=True).update(is_default=False)
-        # The same card saved twice (the card form and a webhook racing) is one row, made the default.
-        card = {"brand": details.brand, "last4": details.last4, "exp_month": details.exp_month,
-                "exp_year": details.exp_year, "fingerprint": details.fingerprint, "is_default": True}
-        method, _created = PaymentMethod.objects.update_or_create(
-            account=account, gateway=gateway.name, gateway_id=details.gateway_id,
-            defaults={**card, "detached_at": None}, create_defaults={**card, "created_at": now},
-        )
-        audit(account=account, actor=actor, action="payment_method.set", obj=method,
-              before={"default": str(old[0]) if old else None}, after={"default": str(method)}, now=now)
-    dunning.collect_after_new_payment_method(account, actor=actor, now=now)
-    return method
-
-
-def payment_method_detached(account, gateway_id: str, *, now=None) -> None:
-    """A card removed at the gateway. Never a cancellation (CAN-1): renewals will fail into dunning."""
-    now = terms.clock(now)
-    with transaction.atomic():
-        account_lock(account.pk)
-        for method in PaymentMethod.objects.filter(account=account, gateway_id=gateway_id, detached_at__isnull=True):
-            method.detached_at, method.is_default = now, False
-            method.save(update_fields=["detached_at", "is_default"])
-            audit(account=account, actor=None, action="payment_method.detached", obj=method, now=now)
-
-
-def payment_method_remove(account, *, actor=None, now=None) -> PaymentMethod:
-    """PAY-5: the owner (or billing role) removes the card on file, unless a paid subscription
-    needs it (`selectors.card_removal_refusal`: a trial that converts, a renewal, money owed, an
-    overage invoice to come), then NotEligible says why. Removing a card is never a cancellation
-    (CAN-1). The card stops being used when this commits, then it is detached at the gateway,
-    outside any transaction; if the gateway does not do it, the card is put back as it was and
-    nothing changed (a detach that did happen despite a lost answer is caught by Stripe's
-    `payment_method.detached` webhook and by `reconcile_payments`). Audited (ACC-3)."""
-    now = terms.clock(now)
-    with transaction.atomic():
-        sub = account_subscription_lock(account)
-        account = sub.account
-        method = ledger.default_payment_method(account)
-        if method is None:
-            raise InvalidChange("There is no card on file to remove.")
-        refusal = selectors.card_removal_refusal(account, now)
-        if refusal:
-            raise NotEligible(refusal)
-        method.detached_at, method.is_default = now, False
-        method.save(update_fields=["detached_at", "is_default"])
-        audit(account=account, actor=actor, action="payment_method.removed", obj=method,
-              before={"default": str(method)}, after={"default": None}, now=now)
-    try:
-        get_gateway(method.gateway).detach(method.gateway_id)
-    except GatewayError as exc:
-        with transaction.atomic():
-            account_lock(account.pk)
-            still_none = ledger.default_payment_method(account) is None
-            if still_none and PaymentMethod.objects.filter(pk=method.pk, detached_at=now).update(
-                    detached_at=None, is_default=True):
-                audit(account=account, actor=actor, action="payment_method.remove_failed", obj=method,
-                      after={"default": str(method)}, reason=str(exc)[:300], now=now)
-        if isinstance(exc, GatewayUnavailable):
-            raise BillingError("The payment provider did not answer, so your card is still on file. Please try "
-                               "again.") from None
-        raise BillingError(f"The payment provider did not remove the card: {exc} Your card is still on file.") \
-            from None
-    return method
-
-
-# --- paying an open invoice now (PAY-5) ------------------------------------------------------------------
-
-
-def invoice_pay_now(invoice, *, actor=None, now=None) -> Invoice:
-    """PAY-5: pay an open invoice now with the card on file, without saving the card again. The
-    three steps of every charge (PAY-2): under the invoice's locks the attempt is recorded as the
-    subscription's charge in flight and committed; the gateway is called outside any transaction;
-    `charges.payment_settle` records the outcome once. Paid: past due ends when nothing else is
-    open (DUN-4's outcome) and the receipt goes out. Declined: PaymentDeclined with the bank's
-    reason; the invoice stays open and the dunning schedule is the run's, unchanged. A second
-    click while the first attempt is in flight, or on a paid invoice, is refused with the reason
-    (`selectors.pay_now_refusal`), so nothing is charged twice. While the account is suspended
-    for non-payment the old renewal is not charged: a new card pays a new period (DUN-3)."""
-    now = terms.clock(now)
-    with transaction.atomic():
-        invoice = invoice_lock(invoice.pk)
-        if not invoice.is_issued:
-            raise InvalidChange("This invoice does not exist.")
-        refusal = selectors.pay_now_refusal(invoice)
-        if refusal:
-            raise NotEligible(refusal)
-        payment = ledger.payment_begin(invoice, ledger.default_payment_method(invoice.account), now=now)
-        if invoice.subscription_id is not None:  # locked by invoice_lock
-            Subscription.objects.filter(pk=invoice.subscription_id).update(charge_in_flight=payment, updated_at=now)
-        audit(account=invoice.account, actor=actor, action="invoice.pay_now", obj=invoice,
-              after={"number": invoice.number, "amount": str(payment.amount), "payment": payment.idempotency_key},
-              now=now)
-    return charges.payment_settle(payment, ledger.payment_send(payment), actor=actor, now=now)
-
-
-def open_invoices_pay_now(account, *, actor=None, now=None) -> list[Invoice]:
-    """PAY-5 from the past-due banner: pay every open invoice, oldest first, with the card on file
-    (`invoice_pay_now` each). Stops at the first decline, which is raised; returns those paid."""
-    now = terms.clock(now)
-    invoices = list(Invoice.objects.filter(account=account, status=InvoiceStatus.OPEN, number__isnull=False)
-                    .order_by("issued_at", "id"))
-    if not invoices:
-        raise InvalidChange("Nothing is owed: your invoices are paid.")
-    return [invoice_pay_now(invoice, actor=actor, now=now) for invoice in invoices]
-
-
-# --- requests staff decide (REF-2, REF-3, UPG-3) -----------------------------------------------------------
-
-
-def request_refund(invoice, *, message: str = "", actor=None, now=None) -> RefundRequest:
-    """The owner asks for the trial-conversion charge back (REF-2). An ineligible request is kept,
-    refused at once with its reason (REF-3), and NotEligible is raised with that reason."""
-    now = terms.clock(now)
-    with transaction.atomic():
-        invoice = invoice_lock(invoice.pk)
-        refusal = terms.refund_refusal(invoice, now)
-        request = RefundRequest.objects.create(
-            account=invoice.account, invoice=invoice, message=(message or "").strip()[:5000], requested_by=actor,
-            requested_at=now, status=RefundRequestStatus.REFUSED if refusal else RefundRequestStatus.PENDING,
-            refusal_reason=refusal or "",
-        )
-        audit(account=invoice.account, actor=actor, action="refund.refused" if refusal else "refund.requested",
-              obj=request, after={"invoice": invoice.number, "amount": str(invoice.total), "status": request.status},
-              reason=refusal or request.message, now=now)
-    if refusal:  # raised after the commit: the refused request stays on record
-        exc = NotEligible(refusal)
-        exc.refund_request = request
-        raise exc
-    return request
-
-
-def request_restore_days(subscription, *, actor=None, now=None) -> RestoreRequest:
-    """UPG-3: the owner asks for the forfeited monthly days; staff decide (staff.decide_restore)."""
-    now = terms.clock(now)
-    try:
-        with transaction.atomic():
-            sub = subscription_lock_current(subscription)
-            refusal = terms.restore_refusal(sub, now)
-            if refusal:
-                raise NotEligible(refusal)
-            invoice = terms.upgrade_invoice(sub)
-            request = RestoreRequest.objects.create(
-                subscription=sub, invoice=invoice, days=int(invoice.pending_change["forfeited_days"]),
-                upgraded_on=terms.upgraded_on(sub, invoice), requested_at=now, requested_by=actor,
-            )
-            audit(account=sub.account, actor=actor, action="restore.requested", obj=request,
-                  after={"days": request.days, "invoice": invoice.number, "status": request.status}, now=now)
-            return request
-    except IntegrityError:  # a concurrent request for the same upgrade won
-        raise NotEligible("You already asked for these days.") from None
-

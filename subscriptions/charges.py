@@ -5,6 +5,7 @@ not known yet is settled with the gateway before anything else is tried (`paymen
 `refunds_settle_unknown`, both run by the billing run and by `reconcile_payments`).
 """
 
+import dataclasses
 import logging
 from datetime import timedelta
 from decimal import Decimal
@@ -20,6 +21,7 @@ from invoices.gateways import ChargeResult, RefundResult
 from invoices.models import Invoice, InvoiceKind, InvoiceStatus, Payment, PaymentStatus, Refund, RefundStatus
 
 from . import lifecycle
+from .changes import PendingChange
 from .errors import InvalidChange, NotEligible, PaymentDeclined, PaymentPending
 from .locks import payment_lock
 
@@ -32,10 +34,10 @@ IMMEDIATE_KINDS = {InvoiceKind.UPGRADE, InvoiceKind.SUBSCRIPTION, InvoiceKind.AD
 # --- immediate charges: a change the customer asked for (UPG-4, PAY-2) -------------------------------
 
 
-def charge_begin(sub, *, kind, lines, pending, currency, period, notes="", actor, now):
+def charge_begin(sub, *, kind, lines, pending: PendingChange, currency, period, notes="", actor, now):
     """Step 1 inside the caller's transaction (which holds the subscription's lock): a draft invoice
-    and an `unknown` payment, committed before the gateway is called. Returns the Payment, or the
-    paid Invoice when nothing is due (INV-5)."""
+    holding `pending`, the change its payment applies, and an `unknown` payment, committed before
+    the gateway is called. Returns the Payment, or the paid Invoice when nothing is due (INV-5)."""
     if sub.charge_in_flight_id:
         payment = Payment.objects.get(pk=sub.charge_in_flight_id)
         if payment.status == PaymentStatus.UNKNOWN:
@@ -44,7 +46,8 @@ def charge_begin(sub, *, kind, lines, pending, currency, period, notes="", actor
     method = ledger.default_payment_method(sub.account)
     invoice = ledger.invoice_create(account=sub.account, subscription=sub, kind=kind, lines=lines,
                                     currency=currency, now=now, period_start=period[0], period_end=period[1],
-                                    notes=notes, pending_change={**pending, "actor_id": getattr(actor, "pk", None)})
+                                    notes=notes, pending_change=dataclasses.replace(
+                                        pending, actor_id=getattr(actor, "pk", None)).to_json())
     if invoice.amount_due <= 0:  # INV-5: covered by credit (or free): paid without a charge
         ledger.invoice_issue(invoice, now=now)
         lifecycle.paid_change_apply(invoice, actor=actor, now=now)

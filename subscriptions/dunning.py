@@ -9,6 +9,7 @@ from invoices import services as ledger
 from invoices.models import Invoice, InvoiceKind, InvoiceStatus, Payment, PaymentStatus
 
 from . import charges, lifecycle, terms
+from .changes import ChangeKind, PendingChange
 from .errors import PaymentDeclined
 from .locks import invoices_lock, subscription_claim, subscription_lock
 from .models import Status, Subscription
@@ -83,8 +84,8 @@ def collect_after_new_payment_method(account, *, actor, now) -> None:
             lifecycle.renewals_void_open(locked, now=now)
             new = terms.reactivation_terms(locked, now)
             step = charges.charge_begin(locked, kind=InvoiceKind.REACTIVATION, lines=new.lines(),
-                                        pending={"action": "reactivate", "start": new.start.isoformat(),
-                                                 "timezone": new.timezone},
+                                        pending=PendingChange(ChangeKind.REACTIVATE, start=new.start,
+                                                              timezone=new.timezone),
                                         currency=new.plan.currency, period=(new.start, new.end), actor=actor,
                                         now=now)
         charges.charge_finish(step, actor=actor, now=now)

@@ -23,6 +23,7 @@ from invoices.selectors import last_paid_invoice
 from plans.models import Plan
 
 from . import pricing, terms
+from .changes import CHARGED, ChangeKind, PendingChange
 from .errors import InvalidChange
 from .locks import invoices_lock, refund_request_lock
 from .models import Status, Subscription
@@ -178,19 +179,17 @@ def trial_start(sub: Subscription, plan: Plan, cycle: str, *, actor, now) -> Sub
     """TRI-1: a free trial of `plan` replaces `sub` (Free, or an ended subscription). The caller
     checked the eligibility (TRI-2) and holds the account's lock."""
     account = sub.account
-    trial_end = terms.trial_end_at(account, plan, now)
     before = terms.snapshot(sub)
     subscription_end(sub, now)
-    new = subscription_create(account, plan, Status.TRIALING, now=now, cycle=cycle, trial_start=now,
-                              trial_end=trial_end, current_period_start=now, current_period_end=trial_end,
-                              current_price=ZERO)
+    new = change_apply(sub, PendingChange(ChangeKind.START_TRIAL, plan.code, cycle, start=now), plan, now=now)
+    new.save()
     account.trial_used_at = now
     account.save(update_fields=["trial_used_at"])
     unpause_within_limit(account, actor=actor, now=now)
     audit(account=account, actor=actor, action="trial.started", obj=new, before=before, after=terms.snapshot(new),
           now=now)
     events.emit("trial.started", account.pk, now=now, subscription_id=new.pk, plan=plan.code,
-                trial_end=trial_end.isoformat())
+                trial_end=new.trial_end.isoformat())
     return new
 
 
@@ -318,84 +317,130 @@ def dunning_abandon(sub: Subscription, now, *, action: str) -> None:
 # --- what a paid charge changes (UPG, ADD-1, REN-4, DUN-3) ----------------------------------------
 
 
-def quoted_zone(change: dict) -> str:
+def quoted_zone(change: PendingChange) -> str:
     """The zone a charged change's new period was computed on when it was quoted and invoiced, so
     that the period applied is the one the invoice states (PAY-4). A change recorded before the
     billing calendar followed the account's zone (issue 15) was computed on UTC's."""
-    return change.get("timezone") or zones.DEFAULT
+    return change.timezone or zones.DEFAULT
+
+
+def change_apply(sub: Subscription, change: PendingChange, plan: Plan | None, *, now) -> Subscription:
+    """The subscription as `change` leaves it (`plan`: the plan it names); saves nothing. Written on
+    `sub`, or, for a change that starts a new subscription (a trial, a first paid period), on a new
+    unsaved one that is returned. A quote passes an unsaved copy, "what the change would leave",
+    whose next charge it states (PAY-4); the engine saves what it returns, so both read one rule."""
+    kind = change.kind
+    if kind in (ChangeKind.START_TRIAL, ChangeKind.SUBSCRIBE):
+        new = Subscription(account=sub.account, plan=plan, cycle=change.cycle, created_at=now, current_price=ZERO,
+                           timezone=sub.account.timezone)
+        if kind == ChangeKind.START_TRIAL:  # TRI-1: the trial is the first period
+            new.trial_start = new.current_period_start = change.start or now
+            new.trial_end = new.current_period_end = terms.trial_end_at(sub.account, plan, new.trial_start)
+            subscription_status_set(new, Status.TRIALING)
+            return new
+        _series_start(new, change, change.cycle)  # REN-4, UPG-6
+        new.current_price = terms.plan_price(plan, change.cycle)
+        subscription_status_set(new, Status.ACTIVE)
+        return new
+    if kind == ChangeKind.TRIAL_CHANGE:  # TRI-6: the end date is kept
+        sub.plan, sub.cycle, sub.scheduled_plan, sub.scheduled_cycle = plan, change.cycle, None, ""
+    elif kind == ChangeKind.SCHEDULE:  # DWN-1: from the period's end; it replaces a cancellation
+        sub.scheduled_plan, sub.scheduled_cycle, sub.cancel_at_period_end = plan, change.cycle, False
+    elif kind == ChangeKind.DOWNGRADE_NOW:  # DWN-4
+        sub.plan, sub.current_price = plan, plan.price_for(sub.cycle) or ZERO
+        sub.scheduled_plan, sub.scheduled_cycle = None, ""
+        if plan.extra_property_monthly is None:
+            sub.extra_properties, sub.scheduled_extra_properties = 0, None  # ADD-3
+    elif kind == ChangeKind.UPGRADE:
+        if change.new_series:  # UPG-3: a new yearly period from the payment date
+            _series_start(sub, change, change.cycle)
+            sub.cycle = change.cycle
+        sub.plan = plan
+        sub.current_price = terms.plan_price(plan, sub.cycle)
+        # UPG-5: an upgrade clears a scheduled downgrade or cancellation.
+        sub.scheduled_plan, sub.scheduled_cycle, sub.cancel_at_period_end = None, "", False
+    elif kind == ChangeKind.ADD_ON:  # ADD-1: at once
+        sub.extra_properties, sub.scheduled_extra_properties = change.quantity, None
+    elif kind == ChangeKind.ADD_ON_SCHEDULED:  # ADD-2: from the period end
+        sub.scheduled_extra_properties = change.quantity if change.quantity != sub.extra_properties else None
+    elif kind == ChangeKind.REACTIVATE:  # DUN-3: a full new period from the payment date
+        subscription_status_set(sub, Status.ACTIVE)
+        _series_start(sub, change, sub.cycle)
+        sub.current_price = terms.plan_price(sub.plan, sub.cycle)
+        sub.past_due_since, sub.retry_count, sub.next_retry_at = None, 0, None
+    return sub
+
+
+def _series_start(sub: Subscription, change: PendingChange, cycle: str) -> None:
+    """A new series of periods from `change.start`, on the calendar it was quoted on (PAY-4, D-5)."""
+    sub.timezone, sub.next_timezone = quoted_zone(change), ""
+    sub.anchor_at, sub.period_index = change.start, 0
+    sub.current_period_start, sub.current_period_end = pricing.period_bounds(change.start, cycle, 0, sub.zone)
 
 
 def paid_change_apply(invoice: Invoice, *, actor, now) -> None:
     """Make the change an immediate charge paid for real. Called once, inside the transaction that
     records the payment, with the subscription locked."""
-    change = invoice.pending_change or {}
-    action = change.get("action")
-    sub = Subscription.objects.select_related("plan", "account", "scheduled_plan").get(pk=invoice.subscription_id)
-    account = sub.account
-    before = terms.snapshot(sub)
-    if action == "subscribe":  # REN-4 / UPG-6: the first period starts on the payment date
-        plan = Plan.objects.get(code=change["plan"])
-        timezone_name = quoted_zone(change)
-        start, end = pricing.period_bounds(datetime.fromisoformat(change["start"]), change["cycle"], 0,
-                                           zones.zone(timezone_name))
-        subscription_end(sub, now)
-        new = subscription_create(account, plan, Status.ACTIVE, now=now, cycle=change["cycle"], anchor_at=start,
-                                  timezone=timezone_name,
-                                  period_index=0, current_period_start=start, current_period_end=end,
-                                  current_price=terms.plan_price(plan, change["cycle"]))
-        Invoice.objects.filter(pk=invoice.pk).update(subscription=new)
-        unpause_within_limit(account, actor=actor, now=now)
-        audit(account=account, actor=actor, action="subscription.started", obj=new, before=before,
-              after=terms.snapshot(new), now=now)
-        events.emit("subscription.started", account.pk, now=now, subscription_id=new.pk, plan=plan.code,
-                    cycle=new.cycle, invoice_id=invoice.pk, amount=str(invoice.total))
-    elif action == "upgrade":
-        plan = Plan.objects.get(code=change["plan"])
-        from_plan = sub.plan.code
-        if change["cycle"] != change["from_cycle"]:  # UPG-3: a new yearly period from today
-            start = datetime.fromisoformat(change["new_start"])
-            sub.timezone, sub.next_timezone = quoted_zone(change), ""
-            sub.anchor_at, sub.period_index = start, 0
-            sub.current_period_start, sub.current_period_end = pricing.period_bounds(start, change["cycle"], 0,
-                                                                                     sub.zone)
-            sub.cycle = change["cycle"]
-        sub.plan = plan
-        sub.current_price = terms.plan_price(plan, sub.cycle)
-        # UPG-5: an upgrade clears a scheduled downgrade or cancellation.
-        sub.scheduled_plan, sub.scheduled_cycle, sub.cancel_at_period_end = None, "", False
-        sub.save()
-        unpause_within_limit(account, actor=actor, now=now)
-        audit(account=account, actor=actor, action="subscription.upgraded", obj=sub, before=before,
-              after=terms.snapshot(sub), now=now)
-        events.emit("subscription.upgraded", account.pk, now=now, subscription_id=sub.pk, from_plan=from_plan,
-                    to_plan=plan.code, cycle=sub.cycle, invoice_id=invoice.pk, amount=str(invoice.total))
-    elif action == "add_on":
-        sub.extra_properties = change["quantity"]
-        sub.scheduled_extra_properties = None
-        sub.save()
-        unpause_within_limit(account, actor=actor, now=now)
-        audit(account=account, actor=actor, action="add_on.changed", obj=sub, before=before,
-              after=terms.snapshot(sub), now=now)
-        events.emit("add_on.changed", account.pk, now=now, subscription_id=sub.pk, quantity=sub.extra_properties,
-                    invoice_id=invoice.pk, amount=str(invoice.total), effective_at=now.isoformat())
-    elif action == "reactivate":  # DUN-3: a full new period from the payment date
-        start = datetime.fromisoformat(change["start"])
-        subscription_status_set(sub, Status.ACTIVE)
-        sub.timezone, sub.next_timezone = quoted_zone(change), ""
-        sub.anchor_at, sub.period_index = start, 0
-        sub.current_period_start, sub.current_period_end = pricing.period_bounds(start, sub.cycle, 0, sub.zone)
-        sub.current_price = terms.plan_price(sub.plan, sub.cycle)
-        sub.past_due_since, sub.retry_count, sub.next_retry_at = None, 0, None
-        sub.save()
-        audit(account=account, actor=actor, action="subscription.reactivated", obj=sub, before=before,
-              after=terms.snapshot(sub), now=now)
-        account_lift_if(account, SuspensionReason.NON_PAYMENT, f"Paid invoice {invoice.number}", actor=actor,
-                        now=now)
-        # The receipt (payment.succeeded) is announced by charges.payment_settle, once.
-    else:
+    try:
+        change = PendingChange.from_json(invoice.pending_change)
+    except ValueError:
+        change = None
+    if change is None or change.kind not in CHARGED:
+        action = (invoice.pending_change or {}).get("action")
         raise InvalidChange(f"Unknown pending change {action!r} on invoice {invoice.pk}.")
+    sub = Subscription.objects.select_related("plan", "account", "scheduled_plan").get(pk=invoice.subscription_id)
+    before = terms.snapshot(sub)
+    plan = Plan.objects.get(code=change.plan) if change.plan else None
+    PAID_APPLIED[change.kind](sub, change, plan, invoice, before, actor=actor, now=now)
     if invoice.total > 0:
         refund_requests_close(invoice, now=now)
+
+
+def _paid_subscribe(sub, change, plan, invoice, before, *, actor, now) -> None:
+    """REN-4 / UPG-6: the first period starts on the payment date."""
+    account = sub.account
+    subscription_end(sub, now)
+    new = change_apply(sub, change, plan, now=now)
+    new.save()
+    Invoice.objects.filter(pk=invoice.pk).update(subscription=new)
+    unpause_within_limit(account, actor=actor, now=now)
+    audit(account=account, actor=actor, action="subscription.started", obj=new, before=before,
+          after=terms.snapshot(new), now=now)
+    events.emit("subscription.started", account.pk, now=now, subscription_id=new.pk, plan=plan.code,
+                cycle=new.cycle, invoice_id=invoice.pk, amount=str(invoice.total))
+
+
+def _paid_upgrade(sub, change, plan, invoice, before, *, actor, now) -> None:
+    from_plan = sub.plan.code
+    change_apply(sub, change, plan, now=now).save()
+    unpause_within_limit(sub.account, actor=actor, now=now)
+    audit(account=sub.account, actor=actor, action="subscription.upgraded", obj=sub, before=before,
+          after=terms.snapshot(sub), now=now)
+    events.emit("subscription.upgraded", sub.account_id, now=now, subscription_id=sub.pk, from_plan=from_plan,
+                to_plan=plan.code, cycle=sub.cycle, invoice_id=invoice.pk, amount=str(invoice.total))
+
+
+def _paid_add_on(sub, change, plan, invoice, before, *, actor, now) -> None:
+    change_apply(sub, change, plan, now=now).save()
+    unpause_within_limit(sub.account, actor=actor, now=now)
+    audit(account=sub.account, actor=actor, action="add_on.changed", obj=sub, before=before,
+          after=terms.snapshot(sub), now=now)
+    events.emit("add_on.changed", sub.account_id, now=now, subscription_id=sub.pk, quantity=sub.extra_properties,
+                invoice_id=invoice.pk, amount=str(invoice.total), effective_at=now.isoformat())
+
+
+def _paid_reactivate(sub, change, plan, invoice, before, *, actor, now) -> None:
+    """DUN-3: the receipt (payment.succeeded) is announced by charges.payment_settle, once."""
+    change_apply(sub, change, plan, now=now).save()
+    audit(account=sub.account, actor=actor, action="subscription.reactivated", obj=sub, before=before,
+          after=terms.snapshot(sub), now=now)
+    account_lift_if(sub.account, SuspensionReason.NON_PAYMENT, f"Paid invoice {invoice.number}", actor=actor,
+                    now=now)
+
+
+# What a paid charge applies, by kind (`changes.CHARGED`).
+PAID_APPLIED = {ChangeKind.SUBSCRIBE: _paid_subscribe, ChangeKind.UPGRADE: _paid_upgrade,
+                ChangeKind.ADD_ON: _paid_add_on, ChangeKind.REACTIVATE: _paid_reactivate}
 
 
 def refund_requests_close(invoice: Invoice, *, now) -> None:
@@ -444,12 +489,7 @@ def downgrade_apply_now(sub: Subscription, plan: Plan, credit, *, actor, reason:
               after={"number": note.number, "amount": str(note.amount)}, reason=reason, now=now)
         events.emit("credit_note.issued", sub.account_id, now=now, credit_note_id=note.pk,
                     amount=str(note.amount), reason=note.reason)
-    sub.plan = plan
-    sub.current_price = plan.price_for(sub.cycle) or ZERO
-    sub.scheduled_plan, sub.scheduled_cycle = None, ""
-    if plan.extra_property_monthly is None:
-        sub.extra_properties, sub.scheduled_extra_properties = 0, None  # ADD-3
-    sub.save()
+    change_apply(sub, PendingChange(ChangeKind.DOWNGRADE_NOW, plan.code), plan, now=now).save()
     paused = pause_excess(sub.account, sub.property_limit, now=now)
     audit(account=sub.account, actor=actor, action="downgrade.applied", obj=sub, before=before,
           after=terms.snapshot(sub), reason=reason, now=now)

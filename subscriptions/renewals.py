@@ -35,8 +35,8 @@ from accounts.services import pause_excess
 from core import events
 from core.money import ZERO
 from core.sql import update_from_values
+from invoices import batch, tax_rates
 from invoices import services as ledger
-from invoices import taxes
 from invoices.models import Invoice, InvoiceKind, InvoiceStatus
 from plans.models import Plan
 
@@ -250,7 +250,7 @@ def _issue(ids, now):
             for sub in subs}
         keys = {sub.pk: terms.renewal_key_of(sub.pk, upcoming[sub.pk].start) for sub in subs}
         # Already invoiced (REN-3), credit (DWN-4), the card (DUN-1), tax details: one read for the batch.
-        facts = dict(zip((sub.pk for sub in subs), ledger.issue_facts([(sub.account_id, keys[sub.pk]) for sub in subs]),
+        facts = dict(zip((sub.pk for sub in subs), batch.issue_facts([(sub.account_id, keys[sub.pk]) for sub in subs]),
                          strict=True))
         done_before = [sub.pk for sub in subs if facts[sub.pk].invoiced]
         drafts, plain, renewed, one_by_one = [], [], [], []
@@ -267,14 +267,14 @@ def _issue(ids, now):
             plain.append(sub.pk)
             renewed.append(_Renewed(nxt, Account(pk=sub.account_id, timezone=sub.account_timezone),
                                     (fact.country, fact.vat_id)))
-            drafts.append(ledger.Draft(sub.account_id, sub.pk, InvoiceKind.RENEWAL, lines, plans[sub.plan_id].currency,
+            drafts.append(batch.Draft(sub.account_id, sub.pk, InvoiceKind.RENEWAL, lines, plans[sub.plan_id].currency,
                                        nxt.start, nxt.end, keys[sub.pk], fact.payment_method_id,
                                        fact.payment_method_gateway_id, fact.customer_id,
                                        customer=(fact.country, fact.vat_id)))
         Subscription.objects.filter(pk__any=done_before + plain).update(
             renewal_invoiced_for=F("current_period_end"))  # not selected again until the next period
         # Last: the numbers, whose counter stays locked from there to the commit (INV-1).
-        attempts = ledger.invoices_issue_many(drafts, now=now, audit_actor=actor_label(None))
+        attempts = batch.invoices_issue_many(drafts, now=now, audit_actor=actor_label(None))
     return list(zip(attempts, plain, renewed, strict=True)), one_by_one
 
 
@@ -288,10 +288,10 @@ def receipts_next_charge(paid: list[_Renewed], now) -> list[str]:
     at = [upcoming.start - terms.renewal_lead() for upcoming in following]
     by_day: dict = {}
     for n, moment in enumerate(at):
-        by_day.setdefault(taxes.tax_day(moment), []).append(n)
+        by_day.setdefault(tax_rates.tax_day(moment), []).append(n)
     decisions = {}
     for numbers in by_day.values():
-        decisions.update(taxes.decisions_for({n: paid[n].customer for n in numbers}, at[numbers[0]]))
+        decisions.update(tax_rates.decisions_for({n: paid[n].customer for n in numbers}, at[numbers[0]]))
     sentences = []
     for n, (renewed, upcoming) in enumerate(zip(paid, following, strict=True)):
         charge = terms.next_charge_of(upcoming, credit=ZERO, at=at[n], decision=decisions[n])
@@ -308,7 +308,7 @@ def _collect(triples, now, report) -> None:
     renewed_of = {attempt.payment_id: renewed for attempt, _sub_id, renewed in triples}
     attempts = [attempt for attempt, _sub_id in pairs]
     try:
-        results = ledger.payments_send_many(attempts)
+        results = batch.payments_send_many(attempts)
     except Exception:  # e.g. a gateway error on the batch: send them one at a time
         log.exception("billing run: batch charge failed; charging one at a time")
         results = [_send_one(attempt, sub_id, report) for attempt, sub_id in pairs]
@@ -323,7 +323,7 @@ def _collect(triples, now, report) -> None:
         # (`payments_record_succeeded` updates them in that order); the accounts are not written.
         statuses = subscriptions_lock_statuses(sub_of[attempt.payment_id] for attempt, _r in succeeded)
         receipts, facts = [], []
-        for attempt in ledger.payments_record_succeeded(succeeded, now=now):
+        for attempt in batch.payments_record_succeeded(succeeded, now=now):
             sub_id = sub_of[attempt.payment_id]
             if statuses[sub_id] == Status.PAST_DUE:  # paid up while past due: the one-by-one outcome (and its receipt)
                 sub = Subscription.objects.select_related("plan", "account").get(pk=sub_id)

@@ -24,7 +24,7 @@ from core.clock import clock
 from core.money import ZERO, format_money
 from core.words import counted
 from invoices import services as ledger
-from invoices import taxes
+from invoices import tax_rates
 from invoices.models import Invoice, InvoiceStatus, Payment, PaymentStatus
 from plans.models import Cycle, Plan
 
@@ -353,16 +353,15 @@ def next_charge_of(upcoming: NextTerms, *, credit: Decimal, kind: str = "renewal
     trial conversion at the trial end (TRI-3); available credit first (DWN-4, REN-2). `decision`:
     the account's tax decision on the charge's day, when the caller took it (for many at once)."""
     lines = tuple(upcoming.lines())
-    subtotal = sum((line.amount for line in lines), ZERO)
     at = at or upcoming.start - renewal_lead()
-    tax, label = ZERO, ""  # TAX-2: what invoice_create will add, with the rate in force on the charge's day
-    if decision is not None or upcoming.account is not None:
-        added = taxes.quote_tax_of(decision or taxes.decision_for(upcoming.account, at),
-                                   [line.amount for line in lines], upcoming.plan.currency)
-        if added is not None:
-            tax, label = added.gross - subtotal, added.label
-    return NextCharge(at, kind, lines, subtotal, min(credit, subtotal + tax), upcoming.plan.currency, upcoming, tax,
-                      label)
+    if decision is None and upcoming.account is not None:  # TAX-2: the rate in force on the charge's day
+        decision = tax_rates.decision_for(upcoming.account, at)
+    currency = upcoming.plan.currency
+    # What invoice_create will store: the same totals, credit first (DWN-4); no account: no tax.
+    totals = tax_rates.totals_for(decision, [line.amount for line in lines], credit=credit)
+    added = tax_rates.quote_tax(totals, currency)
+    return NextCharge(at, kind, lines, totals.subtotal, totals.credit_applied, currency, upcoming,
+                      totals.tax_added, added.label if added else "")
 
 
 def renewal_key(sub: Subscription, start: datetime) -> str:

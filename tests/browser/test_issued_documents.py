@@ -14,7 +14,7 @@ from accounts.models import Account
 from core import zones
 from invoices import services as ledger
 from invoices.models import CreditNote, Invoice, InvoiceKind
-from invoices.taxes import EU_RATES, tax_rates_load_file
+from invoices.tax_rates import EU_RATES, tax_rates_load_file
 from subscriptions import billing, staff
 from tests.factories import AccountFactory
 from tests.invoices.test_issued_documents import SELLER_DE, manager

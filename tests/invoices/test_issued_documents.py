@@ -17,7 +17,7 @@ from accounts.models import Account
 from core.seller import seller
 from invoices.models import CreditNote, CreditNoteKind, Invoice, InvoiceKind, PaymentMethod
 from invoices.pdf import credit_note_pdf, invoice_pdf
-from invoices.taxes import EU_RATES, tax_rates_load_file
+from invoices.tax_rates import EU_RATES, tax_rates_load_file
 from plans.models import Plan
 from subscriptions import billing, scheduler, staff
 from tests.factories import AccountFactory, UserFactory

@@ -13,10 +13,11 @@ from decimal import Decimal
 import pytest
 
 from accounts.models import Account, UsageMonth
-from invoices import services as ledger
+from invoices import batch
 from invoices.models import CreditNote, Invoice, SandboxCharge, TaxRate
 from invoices.pdf import credit_note_pdf, invoice_pdf
-from invoices.taxes import EU_RATES, tax_rates_load_file
+from invoices.tax_rates import EU_RATES, tax_rates_load_file
+from invoices.tax_rules import line_tax
 from subscriptions import billing, scheduler
 from tests.factories import AccountFactory
 from tests.subscriptions.conftest import at, current
@@ -161,14 +162,14 @@ def test_tax2_renewals_of_the_set_wise_run_are_taxed_like_one_by_one(case, monke
     billing.subscribe(a, "advanced", now=at("2026-04-01"))
     billing.set_extra_properties(current(a), 2, now=at("2026-04-01"))
     set_wise = []
-    issue_many = ledger.invoices_issue_many
-    monkeypatch.setattr(ledger, "invoices_issue_many", lambda drafts, **kw: set_wise.extend(drafts) or issue_many(
+    issue_many = batch.invoices_issue_many
+    monkeypatch.setattr(batch, "invoices_issue_many", lambda drafts, **kw: set_wise.extend(drafts) or issue_many(
         drafts, **kw))
     scheduler.run(now=at("2026-04-30T00:00"))
     assert len(set_wise) == 1  # renewed set-wise, not one by one
     renewal = Invoice.objects.get(account=a, kind="renewal")
     rate = case.rate
-    taxes = [ledger.tax.line_tax(D("29.00"), rate), ledger.tax.line_tax(D("60.00"), rate)]
+    taxes = [line_tax(D("29.00"), rate), line_tax(D("60.00"), rate)]
     assert [(line.amount, line.tax_amount) for line in renewal.lines.all()] == list(zip(
         [D("29.00"), D("60.00")], taxes, strict=True))
     assert (renewal.subtotal, renewal.tax_amount, renewal.total) == (D("89.00"), sum(taxes), D("89.00") + sum(taxes))

@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from invoices.checks import seller_problems
 from invoices.models import CreditNote, Invoice, TaxRate
-from invoices.taxes import EU_RATES, TaxRatesError, rates_on, tax_rates_load, tax_rates_load_file
+from invoices.tax_rates import EU_RATES, TaxRatesError, rates_on, tax_rates_load, tax_rates_load_file
 from subscriptions import billing
 from tests.admin.conftest import client_for, staff_member
 from tests.invoices.test_tax import CASES, SELLER_DE, customer

@@ -12,9 +12,9 @@ from accounts.models import Account
 from core import events
 from core.models import PendingEvent
 from core.money import format_money
-from invoices import services as ledger
+from invoices import batch
 from invoices.models import CreditNote, Invoice
-from invoices.taxes import EU_RATES, tax_rates_load_file
+from invoices.tax_rates import EU_RATES, tax_rates_load_file
 from notifications import facts as notification_facts
 from notifications.models import EmailLog
 from plans.models import Plan
@@ -227,8 +227,8 @@ def test_not4_a_set_wise_receipt_states_the_next_charge_the_statement_said_at_th
     held()
     renew_at = current(account).current_period_end - terms.renewal_lead()
     set_wise, taken = [], []
-    issue_many = ledger.invoices_issue_many
-    monkeypatch.setattr(ledger, "invoices_issue_many",
+    issue_many = batch.invoices_issue_many
+    monkeypatch.setattr(batch, "invoices_issue_many",
                         lambda drafts, **kw: set_wise.extend(drafts) or issue_many(drafts, **kw))
     account_facts = notification_facts.account_facts
     monkeypatch.setattr(notification_facts, "account_facts",

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from core import money as money_module
 from core.money import CENT, cents, format_money, share
-from subscriptions import pricing
+from subscriptions import period_math, pricing
 from subscriptions.pricing import (
     Period,
     Quote,
@@ -328,7 +328,7 @@ def test_d3_format_money_is_exact_without_float(units, half):
     assert format_money(amount) == f"{sign}${_grouped(expected_units)}"
 
 
-@pytest.mark.parametrize("module", [pricing, money_module])
+@pytest.mark.parametrize("module", [pricing, period_math, money_module])
 def test_d3_pricing_module_never_touches_float(module):
     tree = ast.parse(inspect.getsource(module))
     names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
@@ -341,7 +341,7 @@ def test_d3_pricing_module_never_touches_float(module):
     assert constants == []
 
 
-@pytest.mark.parametrize("module", [pricing, money_module])
+@pytest.mark.parametrize("module", [pricing, period_math, money_module])
 def test_d4_pricing_module_has_no_django_and_no_clock(module):
     tree = ast.parse(inspect.getsource(module))
     imported = {
@@ -357,7 +357,7 @@ def test_d4_pricing_module_has_no_django_and_no_clock(module):
 
 
 def test_d3_docstring_worked_examples_hold():
-    results = [doctest.testmod(module, optionflags=doctest.ELLIPSIS) for module in (pricing, money_module)]
+    results = [doctest.testmod(module, optionflags=doctest.ELLIPSIS) for module in (pricing, period_math, money_module)]
     assert sum(result.attempted for result in results) >= 20
     assert sum(result.failed for result in results) == 0
 

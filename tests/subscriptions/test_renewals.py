@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from accounts.models import AuditEvent
 from core import events, sql
 from core.models import PendingEvent
-from invoices import services as ledger
+from invoices import batch
 from invoices.gateways import ChargeRequest, GatewayError, sandbox
 from invoices.models import CreditNote, Invoice, PaymentMethod, SandboxCharge
 from notifications.models import EmailLog
@@ -178,7 +178,7 @@ def test_not3_undelivered_outbox_rows_wait_for_the_scheduled_drain(account, monk
     assert PendingEvent.objects.count() == 1
     assert scheduled_email_retries().startswith("outbox 1")
     assert not PendingEvent.objects.exists()
-    assert ledger.accounts_with_credit([account.pk]) == set()
+    assert batch.accounts_with_credit([account.pk]) == set()
 
 
 def test_not3_a_drain_past_its_time_budget_hands_the_rest_to_another_task(account, monkeypatch):
@@ -269,7 +269,7 @@ def test_ren3_issue_facts_reads_each_keys_invoice_credit_card_and_tax_details_in
     card = PaymentMethod.objects.get(account=account, is_default=True)
 
     with CaptureQueriesContext(connection) as queries:
-        facts = ledger.issue_facts([(account.pk, "renewal:taken"), (other.pk, "renewal:free"),
+        facts = batch.issue_facts([(account.pk, "renewal:taken"), (other.pk, "renewal:free"),
                                     (account.pk, "renewal:free")])
 
     assert len(queries.captured_queries) == 1
@@ -309,13 +309,13 @@ def test_rows_from_gives_back_every_value_when_columns_are_the_same_in_every_row
                "ok": "bool", "ref": "id", "note": "text", "data": "json"}
     rows = [(n, "renewal", when, Decimal("10.00"), Decimal("1.0") if n else Decimal("1.00"), True, None,
              f"n{n}", {"a": 1}) for n in range(3)]
-    for batch in (rows, rows[:1]):
-        source, params = sql.rows_from(columns, batch)
+    for given in (rows, rows[:1]):
+        source, params = sql.rows_from(columns, given)
         found = sql.run(f"SELECT {', '.join(f'v.{name}' for name in columns)} FROM {source} ORDER BY v.n", params)
         assert [(row[0], row[1], _aware(row[2]), Decimal(row[3]), str(row[4]), bool(row[5]), row[6], row[7],
                  row[8] if isinstance(row[8], dict) else json.loads(row[8])) for row in found] == [
             (n, kind, at, amount, str(rate), ok, ref, note, data)
-            for n, kind, at, amount, rate, ok, ref, note, data in batch]
+            for n, kind, at, amount, rate, ok, ref, note, data in given]
 
 
 def _aware(value):

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from django.urls import reverse
 
-from invoices.tax import EXPORT, TaxDecision, tax_line_text
+from invoices.tax_rules import EXPORT, TaxDecision, tax_line_text
 from subscriptions import billing
 from subscriptions.statement import account_statement
 from tests.factories import PlanFactory

@@ -6,7 +6,7 @@ from django.utils import timezone
 from accounts import services
 from accounts.models import Account
 from backoffice import demo
-from invoices.taxes import EU_RATES, tax_rates_load_file
+from invoices.tax_rates import EU_RATES, tax_rates_load_file
 from plans.services import DEMO_CATALOG, catalog_load_file
 from subscriptions import billing
 

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from invoices.taxes import EU_RATES, TaxRatesError, tax_rates_load_file
+from invoices.tax_rates import EU_RATES, TaxRatesError, tax_rates_load_file
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
 """Tax as the ledger applies it (TAX-1..3): the seller from the settings, the rates in force from
 the `TaxRate` table, the customer's country and VAT ID; the rules themselves are the pure
-`invoices.tax`. Invoices (one by one and set-wise), quotes and the billing page call
+`invoices.tax_rules`. Invoices (one by one and set-wise), quotes and the billing page call
 `decision_for` / `decisions_for`, so what a customer is told is what is charged (PAY-4).
 
 The tax-rates file (country -> standard rate from a date) is loaded like the catalog: checked
@@ -17,11 +17,12 @@ from django.db import transaction
 
 from accounts.countries import is_country
 from core.datafiles import json_file_read
-from core.money import format_money
+from core.money import ZERO, format_money
 from core.seller import seller
 
-from . import tax
+from . import tax_rules
 from .models import TaxRate
+from .totals import InvoiceTotals, invoice_totals
 
 
 def rates_on(day: date) -> dict[str, Decimal]:
@@ -42,24 +43,24 @@ def tax_active() -> bool:
     """Whether any customer can owe tax: False for the demo (a seller in the US, TAX_COLLECT=auto),
     which then never reads the rates table."""
     mode = settings.TAX_COLLECT
-    return mode != "off" and (tax.is_eu_seller(seller().country) or mode == "domestic")
+    return mode != "off" and (tax_rules.is_eu_seller(seller().country) or mode == "domestic")
 
 
-def decisions_for(customers: dict[int, tuple[str, str]], now: datetime) -> dict[int, tax.TaxDecision]:
+def decisions_for(customers: dict[int, tuple[str, str]], now: datetime) -> dict[int, tax_rules.TaxDecision]:
     """{key: decision} for many customers given as {key: (country, vat_id)}, with one read of the rates."""
     if not tax_active():
-        return {key: tax.NO_TAX for key in customers}
+        return {key: tax_rules.NO_TAX for key in customers}
     rates, seller_country, mode = rates_on(tax_day(now)), seller().country, settings.TAX_COLLECT
-    decided: dict[tuple[str, str], tax.TaxDecision] = {}  # a batch's customers share a few (country, VAT ID)
+    decided: dict[tuple[str, str], tax_rules.TaxDecision] = {}  # a batch's customers share a few (country, VAT ID)
     for country, vat_id in customers.values():
         facts = (str(country or ""), vat_id or "")
         if facts not in decided:
-            decided[facts] = tax.tax_decision(seller_country=seller_country, customer_country=facts[0],
+            decided[facts] = tax_rules.tax_decision(seller_country=seller_country, customer_country=facts[0],
                                               vat_id=facts[1], rate_of=rates.get, mode=mode)
     return {key: decided[(str(country or ""), vat_id or "")] for key, (country, vat_id) in customers.items()}
 
 
-def decision_for(account, now: datetime) -> tax.TaxDecision:
+def decision_for(account, now: datetime) -> tax_rules.TaxDecision:
     """The treatment of `account`'s invoices made at `now` (TAX-3)."""
     return decisions_for({0: (account.country, account.vat_id)}, now)[0]
 
@@ -139,7 +140,7 @@ def tax_rates_load(data) -> TaxRatesResult:
         existing = {(r.country, r.valid_from): r for r in TaxRate.objects.select_for_update()}
         for country, valid_from, rate in entries:
             row = existing.pop((country, valid_from), None)
-            label = f"{country} {tax.percent(rate)} from {valid_from}"
+            label = f"{country} {tax_rules.percent(rate)} from {valid_from}"
             if row is None:
                 TaxRate.objects.create(country=country, valid_from=valid_from, rate=rate)
                 created.append(label)
@@ -176,27 +177,29 @@ class QuoteTax:
     label: str  # "VAT 19 %", "VAT 0 % (reverse charge)", "included VAT 19 %"
 
 
-def quote_tax(account, amounts: list[Decimal], currency: str, now: datetime) -> QuoteTax | None:
-    """What `invoice_create` will add to lines of `amounts` for `account` at `now`, for the quote
-    (PAY-3, PAY-4: the same decision and the same per-line rounding). None: no tax lines (TAX-3).
-    A 0 % line carries the legal mention as its computation (reverse charge, export)."""
-    return quote_tax_of(decision_for(account, now), amounts, currency)
+def totals_for(decision: tax_rules.TaxDecision | None, amounts, *, credit: Decimal = ZERO) -> InvoiceTotals:
+    """`totals.invoice_totals` with the seller's setting for tax-inclusive prices: what an invoice
+    of lines of `amounts` made with `decision` (None: no tax) stores, with `credit` available,
+    and what a quote or the next charge states."""
+    return invoice_totals(amounts, decision or tax_rules.NO_TAX, prices_include_tax=prices_include_tax(),
+                          credit=credit)
 
 
-def quote_tax_of(decision: tax.TaxDecision, amounts: list[Decimal], currency: str) -> QuoteTax | None:
-    """`quote_tax` with the decision already taken (`decisions_for`, for many customers at once)."""
+def quote_tax(totals: InvoiceTotals, currency: str) -> QuoteTax | None:
+    """What `invoice_create` will add to the lines of `totals`, for the quote (PAY-3, PAY-4: the
+    same decision and the same per-line rounding). None: no tax lines (TAX-3). A 0 % line carries
+    the legal mention as its computation (reverse charge, export)."""
+    decision = totals.decision
     if not decision.charges_tax:
         return None
-    inclusive = prices_include_tax()
-    taxed = tax.taxed(amounts, decision.rate, inclusive=inclusive)
-    description, computation = tax.tax_line_text(decision, taxed.subtotal, taxed.tax, currency, inclusive=inclusive)
-    if inclusive:  # the prices hold the tax: the amount due does not change; say how much of it is tax
-        return QuoteTax((), taxed.tax, taxed.gross, f"Prices include {decision.label}: today {computation}.",
+    description, computation = totals.tax_line(currency)
+    if totals.inclusive:  # the prices hold the tax: the amount due does not change; say how much of it is tax
+        return QuoteTax((), totals.tax, totals.gross, f"Prices include {decision.label}: today {computation}.",
                         description)
     if decision.mention:
         computation = f"{computation}. {decision.mention}"
     later = f"Amounts after today are before {decision.label}, which each invoice adds." if decision.rate else ""
-    return QuoteTax(((description, taxed.tax, computation),), taxed.tax, taxed.gross, later, description)
+    return QuoteTax(((description, totals.tax, computation),), totals.tax, totals.gross, later, description)
 
 
 def credit_tax_note(invoice, net: Decimal) -> str:
@@ -204,7 +207,7 @@ def credit_tax_note(invoice, net: Decimal) -> str:
     the credit note names, reversed in proportion (`credit_note_issue` computes the same)."""
     if invoice is None or not invoice.tax_amount:
         return ""
-    net, tax_amount = tax.credit_split(invoice_net=invoice.net_amount, invoice_tax=invoice.tax_amount, net=net)
+    net, tax_amount = tax_rules.credit_split(invoice_net=invoice.net_amount, invoice_tax=invoice.tax_amount, net=net)
     money = lambda amount: format_money(amount, invoice.currency)  # noqa: E731
     return (f"The credit note also gives back the VAT of invoice {invoice.number} in proportion: {money(net)} "
             f"× {money(invoice.tax_amount)} / {money(invoice.net_amount)} = {money(tax_amount)}, so "

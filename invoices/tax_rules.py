@@ -1,5 +1,5 @@
 """Tax rules as code (TAX-2, TAX-3): who pays which rate, and the tax of each line. Pure: no ORM,
-no settings, no clock; `invoices.taxes` loads the seller, the customer and the rates in force and
+no settings, no clock; `invoices.tax_rates` loads the seller, the customer and the rates in force and
 calls these, so invoices, quotes and the billing page compute tax one way (PAY-4).
 
 Prices exclude tax unless the seller configures tax-inclusive prices. Tax is computed per line,
@@ -144,39 +144,6 @@ def line_tax(amount: Decimal, rate: Decimal, *, inclusive: bool = False) -> Deci
     """
     exact = Fraction(amount) * Fraction(rate) / (100 + Fraction(rate) if inclusive else 100)
     return round_cents(exact)
-
-
-@dataclass(frozen=True)
-class Taxed:
-    """Lines' amounts with their tax: what an invoice stores and prints (TAX-2)."""
-
-    line_taxes: tuple[Decimal, ...]
-    subtotal: Decimal  # the lines' amounts as priced
-    tax: Decimal
-    inclusive: bool
-
-    @property
-    def net(self) -> Decimal:
-        return self.subtotal - self.tax if self.inclusive else self.subtotal
-
-    @property
-    def gross(self) -> Decimal:
-        """What the customer owes before credit: the total the gateway charges (less credit)."""
-        return self.subtotal if self.inclusive else self.subtotal + self.tax
-
-
-def taxed(amounts: list[Decimal], rate: Decimal, *, inclusive: bool = False) -> Taxed:
-    """Each line's tax, and the totals (one rate per invoice: one treatment per customer).
-
-    A first period of Advanced ($29.00) plus 2 extra properties prorated ($40.00) at 19 %:
-    tax 5.51 + 7.60 = 13.11; gross 69.00 + 13.11 = 82.11.
-
-    >>> t = taxed([Decimal("29.00"), Decimal("40.00")], Decimal("19"))
-    >>> t.line_taxes, t.subtotal, t.tax, t.gross
-    ((Decimal('5.51'), Decimal('7.60')), Decimal('69.00'), Decimal('13.11'), Decimal('82.11'))
-    """
-    line_taxes = tuple(line_tax(amount, rate, inclusive=inclusive) for amount in amounts)
-    return Taxed(line_taxes, sum(amounts, ZERO), sum(line_taxes, ZERO), inclusive)
 
 
 def credit_split(*, invoice_net: Decimal, invoice_tax: Decimal, net: Decimal | None = None,
