@@ -11,6 +11,7 @@ from django.core.exceptions import ImproperlyConfigured
 from accounts.countries import is_country
 from accounts.vat import is_eu, vat_id_valid
 from invoices.gateways import GATEWAYS
+from invoices.tax_rules import MODES
 
 # dj-stripe refuses shorter keys (InvalidStripeAPIKey); Stripe's are much longer.
 SECRET_KEY_RE = re.compile(r"^(sk|rk)_(test|live)_[A-Za-z0-9]{24,}$")
@@ -136,8 +137,6 @@ def check_seller_details(app_configs=None, **kwargs):
 
 @register(Tags.compatibility)
 def check_tax_settings(app_configs=None, **kwargs):
-    from .tax import MODES
-
     if settings.TAX_COLLECT not in MODES:
         return [Error(f"TAX_COLLECT={settings.TAX_COLLECT!r} is not one of {', '.join(MODES)}.",
                       hint="auto: EU VAT rules for a seller in the EU, none outside; domestic: a seller outside "

@@ -25,6 +25,7 @@ from invoices.models import (
 from plans.models import Cycle, Plan
 
 from . import pricing
+from .changes import ChangeKind, PendingChange
 from .errors import NotEligible
 from .models import RestoreRequest, Status, Subscription
 from .periods import local_date, period_date
@@ -169,18 +170,24 @@ def upgrade_invoice(sub: Subscription) -> Invoice | None:
     """The paid monthly -> yearly upgrade invoice of `sub`, newest first."""
     for invoice in (Invoice.objects.filter(subscription=sub, kind=InvoiceKind.UPGRADE, status=InvoiceStatus.PAID)
                     .order_by("-issued_at", "-id")[:20]):
-        change = invoice.pending_change or {}
-        if change.get("action") == "upgrade" and (change.get("from_cycle"), change.get("cycle")) == (
+        change = PendingChange.from_json(invoice.pending_change)
+        if change is not None and change.kind == ChangeKind.UPGRADE and (change.from_cycle, change.cycle) == (
             Cycle.MONTHLY, Cycle.YEARLY
         ):
             return invoice
     return None
 
 
+def forfeited_days(invoice: Invoice) -> int:
+    """UPG-3: the monthly days a monthly -> yearly upgrade gave up, as its pending change records them."""
+    change = PendingChange.from_json(invoice.pending_change)
+    return change.forfeited_days if change is not None else 0
+
+
 def upgraded_on(sub: Subscription, invoice: Invoice) -> date:
     """The day of the monthly -> yearly upgrade on the yearly period's calendar (UPG-3)."""
-    start = (invoice.pending_change or {}).get("new_start")
-    moment = datetime.fromisoformat(start) if start else (invoice.paid_at or invoice.issued_at)
+    change = PendingChange.from_json(invoice.pending_change)
+    moment = change.start if change is not None and change.start else (invoice.paid_at or invoice.issued_at)
     return period_date(sub, moment)
 
 
@@ -193,7 +200,7 @@ def restore_refusal(subscription, now=None) -> str | None:
         return "Days can be restored only after an upgrade from a monthly to a yearly plan."
     if not sub.is_current or sub.status == Status.CANCELED or sub.cycle != Cycle.YEARLY:
         return "The yearly subscription this upgrade started is no longer current, so no days can be added to it."
-    days = int((invoice.pending_change or {}).get("forfeited_days") or 0)
+    days = forfeited_days(invoice)
     if days <= 0:
         return "No days of your monthly period were forfeited by this upgrade."
     existing = RestoreRequest.objects.filter(invoice=invoice).first()

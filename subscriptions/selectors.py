@@ -88,20 +88,23 @@ def _day(sub: Subscription, moment: datetime) -> str:
 
 
 @dataclass
-class PendingChange:
+class PendingNotice:
+    """A change waiting on the billing page's banner, with its undo button (not the engine's
+    `changes.PendingChange`, which is what a charge applies)."""
+
     kind: str  # cancellation | downgrade | extra_properties | trial_cancelled
     text: str
     undo_label: str
     owner_only: bool  # undoing a cancellation is the owner's (CAN-1)
 
 
-def pending_changes(sub: Subscription | None, now: datetime) -> list[PendingChange]:
+def pending_changes(sub: Subscription | None, now: datetime) -> list[PendingNotice]:
     if sub is None:
         return []
     changes = []
     until = terms.trial_reactivable_until(sub, now)
     if until:
-        changes.append(PendingChange(
+        changes.append(PendingNotice(
             "trial_cancelled",
             f"You cancelled your {sub.plan.name} trial; your account is suspended. You can reactivate the trial "
             f"until {_day(sub, until)}.", "Reactivate trial", True))
@@ -109,18 +112,18 @@ def pending_changes(sub: Subscription | None, now: datetime) -> list[PendingChan
     if sub.status == Status.CANCELED:
         return changes
     if sub.cancel_at_period_end:
-        changes.append(PendingChange(
+        changes.append(PendingNotice(
             "cancellation",
             f"Your {sub.plan.name} subscription is cancelled: service runs until {_day(sub, terms.paid_until(sub))}, "
             "then the account moves to Free.", "Resume subscription", True))
     if sub.scheduled_plan_id:
         effective = sub.trial_end if sub.status == Status.TRIALING else sub.current_period_end
         target = "Free" if sub.scheduled_plan.is_free else f"{sub.scheduled_plan.name} ({sub.scheduled_cycle})"
-        changes.append(PendingChange(
+        changes.append(PendingNotice(
             "downgrade", f"Downgrade to {target} on {_day(sub, effective)}. You keep {sub.plan.name} until then.",
             "Undo downgrade", False))
     if sub.scheduled_extra_properties is not None:
-        changes.append(PendingChange(
+        changes.append(PendingNotice(
             "extra_properties",
             f"Extra properties go from {sub.extra_properties} to {sub.scheduled_extra_properties} on "
             f"{_day(sub, sub.current_period_end)}.", "Undo change", False))
@@ -266,7 +269,7 @@ def restore_days(sub: Subscription, now: datetime) -> dict | None:
     if invoice is None:
         return None
     upgraded = terms.upgraded_on(sub, invoice)
-    return {"days": int((invoice.pending_change or {}).get("forfeited_days") or 0), "upgraded_on": upgraded,
+    return {"days": terms.forfeited_days(invoice), "upgraded_on": upgraded,
             "deadline": pricing.restore_deadline(upgraded, settings.BILLING_RESTORE_WORKING_DAYS)}
 
 

@@ -48,6 +48,7 @@ from .refusals import (
     USE_SHOWN_BY,
     charged_at,
     fit_problem,
+    forfeited_days,
     paid_change_after,
     paid_status_guard,
     refund_refusal,
@@ -65,7 +66,8 @@ snapshot = subscription_snapshot  # the audited state of a subscription (ACC-3),
 # Read as `terms.<name>` by the engine's commands, quotes and lifecycle; owned by the modules above.
 __all__ = [
     "USE_SHOWN_BY", "ahead_period", "anchor_moved", "charged_at", "clock", "current_period", "days_later",
-    "fit_problem", "iso", "local_date", "next_zone", "next_zone_of", "paid_change_after", "paid_status_guard",
+    "fit_problem", "forfeited_days", "iso", "local_date", "next_zone", "next_zone_of", "paid_change_after",
+    "paid_status_guard",
     "period_date", "refund_refusal", "refundable_payments", "restore_refusal", "snapshot", "span",
     "trial_eligible", "trial_end_at", "trial_first_period", "trial_reactivable_until", "trial_refusal",
     "upgrade_invoice", "upgraded_on",
