@@ -131,9 +131,10 @@ def signup_rate() -> tuple[int, int] | None:
 
 def signup_attempt_allowed(request) -> bool:
     """Counts a sign-up attempt of the client's address in a fixed window of the shared cache;
-    False past SIGNUP_RATE (issue 28: "An account with this e-mail address already exists" would
-    otherwise list which addresses have accounts at the speed of the network). Fails open when the
-    cache is down: sign-up matters more than the throttle."""
+    False past SIGNUP_RATE (issue 28: every valid attempt e-mails the address it names, a
+    confirmation link or "you already have an account" (accounts/signup.py), which must not go out at
+    the speed of the network). Fails open when the cache is down: sign-up matters more than the
+    throttle."""
     rate = signup_rate()
     if rate is None:
         return True

@@ -34,6 +34,7 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("metrics", ops_views.metrics, name="metrics"),
     path("signup/", account_views.sign_up, name="signup"),
+    path("signup/confirm/<str:token>/", account_views.sign_up_confirm, name="signup_confirm"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     # ACC-4: customers reset and change their own password (accounts/auth.py, templates/registration/).

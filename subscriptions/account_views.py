@@ -4,10 +4,11 @@ a suspended account's properties do not track), so they live in the engine's app
 
 from django.contrib import messages
 from django.contrib.auth import login
+from django.db import IntegrityError, transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
-from accounts import services
+from accounts import services, signup
 from accounts.auth import signup_attempt_allowed, signup_wait_minutes
 from accounts.decorators import account_required
 from accounts.forms import PropertyForm, SignUpForm
@@ -18,6 +19,9 @@ from . import billing, selectors
 
 @require_http_methods(["GET", "POST"])
 def sign_up(request):
+    """The sign-up form. A valid form answers "Check your e-mail" and queues one e-mail, the same
+    page and the same work whether the address has an account or not (issue 28); the account is
+    created from the e-mailed link (sign_up_confirm)."""
     if request.user.is_authenticated:
         return redirect("billing:overview")
     form = SignUpForm(request.POST or None)
@@ -27,20 +31,46 @@ def sign_up(request):
                              f"{'s' if minutes != 1 else ''}, or log in if you have an account.")
         return render(request, "registration/signup.html", {"form": form}, status=429)
     if request.method == "POST" and form.is_valid():
+        signup.signup_request(email=form.cleaned_data["email"], account_name=form.cleaned_data["account_name"],
+                              timezone=form.cleaned_data["timezone"], password=form.cleaned_data["password"])
+        return render(request, "registration/signup_sent.html", {"valid_hours": signup.SIGNUP_LINK_HOURS})
+    return render(request, "registration/signup.html", {"form": form})
+
+
+@require_http_methods(["GET", "POST"])
+def sign_up_confirm(request, token: str):
+    """The e-mailed sign-up link. GET only shows what will be created and a button (mail scanners
+    follow links); POST creates the account on Free with the chosen password, logs in and goes to
+    the billing overview. An expired, changed or used link, or an address that has an account by
+    now, is refused with the way on."""
+    if request.user.is_authenticated:
+        return redirect("billing:overview")
+    try:
+        data = signup.signup_payload(token)
+    except signup.SignupLinkError as exc:
+        return render(request, "registration/signup_confirm.html", {"refusal": str(exc)}, status=400)
+    if request.method == "POST":
         try:
-            user, _account = billing.sign_up(
-                email=form.cleaned_data["email"],
-                password=form.cleaned_data["password"],
-                account_name=form.cleaned_data["account_name"],
-                timezone=form.cleaned_data["timezone"],
-            )
-        except services.AccountError as exc:
-            form.add_error("email", str(exc))
+            with transaction.atomic():
+                # No password given to sign_up: the user gets the hash the customer chose (the link
+                # carries only that), set in the same transaction.
+                user, _account = billing.sign_up(email=data["email"], password=None,
+                                                 account_name=data["account_name"], timezone=data["timezone"])
+                user.password = data["password_hash"]
+                user.save(update_fields=["password"])
+        except (services.AccountError, IntegrityError):
+            pass  # the address has an account by now: refused below, as on GET
         else:
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
             messages.success(request, "Welcome to Prorata. You are on the Free plan.")
             return redirect("billing:overview")
-    return render(request, "registration/signup.html", {"form": form})
+    taken = signup.address_user(data["email"])
+    if taken is not None:
+        refusal = ("This link was used already: your account exists. Log in with your e-mail and password."
+                   if taken.password == data["password_hash"] else
+                   "An account with this e-mail address exists already. Log in instead.")
+        return render(request, "registration/signup_confirm.html", {"refusal": refusal, "taken": True}, status=409)
+    return render(request, "registration/signup_confirm.html", {"signup": data})
 
 
 @account_required("view_usage")

@@ -70,3 +70,22 @@ def log_in(page, email: str, password: str = PASSWORD) -> None:
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url("**/billing/")
+
+
+def sign_up(page, name: str, email: str, password: str) -> None:
+    """Sign up as a customer does (issue 28): the form, "Check your e-mail", the e-mailed link (read
+    from django.core.mail.outbox: the live server runs in this process), its button; ends on the
+    billing overview."""
+    from playwright.sync_api import expect
+
+    from tests.signup import signup_link
+
+    page.goto("/signup/")
+    page.get_by_label("Company or account name").fill(name)
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign up").click()
+    expect(page.get_by_role("heading", name="Check your e-mail")).to_be_visible()
+    page.goto(signup_link(email))
+    page.get_by_role("button", name="Create my account").click()
+    page.wait_for_url("**/billing/")

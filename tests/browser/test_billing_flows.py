@@ -11,7 +11,7 @@ from subscriptions import billing, scheduler, terms
 from subscriptions.pricing import format_money
 from tests.factories import AccountFactory, PropertyFactory
 
-from .conftest import ARTIFACTS, log_in
+from .conftest import ARTIFACTS, log_in, sign_up
 
 pytestmark = pytest.mark.browser
 
@@ -30,12 +30,7 @@ def customer(catalog, transactional_db):
 def test_signup_then_start_a_trial_after_adding_the_test_card(page, shot, catalog):
     """ACC-1, TRI-1: a visitor signs up onto Free, adds the test card, and starts a 14-day Personal trial quoted at
     $0.00."""
-    page.goto("/signup/")
-    page.get_by_label("Company or account name").fill("Browser Co")
-    page.get_by_label("E-mail").fill("owner@browser.example")
-    page.get_by_label("Password").fill("a-long-passphrase-42")
-    page.get_by_role("button", name="Sign up").click()
-    page.wait_for_url("**/billing/")
+    sign_up(page, "Browser Co", "owner@browser.example", "a-long-passphrase-42")
     assert "You are on the Free plan" in page.content()
 
     page.get_by_role("link", name="Plans", exact=True).click()

@@ -5,6 +5,7 @@ from django.urls import reverse
 
 from accounts.models import Account, AuditEvent
 from subscriptions import billing
+from tests.signup import sign_up
 
 from .conftest import current
 
@@ -45,10 +46,10 @@ def test_d5_a_zone_not_offered_is_refused_and_nothing_changes(account, client_ow
 def test_d5_sign_up_takes_the_browsers_zone_and_falls_back_to_utc(client, catalog):
     page = client.get(reverse("signup")).content.decode()
     assert 'name="timezone"' in page and "resolvedOptions().timeZone" in page
-    client.post(reverse("signup"), {"account_name": "Chatham", "email": "c@example.com",
-                                    "password": "a-long-password-1", "timezone": "Pacific/Chatham"})
+    sign_up(client, account_name="Chatham", email="c@example.com", password="a-long-password-1",
+            timezone="Pacific/Chatham")
     assert Account.objects.get(name="Chatham").timezone == "Pacific/Chatham"
     client.logout()
-    client.post(reverse("signup"), {"account_name": "Nowhere", "email": "n@example.com",
-                                    "password": "a-long-password-1", "timezone": "Mars/Olympus"})
+    sign_up(client, account_name="Nowhere", email="n@example.com", password="a-long-password-1",
+            timezone="Mars/Olympus")
     assert Account.objects.get(name="Nowhere").timezone == "UTC"
