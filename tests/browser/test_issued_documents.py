@@ -7,6 +7,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 from playwright.sync_api import expect
 
@@ -79,15 +80,16 @@ def test_inv6_invoice_lines_on_a_390px_phone_show_every_amount_in_full(page, sho
     tax_rates_load_file(EU_RATES)
     account = customer()
     now = timezone.now() - timedelta(days=3)
-    invoice = ledger.invoice_create(
-        account=account, subscription=current(account), kind=InvoiceKind.UPGRADE, currency="USD", now=now,
-        period_start=now, period_end=now + timedelta(days=365),
-        lines=[ledger.Line("Advanced (yearly), 2026-12-04 to 2027-12-04", Decimal("278.04"),
-                           computation="278.04 for 365 of 365 days"),
-               ledger.Line("2 extra properties (yearly), 2026-12-04 to 2027-12-04", Decimal("720.00"),
-                           computation="2 \u00d7 30.00 \u00d7 12 months = 720.00", quantity=Decimal("2"),
-                           unit_price=Decimal("360.00"))])
-    ledger.invoice_issue(invoice, now=now)
+    with transaction.atomic():  # the ledger runs inside the engine's transactions (it locks the credit notes)
+        invoice = ledger.invoice_create(
+            account=account, subscription=current(account), kind=InvoiceKind.UPGRADE, currency="USD", now=now,
+            period_start=now, period_end=now + timedelta(days=365),
+            lines=[ledger.Line("Advanced (yearly), 2026-12-04 to 2027-12-04", Decimal("278.04"),
+                               computation="278.04 for 365 of 365 days"),
+                   ledger.Line("2 extra properties (yearly), 2026-12-04 to 2027-12-04", Decimal("720.00"),
+                               computation="2 \u00d7 30.00 \u00d7 12 months = 720.00", quantity=Decimal("2"),
+                               unit_price=Decimal("360.00"))])
+        ledger.invoice_issue(invoice, now=now)
     log_in(page, account.owner.email)
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(f"/billing/invoices/{invoice.pk}/")
