@@ -8,7 +8,6 @@ from accounts.audit import audit
 from invoices.models import RefundRequest, RefundRequestStatus
 
 from . import terms
-from .changes import PendingChange
 from .errors import NotEligible
 from .locks import invoice_lock, subscription_lock_current
 from .models import RestoreRequest
@@ -49,7 +48,7 @@ def request_restore_days(subscription, *, actor=None, now=None) -> RestoreReques
                 raise NotEligible(refusal)
             invoice = terms.upgrade_invoice(sub)
             request = RestoreRequest.objects.create(
-                subscription=sub, invoice=invoice, days=PendingChange.from_json(invoice.pending_change).forfeited_days,
+                subscription=sub, invoice=invoice, days=terms.forfeited_days(invoice),
                 upgraded_on=terms.upgraded_on(sub, invoice), requested_at=now, requested_by=actor,
             )
             audit(account=sub.account, actor=actor, action="restore.requested", obj=request,
